@@ -1,0 +1,14 @@
+//! What every IAM process shares: access-token claims and their one verifier, JWK types,
+//! configuration helpers and (behind the `telemetry` feature) logging setup.
+//!
+//! Nothing here opens a socket or a database connection, so a verifier that depends on this
+//! crate never drags in a server or a driver.
+
+pub mod config;
+pub mod jwk;
+#[cfg(feature = "telemetry")]
+pub mod telemetry;
+pub mod token;
+
+pub use jwk::{KeySet, PublicJwk, PublicJwks};
+pub use token::{AccessTokenClaims, Reason, VerificationRules, verify_access_token};

@@ -1,0 +1,256 @@
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use openssl::rsa::Rsa;
+
+use super::*;
+use crate::jwk::{PublicJwk, PublicJwks};
+
+const NOW: i64 = 1_800_000_000;
+
+struct TestKey {
+    signer: AccessTokenSigner,
+    jwk: PublicJwk,
+}
+
+fn test_key() -> TestKey {
+    let rsa = Rsa::generate(2048).expect("rsa key");
+    let jwk = PublicJwk::from_rsa_components(&rsa.n().to_vec(), &rsa.e().to_vec());
+    let der = rsa.private_key_to_der().expect("der");
+    let signer = AccessTokenSigner::from_private_key_der(&jwk.kid, &der).expect("signer");
+    TestKey { signer, jwk }
+}
+
+fn rules() -> VerificationRules {
+    VerificationRules {
+        issuer: "iam".into(),
+        audience: "iam".into(),
+        leeway_seconds: 30,
+    }
+}
+
+fn claims(now: i64) -> AccessTokenClaims {
+    let permissions = vec!["iam:users:read".to_owned()];
+    AccessTokenClaims::issue(
+        &IssuancePolicy {
+            issuer: "iam".into(),
+            audience: "iam".into(),
+            ttl_seconds: 300,
+        },
+        &TokenSubject {
+            user_id: "0193a0c4-0000-7000-8000-000000000001",
+            email: "ada@example.com",
+            role: "admin",
+            permissions: &permissions,
+        },
+        now,
+    )
+}
+
+fn keys_of(key: &TestKey) -> KeySet {
+    KeySet::from_jwks(&PublicJwks {
+        keys: vec![key.jwk.clone()],
+    })
+    .expect("key set")
+}
+
+fn forge(header: serde_json::Value, claims: &AccessTokenClaims, signature: &[u8]) -> String {
+    format!(
+        "{}.{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).expect("json")),
+        URL_SAFE_NO_PAD.encode(signature)
+    )
+}
+
+#[test]
+fn a_signed_token_verifies_and_round_trips_its_claims() {
+    let key = test_key();
+    let issued = claims(NOW);
+    let token = key.signer.sign(&issued).expect("sign");
+    let verified = verify_access_token(&token, &keys_of(&key), &rules(), NOW).expect("verify");
+    assert_eq!(verified, issued);
+}
+
+#[test]
+fn the_header_names_rs256_at_jwt_and_the_kid() {
+    let key = test_key();
+    let token = key.signer.sign(&claims(NOW)).expect("sign");
+    let header_b64 = token.split('.').next().expect("header");
+    let header: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header_b64).expect("b64")).expect("json");
+    assert_eq!(
+        header,
+        serde_json::json!({"alg": "RS256", "typ": "at+jwt", "kid": key.jwk.kid})
+    );
+}
+
+#[test]
+fn expiry_is_checked_with_leeway() {
+    let key = test_key();
+    let token = key.signer.sign(&claims(NOW)).expect("sign");
+    let keys = keys_of(&key);
+    assert!(verify_access_token(&token, &keys, &rules(), NOW + 300 + 30).is_ok());
+    assert_eq!(
+        verify_access_token(&token, &keys, &rules(), NOW + 300 + 31),
+        Err(Reason::Expired)
+    );
+}
+
+#[test]
+fn not_before_is_checked_with_leeway() {
+    let key = test_key();
+    let token = key.signer.sign(&claims(NOW)).expect("sign");
+    let keys = keys_of(&key);
+    assert!(verify_access_token(&token, &keys, &rules(), NOW - 30).is_ok());
+    assert_eq!(
+        verify_access_token(&token, &keys, &rules(), NOW - 31),
+        Err(Reason::NotYetValid)
+    );
+}
+
+#[test]
+fn wrong_issuer_and_audience_are_refused() {
+    let key = test_key();
+    let token = key.signer.sign(&claims(NOW)).expect("sign");
+    let keys = keys_of(&key);
+    let mut other_issuer = rules();
+    other_issuer.issuer = "someone-else".into();
+    assert_eq!(
+        verify_access_token(&token, &keys, &other_issuer, NOW),
+        Err(Reason::WrongIssuer)
+    );
+    let mut other_audience = rules();
+    other_audience.audience = "billing".into();
+    assert_eq!(
+        verify_access_token(&token, &keys, &other_audience, NOW),
+        Err(Reason::WrongAudience)
+    );
+}
+
+#[test]
+fn a_tampered_payload_fails_the_signature() {
+    let key = test_key();
+    let token = key.signer.sign(&claims(NOW)).expect("sign");
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    let mut forged = claims(NOW);
+    forged.role = "superuser".into();
+    parts[1] = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).expect("json"));
+    let tampered = parts.join(".");
+    assert_eq!(
+        verify_access_token(&tampered, &keys_of(&key), &rules(), NOW),
+        Err(Reason::BadSignature)
+    );
+}
+
+#[test]
+fn a_stripped_signature_is_refused() {
+    let key = test_key();
+    let token = key.signer.sign(&claims(NOW)).expect("sign");
+    let stripped = format!("{}.", token.rsplit_once('.').expect("dot").0);
+    assert_eq!(
+        verify_access_token(&stripped, &keys_of(&key), &rules(), NOW),
+        Err(Reason::BadSignature)
+    );
+}
+
+#[test]
+fn alg_none_and_hs256_are_refused_before_any_key_is_used() {
+    let key = test_key();
+    let keys = keys_of(&key);
+    for alg in ["none", "HS256", "RS512", "PS256"] {
+        let token = forge(
+            serde_json::json!({"alg": alg, "typ": "at+jwt", "kid": key.jwk.kid}),
+            &claims(NOW),
+            b"",
+        );
+        assert_eq!(
+            verify_access_token(&token, &keys, &rules(), NOW),
+            Err(Reason::AlgorithmNotAllowed),
+            "alg {alg}"
+        );
+    }
+}
+
+#[test]
+fn only_the_access_token_type_is_accepted() {
+    let key = test_key();
+    let keys = keys_of(&key);
+    for typ in [Some("JWT"), None, Some("id_token+jwt")] {
+        let mut header = serde_json::json!({"alg": "RS256", "kid": key.jwk.kid});
+        if let Some(typ) = typ {
+            header["typ"] = typ.into();
+        }
+        let token = forge(header, &claims(NOW), b"sig");
+        assert_eq!(
+            verify_access_token(&token, &keys, &rules(), NOW),
+            Err(Reason::WrongType),
+            "typ {typ:?}"
+        );
+    }
+    assert!(is_access_token_type("application/AT+JWT"));
+}
+
+#[test]
+fn a_key_named_inside_the_token_is_never_used() {
+    let trusted = test_key();
+    let attacker = test_key();
+    // The attacker signs with its own key and points at it via an embedded `jwk`.
+    let token = attacker.signer.sign(&claims(NOW)).expect("sign");
+    assert_eq!(
+        verify_access_token(&token, &keys_of(&trusted), &rules(), NOW),
+        Err(Reason::UnknownKeyId)
+    );
+    let embedded = forge(
+        serde_json::json!({"alg": "RS256", "typ": "at+jwt", "kid": trusted.jwk.kid, "jwk": attacker.jwk}),
+        &claims(NOW),
+        b"x",
+    );
+    assert_eq!(
+        verify_access_token(&embedded, &keys_of(&trusted), &rules(), NOW),
+        Err(Reason::BadSignature)
+    );
+}
+
+#[test]
+fn missing_kid_garbage_and_oversized_tokens_are_refused() {
+    let key = test_key();
+    let keys = keys_of(&key);
+    let no_kid = forge(
+        serde_json::json!({"alg": "RS256", "typ": "at+jwt"}),
+        &claims(NOW),
+        b"x",
+    );
+    assert_eq!(
+        verify_access_token(&no_kid, &keys, &rules(), NOW),
+        Err(Reason::MissingKeyId)
+    );
+    assert_eq!(
+        verify_access_token("not-a-token", &keys, &rules(), NOW),
+        Err(Reason::Malformed)
+    );
+    assert_eq!(
+        verify_access_token("a.b.c.d", &keys, &rules(), NOW),
+        Err(Reason::Malformed)
+    );
+    let huge = "a".repeat(MAX_ACCESS_TOKEN_BYTES + 1);
+    assert_eq!(
+        verify_access_token(&huge, &keys, &rules(), NOW),
+        Err(Reason::TooLarge)
+    );
+}
+
+#[test]
+fn missing_required_claims_are_refused() {
+    let key = test_key();
+    let keys = keys_of(&key);
+    for claim in ["exp", "iss", "aud", "sub", "permissions"] {
+        let mut payload = serde_json::to_value(claims(NOW)).expect("json");
+        payload.as_object_mut().expect("object").remove(claim);
+        let token = key.signer.sign_json(&payload).expect("sign");
+        assert_eq!(
+            verify_access_token(&token, &keys, &rules(), NOW),
+            Err(Reason::InvalidClaims),
+            "without {claim}"
+        );
+    }
+}
