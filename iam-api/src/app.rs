@@ -1,0 +1,148 @@
+//! Builds the salvo service: routes, OpenAPI document, docs page, state and error catcher.
+//! Used by `main` and by tests.
+
+use std::time::Instant;
+
+use salvo::catcher::Catcher;
+use salvo::http::header::{CACHE_CONTROL, HeaderValue, X_CONTENT_TYPE_OPTIONS};
+use salvo::oapi::security::{Http, HttpAuthScheme};
+use salvo::oapi::swagger_ui::SwaggerUi;
+use salvo::oapi::{Content, OpenApi, Ref, RefOr, SecurityScheme};
+use salvo::prelude::*;
+
+use crate::http::error::{PROBLEM_JSON, problem_catcher};
+use crate::http::{health, me, roles, tokens, users};
+use crate::state::AppState;
+
+/// Where the OpenAPI document is served.
+pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
+
+/// The `/api/v1` routes.
+fn api_router() -> Router {
+    Router::with_path("api/v1")
+        .hoop(no_store)
+        .push(health::router())
+        .push(users::router())
+        .push(tokens::router())
+        .push(me::router())
+        .push(roles::router())
+}
+
+/// The OpenAPI 3.1 document, generated from the handlers so it cannot drift.
+pub fn openapi_document() -> OpenApi {
+    // Schemas are named by type name alone, not by module path.
+    salvo::oapi::naming::set_namer(salvo::oapi::naming::FlexNamer::new().short_mode(true));
+    let mut document = OpenApi::new("IAM API", env!("CARGO_PKG_VERSION"))
+        .add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer).bearer_format("JWT")),
+        )
+        .merge_router(&api_router());
+    document_problem_bodies(&mut document);
+    document
+}
+
+/// Every error status an endpoint lists answers with a problem document: say so in the
+/// document rather than on each of the dozens of `responses(...)` lines.
+fn document_problem_bodies(document: &mut OpenApi) {
+    let problem = RefOr::Ref(Ref::from_schema_name("Problem"));
+    for item in document.paths.values_mut() {
+        for operation in item.operations.values_mut() {
+            for (status, response) in operation.responses.iter_mut() {
+                let is_error = status.starts_with('4') || status.starts_with('5');
+                if let RefOr::Type(response) = response
+                    && is_error
+                    && response.contents.is_empty()
+                {
+                    response
+                        .contents
+                        .insert(PROBLEM_JSON.to_owned(), Content::new(problem.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// The whole service with its state.
+pub fn service(state: AppState) -> Service {
+    let router = Router::new()
+        .hoop(access_log)
+        .hoop(affix_state::inject(state))
+        .hoop(security_headers)
+        .push(openapi_document().into_router(OPENAPI_PATH))
+        .push(SwaggerUi::new(OPENAPI_PATH).title("IAM API").into_router("/docs"))
+        .push(api_router());
+    Service::new(router).catcher(Catcher::new(problem_catcher))
+}
+
+#[handler]
+async fn security_headers(req: &mut Request, depot: &mut Depot, res: &mut Response, ctrl: &mut FlowCtrl) {
+    ctrl.call_next(req, depot, res).await;
+    res.headers_mut()
+        .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+}
+
+/// API answers are per-user and often secret: no shared cache may keep them.
+#[handler]
+async fn no_store(req: &mut Request, depot: &mut Depot, res: &mut Response, ctrl: &mut FlowCtrl) {
+    ctrl.call_next(req, depot, res).await;
+    if !res.headers().contains_key(CACHE_CONTROL) {
+        res.headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+}
+
+/// One log line per request: method, path (never the query), status and latency.
+#[handler]
+async fn access_log(req: &mut Request, depot: &mut Depot, res: &mut Response, ctrl: &mut FlowCtrl) {
+    let started = Instant::now();
+    ctrl.call_next(req, depot, res).await;
+    tracing::info!(
+        method = %req.method(),
+        path = req.uri().path(),
+        status = res.status_code.map_or(200, |status| status.as_u16()),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The committed `openapi.json` is the reviewed contract: an API change must show up as
+    /// a diff of it. Regenerate with `UPDATE_OPENAPI=1 cargo test -p iam-api openapi`.
+    #[test]
+    fn openapi_document_matches_the_committed_copy() {
+        let generated = openapi_document().to_pretty_json().expect("json") + "\n";
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi.json");
+        if std::env::var_os("UPDATE_OPENAPI").is_some() {
+            std::fs::write(path, &generated).expect("write openapi.json");
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "openapi.json is out of date: run UPDATE_OPENAPI=1 cargo test -p iam-api openapi"
+        );
+    }
+
+    #[test]
+    fn the_document_is_openapi_3_1_with_every_route() {
+        let document: serde_json::Value =
+            serde_json::from_str(&openapi_document().to_json().expect("json")).expect("parse");
+        assert!(document["openapi"].as_str().expect("version").starts_with("3.1"));
+        for path in [
+            "/api/v1/healthcheck",
+            "/api/v1/users",
+            "/api/v1/users/{id}",
+            "/api/v1/users/{id}/role",
+            "/api/v1/tokens",
+            "/api/v1/tokens/revoke",
+            "/api/v1/me",
+            "/api/v1/roles",
+            "/api/v1/roles/{name}",
+        ] {
+            assert!(document["paths"][path].is_object(), "{path} missing");
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The operator commands: `keys list|rotate|import` and `admin create`.
+
+use std::io::Read as _;
+use std::path::Path;
+
+use chrono::Utc;
+
+use crate::config::ApiConfig;
+use crate::domain::email::Email;
+use crate::domain::keys::{self, RotationPolicy, SigningKeyState};
+use crate::domain::password::{Password, PasswordHasherPool};
+use crate::domain::users::{self, AdminOutcome};
+use crate::error::AppError;
+use crate::startup::StartupError;
+use crate::store::signing_keys::{self, SigningKeyRecord};
+
+/// `keys list`: one line per key with its state and timestamps.
+pub async fn list_keys(db: &sqlx::PgPool) -> Result<(), StartupError> {
+    let keys = signing_keys::list_all(db).await.map_err(AppError::from)?;
+    let now = Utc::now();
+    println!("{:<44} {:<12} {:<26} {:<26} {:<26}", "KID", "STATE", "CREATED", "ACTIVATES", "RETIRES");
+    for key in &keys {
+        print_key(key, SigningKeyState::of(key, now));
+    }
+    Ok(())
+}
+
+fn print_key(key: &SigningKeyRecord, state: SigningKeyState) {
+    let format = |at: Option<chrono::DateTime<Utc>>| at.map_or_else(|| "-".to_owned(), |at| at.to_rfc3339());
+    println!(
+        "{:<44} {:<12} {:<26} {:<26} {:<26}",
+        key.kid,
+        state.as_str(),
+        format(Some(key.created_at)),
+        format(Some(key.activates_at)),
+        format(key.retires_at),
+    );
+}
+
+fn rotation_policy(config: &ApiConfig) -> RotationPolicy {
+    RotationPolicy {
+        grace: config.key_rotation_grace,
+        token_lifetime: config.access_token_ttl + config.leeway,
+    }
+}
+
+/// `keys rotate` and `keys import`: a new key, published now, signing after the grace.
+pub async fn rotate_key(
+    db: &sqlx::PgPool,
+    config: &ApiConfig,
+    pem_file: Option<&Path>,
+) -> Result<(), StartupError> {
+    let pem = match pem_file {
+        Some(path) => Some(std::fs::read(path).map_err(|error| {
+            StartupError::Config(format!("cannot read {}: {error}", path.display()))
+        })?),
+        None => None,
+    };
+    match keys::rotate(db, &config.key_encryption_key, rotation_policy(config), pem.as_deref()).await {
+        Ok(key) => {
+            println!(
+                "key {} is published now and signs from {} (KEY_ROTATION_GRACE = {} s)",
+                key.kid,
+                key.activates_at.to_rfc3339(),
+                config.key_rotation_grace.as_secs()
+            );
+            Ok(())
+        }
+        Err(AppError::Validation(errors)) => Err(StartupError::Config(
+            errors
+                .into_iter()
+                .map(|error| format!("{}: {}", error.field, error.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+        )),
+        Err(AppError::Conflict(why)) => Err(StartupError::Config(why)),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// `admin create --email E --password-stdin`: creates or promotes an admin.
+pub async fn create_admin(
+    db: &sqlx::PgPool,
+    config: &ApiConfig,
+    email: &str,
+    password_stdin: bool,
+) -> Result<(), StartupError> {
+    if !password_stdin {
+        return Err(StartupError::Config(
+            "pass the password on standard input with --password-stdin".to_owned(),
+        ));
+    }
+    let email = Email::parse(email).map_err(|why| StartupError::Config(format!("--email {why}")))?;
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .map_err(|error| StartupError::Config(format!("cannot read the password: {error}")))?;
+    // Only the line ending that `echo` adds is removed; other whitespace is part of it.
+    let line = input.strip_suffix('\n').unwrap_or(&input);
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    let password = Password::parse(line).map_err(|why| StartupError::Config(format!("password {why}")))?;
+    let hasher = PasswordHasherPool::start(config.password_hash, 1, 1).map_err(StartupError::Config)?;
+    let (user, outcome) = users::create_or_promote_admin(db, &hasher, &email, &password).await?;
+    let what = match outcome {
+        AdminOutcome::Created => "created admin",
+        AdminOutcome::Promoted => "promoted to admin (password unchanged)",
+        AdminOutcome::AlreadyAdmin => "already an admin (password unchanged)",
+    };
+    println!("{what}: {} {}", user.id, user.email);
+    Ok(())
+}

@@ -1,0 +1,368 @@
+//! iam-api configuration: read once from the environment at start, then passed down.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use iam_core::config::{ConfigProblems, Profile, available_cpus, normalize_postgres_url};
+use iam_core::telemetry::LogFormat;
+use serde::Deserialize;
+
+use crate::domain::email::Email;
+use crate::domain::password::{HashParameters, Password};
+
+/// The development key-encryption key used by `--config=local` when none is given. It is
+/// public (it is in this file), so `stage` and `prod` refuse to run without their own.
+const DEVELOPMENT_KEY_ENCRYPTION_KEY: [u8; 32] = *b"iam-local-development-only-key!!";
+
+/// Longest accepted token lifetime (10 years): keeps every timestamp computation in range.
+const MAX_TTL_SECONDS: u64 = 10 * 365 * 86_400;
+
+/// The raw environment, every variable optional, so that all problems can be reported at once.
+#[derive(Debug, Default, Deserialize)]
+struct RawEnvironment {
+    env: Option<String>,
+    host: Option<String>,
+    port: Option<String>,
+    postgres_connection_string: Option<String>,
+    postgres_pool_size: Option<String>,
+    worker_count: Option<String>,
+    access_token_ttl: Option<String>,
+    refresh_token_ttl: Option<String>,
+    jwt_issuer: Option<String>,
+    jwt_audience: Option<String>,
+    jwt_leeway: Option<String>,
+    iam_key_encryption_key: Option<String>,
+    key_rotation_grace: Option<String>,
+    jwks_max_age: Option<String>,
+    jwks_refresh_interval: Option<String>,
+    password_hash_memory_kib: Option<String>,
+    password_hash_iterations: Option<String>,
+    password_hash_parallelism: Option<String>,
+    password_hash_queue: Option<String>,
+    bootstrap_admin_email: Option<String>,
+    bootstrap_admin_password: Option<String>,
+    log_format: Option<String>,
+}
+
+/// An admin that must exist after start (`BOOTSTRAP_ADMIN_*`).
+#[derive(Debug, Clone)]
+pub struct BootstrapAdmin {
+    pub email: Email,
+    pub password: Password,
+}
+
+/// Everything iam-api needs to know about its deployment.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub profile: Profile,
+    pub env_label: String,
+    pub host: String,
+    pub port: u16,
+    pub database_url: String,
+    pub pool_size: u32,
+    pub worker_count: usize,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub issuer: String,
+    pub audience: String,
+    pub leeway: Duration,
+    pub key_encryption_key: KeyEncryptionKey,
+    pub key_rotation_grace: Duration,
+    pub key_refresh_interval: Duration,
+    pub password_hash: HashParameters,
+    pub password_hash_queue: usize,
+    pub bootstrap_admin: Option<BootstrapAdmin>,
+    pub log_format: LogFormat,
+}
+
+/// The AES-256 key that encrypts private signing keys at rest. Never printed.
+#[derive(Clone)]
+pub struct KeyEncryptionKey {
+    bytes: [u8; 32],
+    /// Whether this is the public development key (local only).
+    pub is_development_key: bool,
+}
+
+impl std::fmt::Debug for KeyEncryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyEncryptionKey")
+            .field("id", &self.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyEncryptionKey {
+    /// A key from its 32 raw bytes.
+    pub fn new(bytes: [u8; 32], is_development_key: bool) -> Self {
+        KeyEncryptionKey {
+            bytes,
+            is_development_key,
+        }
+    }
+
+    /// The raw key, for the cipher only.
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.bytes
+    }
+
+    /// A short fingerprint stored next to each ciphertext, so that a wrong key is reported
+    /// as such instead of as corrupt data.
+    pub fn id(&self) -> String {
+        let digest = openssl::sha::sha256(&self.bytes);
+        digest[..8].iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+}
+
+impl ApiConfig {
+    /// Reads and validates the environment for `profile`; the error names every problem.
+    pub fn from_env(profile: Profile) -> Result<Self, String> {
+        let raw: RawEnvironment = envy::from_env().map_err(|error| error.to_string())?;
+        Self::from_raw(profile, raw)
+    }
+
+    fn from_raw(profile: Profile, raw: RawEnvironment) -> Result<Self, String> {
+        let mut problems = ConfigProblems::default();
+        let strict = profile.requires_explicit_settings();
+
+        let database_url = match raw.postgres_connection_string.as_deref().map(str::trim) {
+            Some(url) if !url.is_empty() => normalize_postgres_url(url).unwrap_or_else(|why| {
+                problems.invalid("POSTGRES_CONNECTION_STRING", why);
+                String::new()
+            }),
+            _ => {
+                if strict {
+                    problems.missing("POSTGRES_CONNECTION_STRING", profile);
+                }
+                "postgres://localhost:5432/iam".to_owned()
+            }
+        };
+
+        let key_encryption_key = match raw.iam_key_encryption_key.as_deref().map(str::trim) {
+            Some(encoded) if !encoded.is_empty() => {
+                match STANDARD.decode(encoded).ok().map(<[u8; 32]>::try_from) {
+                    Some(Ok(bytes)) => KeyEncryptionKey::new(bytes, false),
+                    _ => {
+                        problems.invalid(
+                            "IAM_KEY_ENCRYPTION_KEY",
+                            "expected base64 of exactly 32 bytes (openssl rand -base64 32)",
+                        );
+                        KeyEncryptionKey::new(DEVELOPMENT_KEY_ENCRYPTION_KEY, true)
+                    }
+                }
+            }
+            _ => {
+                if strict {
+                    problems.missing("IAM_KEY_ENCRYPTION_KEY", profile);
+                }
+                KeyEncryptionKey::new(DEVELOPMENT_KEY_ENCRYPTION_KEY, true)
+            }
+        };
+
+        let worker_count: usize =
+            problems.parse_or("WORKER_COUNT", raw.worker_count.as_deref(), available_cpus());
+        if worker_count == 0 {
+            problems.invalid("WORKER_COUNT", "must be at least 1");
+        }
+        let worker_count = worker_count.max(1);
+        let default_pool = u32::try_from(worker_count * 2).unwrap_or(u32::MAX);
+        let pool_size: u32 = problems.parse_or(
+            "POSTGRES_POOL_SIZE",
+            raw.postgres_pool_size.as_deref(),
+            default_pool,
+        );
+        if pool_size == 0 {
+            problems.invalid("POSTGRES_POOL_SIZE", "must be at least 1");
+        }
+
+        let access_token_ttl =
+            positive_seconds(&mut problems, "ACCESS_TOKEN_TTL", &raw.access_token_ttl, 86_400);
+        let refresh_token_ttl = positive_seconds(
+            &mut problems,
+            "REFRESH_TOKEN_TTL",
+            &raw.refresh_token_ttl,
+            432_000,
+        );
+        let jwks_max_age: u64 = problems.parse_or("JWKS_MAX_AGE", raw.jwks_max_age.as_deref(), 60);
+        let jwks_refresh: u64 = problems.parse_or(
+            "JWKS_REFRESH_INTERVAL",
+            raw.jwks_refresh_interval.as_deref(),
+            30,
+        );
+        let key_rotation_grace: u64 = problems.parse_or(
+            "KEY_ROTATION_GRACE",
+            raw.key_rotation_grace.as_deref(),
+            jwks_max_age + jwks_refresh,
+        );
+        let leeway: u64 = problems.parse_or("JWT_LEEWAY", raw.jwt_leeway.as_deref(), 30);
+
+        let password_hash = HashParameters {
+            memory_kib: problems.parse_or(
+                "PASSWORD_HASH_MEMORY_KIB",
+                raw.password_hash_memory_kib.as_deref(),
+                19_456,
+            ),
+            iterations: problems.parse_or(
+                "PASSWORD_HASH_ITERATIONS",
+                raw.password_hash_iterations.as_deref(),
+                2,
+            ),
+            parallelism: problems.parse_or(
+                "PASSWORD_HASH_PARALLELISM",
+                raw.password_hash_parallelism.as_deref(),
+                1,
+            ),
+        };
+        if let Err(why) = password_hash.validate() {
+            problems.invalid("PASSWORD_HASH_*", why);
+        }
+        let password_hash_queue: usize = problems.parse_or(
+            "PASSWORD_HASH_QUEUE",
+            raw.password_hash_queue.as_deref(),
+            64,
+        );
+
+        let bootstrap_admin = bootstrap_admin(&mut problems, &raw);
+
+        let default_format = if strict {
+            LogFormat::Json
+        } else {
+            LogFormat::Text
+        };
+        let log_format = problems.parse_or("LOG_FORMAT", raw.log_format.as_deref(), default_format);
+        let port: u16 = problems.parse_or("PORT", raw.port.as_deref(), 8000);
+
+        let issuer = non_empty_or(raw.jwt_issuer, "iam");
+        let audience = non_empty_or(raw.jwt_audience, "iam");
+
+        problems.into_result()?;
+        Ok(ApiConfig {
+            profile,
+            env_label: non_empty_or(raw.env, "DEFAULT"),
+            host: non_empty_or(raw.host, "127.0.0.1"),
+            port,
+            database_url,
+            pool_size,
+            worker_count,
+            access_token_ttl,
+            refresh_token_ttl,
+            issuer,
+            audience,
+            leeway: Duration::from_secs(leeway),
+            key_encryption_key,
+            key_rotation_grace: Duration::from_secs(key_rotation_grace),
+            key_refresh_interval: Duration::from_secs(jwks_refresh.max(1)),
+            password_hash,
+            password_hash_queue,
+            bootstrap_admin,
+            log_format,
+        })
+    }
+}
+
+fn positive_seconds(
+    problems: &mut ConfigProblems,
+    variable: &str,
+    value: &Option<String>,
+    default: u64,
+) -> Duration {
+    let seconds: u64 = problems.parse_or(variable, value.as_deref(), default);
+    if !(1..=MAX_TTL_SECONDS).contains(&seconds) {
+        problems.invalid(variable, "must be between 1 second and 10 years");
+    }
+    Duration::from_secs(seconds.clamp(1, MAX_TTL_SECONDS))
+}
+
+fn non_empty_or(value: Option<String>, default: &str) -> String {
+    value
+        .map(|value| value.trim().to_owned())
+        .filter(|value| !value.is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+fn bootstrap_admin(problems: &mut ConfigProblems, raw: &RawEnvironment) -> Option<BootstrapAdmin> {
+    let email = raw.bootstrap_admin_email.as_deref().filter(|v| !v.is_empty());
+    let password = raw
+        .bootstrap_admin_password
+        .as_deref()
+        .filter(|v| !v.is_empty());
+    match (email, password) {
+        (None, None) => None,
+        (Some(_), None) => {
+            problems.invalid(
+                "BOOTSTRAP_ADMIN_PASSWORD",
+                "must be set together with BOOTSTRAP_ADMIN_EMAIL",
+            );
+            None
+        }
+        (None, Some(_)) => {
+            problems.invalid(
+                "BOOTSTRAP_ADMIN_EMAIL",
+                "must be set together with BOOTSTRAP_ADMIN_PASSWORD",
+            );
+            None
+        }
+        (Some(email), Some(password)) => {
+            let email = Email::parse(email)
+                .map_err(|why| problems.invalid("BOOTSTRAP_ADMIN_EMAIL", why))
+                .ok();
+            let password = Password::parse(password)
+                .map_err(|why| problems.invalid("BOOTSTRAP_ADMIN_PASSWORD", why))
+                .ok();
+            Some(BootstrapAdmin {
+                email: email?,
+                password: password?,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_runs_with_no_environment_at_all() {
+        let config = ApiConfig::from_raw(Profile::Local, RawEnvironment::default()).expect("ok");
+        assert_eq!(config.port, 8000);
+        assert_eq!(config.database_url, "postgres://localhost:5432/iam");
+        assert!(config.key_encryption_key.is_development_key);
+        assert_eq!(config.key_rotation_grace, Duration::from_secs(90));
+        assert_eq!(config.password_hash.memory_kib, 19_456);
+    }
+
+    #[test]
+    fn prod_names_every_missing_variable() {
+        let error = ApiConfig::from_raw(Profile::Prod, RawEnvironment::default()).expect_err("");
+        assert!(error.contains("POSTGRES_CONNECTION_STRING"), "{error}");
+        assert!(error.contains("IAM_KEY_ENCRYPTION_KEY"), "{error}");
+    }
+
+    #[test]
+    fn invalid_values_are_all_reported() {
+        let raw = RawEnvironment {
+            port: Some("eighty".into()),
+            access_token_ttl: Some("0".into()),
+            iam_key_encryption_key: Some("c2hvcnQ=".into()),
+            bootstrap_admin_email: Some("admin@example.com".into()),
+            ..RawEnvironment::default()
+        };
+        let error = ApiConfig::from_raw(Profile::Local, raw).expect_err("invalid");
+        for variable in [
+            "PORT",
+            "ACCESS_TOKEN_TTL",
+            "IAM_KEY_ENCRYPTION_KEY",
+            "BOOTSTRAP_ADMIN_PASSWORD",
+        ] {
+            assert!(error.contains(variable), "{variable} missing from {error}");
+        }
+    }
+
+    #[test]
+    fn the_key_encryption_key_is_never_printed() {
+        let key = KeyEncryptionKey::new([7; 32], false);
+        let printed = format!("{key:?}");
+        assert!(!printed.contains("7, 7"), "{printed}");
+        assert_eq!(key.id().len(), 16);
+    }
+}

@@ -1,0 +1,11 @@
+//! Domain logic in plain Rust: parsed input types and the rules of the service. No salvo here.
+
+pub mod email;
+pub mod keys;
+pub mod password;
+pub mod rbac;
+pub mod refresh;
+pub mod roles;
+pub mod sessions;
+pub mod throttle;
+pub mod users;

@@ -1,0 +1,335 @@
+//! Passwords: the parsed `Password` type and the bounded argon2id hashing pool.
+//!
+//! Each hash holds `memory_kib` of memory for tens of milliseconds, so hashing runs on a fixed
+//! set of threads (one per worker) fed by a bounded queue. When the queue is full the caller is
+//! told to come back later instead of the process piling up memory under a login flood.
+
+use std::fmt;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+use argon2::{Algorithm, Argon2, Params, Version};
+use tokio::sync::oneshot;
+
+/// Shortest accepted password, in characters.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Longest accepted password, in characters.
+pub const MAX_PASSWORD_CHARS: usize = 128;
+
+/// A password of acceptable length. Never printed, never serialised.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    /// Accepts 8 to 128 characters, exactly as given (no trimming: spaces are characters).
+    pub fn parse(input: &str) -> Result<Self, &'static str> {
+        let length = input.chars().count();
+        if length < MIN_PASSWORD_CHARS {
+            return Err("must be at least 8 characters");
+        }
+        if length > MAX_PASSWORD_CHARS {
+            return Err("must be at most 128 characters");
+        }
+        Ok(Password(input.to_owned()))
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// argon2id cost parameters (`PASSWORD_HASH_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashParameters {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl HashParameters {
+    /// Checks the parameters against argon2's own limits.
+    pub fn validate(&self) -> Result<(), String> {
+        self.argon2_params().map(|_| ())
+    }
+
+    fn argon2_params(&self) -> Result<Params, String> {
+        Params::new(self.memory_kib, self.iterations, self.parallelism, None)
+            .map_err(|error| format!("argon2 rejects these parameters: {error}"))
+    }
+
+    fn hasher(&self) -> Result<Argon2<'static>, String> {
+        Ok(Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            self.argon2_params()?,
+        ))
+    }
+}
+
+/// Why hashing did not produce an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum HashingError {
+    #[error("the password hashing queue is full")]
+    Busy,
+    #[error("the password hashing pool has stopped")]
+    Stopped,
+    #[error("password hashing failed: {0}")]
+    Failed(String),
+}
+
+/// The result of checking a password against a stored hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyOutcome {
+    pub matches: bool,
+    /// A new hash at the current parameters, when the stored one used older ones.
+    pub rehashed: Option<String>,
+}
+
+enum Job {
+    Hash {
+        password: Password,
+        reply: oneshot::Sender<Result<String, HashingError>>,
+    },
+    Verify {
+        password: Password,
+        stored_hash: String,
+        reply: oneshot::Sender<Result<VerifyOutcome, HashingError>>,
+    },
+}
+
+/// A fixed pool of hashing threads behind a bounded queue. Cheap to clone.
+#[derive(Clone)]
+pub struct PasswordHasherPool {
+    queue: SyncSender<Job>,
+    /// A hash of a random password: unknown emails are verified against it so that they take
+    /// as long as wrong passwords.
+    dummy_hash: Arc<str>,
+}
+
+impl fmt::Debug for PasswordHasherPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PasswordHasherPool").finish_non_exhaustive()
+    }
+}
+
+impl PasswordHasherPool {
+    /// Starts `threads` hashing threads sharing a queue of `queue_capacity` waiting jobs.
+    pub fn start(
+        parameters: HashParameters,
+        threads: usize,
+        queue_capacity: usize,
+    ) -> Result<Self, String> {
+        let hasher = parameters.hasher()?;
+        let dummy_password = Password(uuid::Uuid::new_v4().to_string());
+        let dummy_hash = hash(&hasher, &dummy_password).map_err(|error| error.to_string())?;
+        let (queue, jobs) = sync_channel::<Job>(queue_capacity);
+        let jobs = Arc::new(Mutex::new(jobs));
+        for index in 0..threads.max(1) {
+            let jobs = Arc::clone(&jobs);
+            let hasher = hasher.clone();
+            std::thread::Builder::new()
+                .name(format!("password-hash-{index}"))
+                .spawn(move || run_worker(&hasher, parameters, &jobs))
+                .map_err(|error| format!("cannot start a password hashing thread: {error}"))?;
+        }
+        Ok(PasswordHasherPool {
+            queue,
+            dummy_hash: dummy_hash.into(),
+        })
+    }
+
+    /// Hashes a new password into a PHC string.
+    pub async fn hash(&self, password: Password) -> Result<String, HashingError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Job::Hash { password, reply })?;
+        answer.await.map_err(|_| HashingError::Stopped)?
+    }
+
+    /// Checks `password` against `stored_hash`, or against the dummy hash when there is no
+    /// account, so both cases cost one full hash.
+    pub async fn verify(
+        &self,
+        password: Password,
+        stored_hash: Option<&str>,
+    ) -> Result<VerifyOutcome, HashingError> {
+        let known = stored_hash.is_some();
+        let stored_hash = stored_hash.unwrap_or(&self.dummy_hash).to_owned();
+        let (reply, answer) = oneshot::channel();
+        self.submit(Job::Verify {
+            password,
+            stored_hash,
+            reply,
+        })?;
+        let outcome = answer.await.map_err(|_| HashingError::Stopped)??;
+        Ok(if known {
+            outcome
+        } else {
+            VerifyOutcome {
+                matches: false,
+                rehashed: None,
+            }
+        })
+    }
+
+    fn submit(&self, job: Job) -> Result<(), HashingError> {
+        self.queue.try_send(job).map_err(|error| match error {
+            TrySendError::Full(_) => HashingError::Busy,
+            TrySendError::Disconnected(_) => HashingError::Stopped,
+        })
+    }
+}
+
+fn run_worker(hasher: &Argon2<'static>, parameters: HashParameters, jobs: &Mutex<Receiver<Job>>) {
+    loop {
+        // Hold the lock only while taking a job, never while hashing.
+        let job = match jobs.lock() {
+            Ok(receiver) => receiver.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else { return };
+        match job {
+            Job::Hash { password, reply } => {
+                let _ = reply.send(hash(hasher, &password));
+            }
+            Job::Verify {
+                password,
+                stored_hash,
+                reply,
+            } => {
+                let _ = reply.send(verify(hasher, parameters, &password, &stored_hash));
+            }
+        }
+    }
+}
+
+fn hash(hasher: &Argon2<'static>, password: &Password) -> Result<String, HashingError> {
+    hasher
+        .hash_password(password.as_bytes())
+        .map(|hash| hash.to_string())
+        .map_err(|error| HashingError::Failed(error.to_string()))
+}
+
+fn verify(
+    hasher: &Argon2<'static>,
+    parameters: HashParameters,
+    password: &Password,
+    stored_hash: &str,
+) -> Result<VerifyOutcome, HashingError> {
+    let parsed = PasswordHash::new(stored_hash)
+        .map_err(|error| HashingError::Failed(format!("stored hash is unreadable: {error}")))?;
+    // The stored hash's own parameters are used, so older hashes keep verifying.
+    let matches = hasher.verify_password(password.as_bytes(), &parsed).is_ok();
+    let rehashed = if matches && !uses_parameters(&parsed, parameters) {
+        Some(hash(hasher, password)?)
+    } else {
+        None
+    };
+    Ok(VerifyOutcome { matches, rehashed })
+}
+
+/// Whether a stored hash is argon2id at exactly the configured parameters.
+fn uses_parameters(parsed: &PasswordHash, parameters: HashParameters) -> bool {
+    let is_argon2id = parsed.algorithm.as_str() == Algorithm::Argon2id.ident().as_str();
+    let Ok(stored) = Params::try_from(parsed) else {
+        return false;
+    };
+    is_argon2id
+        && stored.m_cost() == parameters.memory_kib
+        && stored.t_cost() == parameters.iterations
+        && stored.p_cost() == parameters.parallelism
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHEAP: HashParameters = HashParameters {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+
+    fn password(text: &str) -> Password {
+        Password::parse(text).expect("valid password")
+    }
+
+    #[test]
+    fn password_length_is_counted_in_characters() {
+        assert!(Password::parse("short").is_err());
+        assert!(Password::parse("ünïcödé!").is_ok());
+        assert!(Password::parse(&"x".repeat(128)).is_ok());
+        assert!(Password::parse(&"x".repeat(129)).is_err());
+        assert_eq!(format!("{:?}", password("hunter2hunter2")), "Password(<redacted>)");
+    }
+
+    #[tokio::test]
+    async fn hashes_are_argon2id_phc_strings_with_the_configured_parameters() {
+        let default = HashParameters {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+        };
+        let pool = PasswordHasherPool::start(default, 1, 4).expect("pool");
+        let hash = pool.hash(password("correct horse")).await.expect("hash");
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+    }
+
+    #[tokio::test]
+    async fn verification_accepts_the_right_password_only() {
+        let pool = PasswordHasherPool::start(CHEAP, 1, 4).expect("pool");
+        let hash = pool.hash(password("correct horse")).await.expect("hash");
+        let right = pool.verify(password("correct horse"), Some(&hash)).await;
+        assert_eq!(right.expect("verify"), VerifyOutcome { matches: true, rehashed: None });
+        let wrong = pool.verify(password("wrong horse!"), Some(&hash)).await;
+        assert!(!wrong.expect("verify").matches);
+        let unknown = pool.verify(password("correct horse"), None).await;
+        assert!(!unknown.expect("verify").matches);
+    }
+
+    #[tokio::test]
+    async fn a_hash_with_old_parameters_is_rehashed_on_login() {
+        let old = PasswordHasherPool::start(CHEAP, 1, 4).expect("pool");
+        let stored = old.hash(password("correct horse")).await.expect("hash");
+        let stronger = HashParameters { memory_kib: 128, ..CHEAP };
+        let pool = PasswordHasherPool::start(stronger, 1, 4).expect("pool");
+        let outcome = pool.verify(password("correct horse"), Some(&stored)).await.expect("verify");
+        assert!(outcome.matches);
+        let rehashed = outcome.rehashed.expect("rehashed");
+        assert!(rehashed.contains("m=128,"), "{rehashed}");
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_answers_busy_instead_of_growing() {
+        let slow = HashParameters { memory_kib: 19_456, iterations: 4, parallelism: 1 };
+        let pool = PasswordHasherPool::start(slow, 1, 1).expect("pool");
+        let mut pending = Vec::new();
+        let mut busy = 0;
+        for _ in 0..8 {
+            match pool.submit_for_test() {
+                Ok(answer) => pending.push(answer),
+                Err(HashingError::Busy) => busy += 1,
+                Err(other) => panic!("unexpected {other}"),
+            }
+        }
+        assert!(busy >= 6, "only {busy} of 8 were refused");
+        for answer in pending {
+            answer.await.expect("answer").expect("hash");
+        }
+    }
+
+    impl PasswordHasherPool {
+        fn submit_for_test(&self) -> Result<oneshot::Receiver<Result<String, HashingError>>, HashingError> {
+            let (reply, answer) = oneshot::channel();
+            self.submit(Job::Hash { password: password("queued password"), reply })?;
+            Ok(answer)
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Roles: creation, replacement and deletion of custom roles; built-in roles are protected.
+
+use crate::domain::rbac::{ADMIN_ROLE, IAM_PERMISSIONS, Permission, RoleName, RolesRead, RolesWrite};
+use crate::error::{AppError, FieldError, violated_constraint};
+use crate::state::AppState;
+use crate::store::roles::{self, NAME_PRIMARY_KEY, RoleRecord};
+use crate::store::users::ROLE_FOREIGN_KEY;
+
+/// Longest role description, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 1024;
+/// Most permissions one role may carry.
+pub const MAX_PERMISSIONS: usize = 256;
+
+/// A role's editable content, validated.
+#[derive(Debug)]
+pub struct RoleContent {
+    pub description: String,
+    pub permissions: Vec<String>,
+}
+
+impl RoleContent {
+    /// Validates description and permissions, reporting every bad entry; duplicates are
+    /// dropped and the permissions sorted, so equal roles compare equal.
+    pub fn parse(description: Option<&str>, permissions: &[String]) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let description = description.unwrap_or("").to_owned();
+        if description.chars().count() > MAX_DESCRIPTION_CHARS {
+            errors.push(FieldError::new("description", "must be at most 1024 characters"));
+        }
+        if permissions.len() > MAX_PERMISSIONS {
+            errors.push(FieldError::new("permissions", "at most 256 permissions"));
+        }
+        let mut parsed = Vec::with_capacity(permissions.len());
+        for (index, permission) in permissions.iter().enumerate() {
+            match Permission::parse(permission) {
+                Ok(permission) => parsed.push(permission.as_str().to_owned()),
+                Err(why) => errors.push(FieldError::new(format!("permissions[{index}]"), why)),
+            }
+        }
+        parsed.sort();
+        parsed.dedup();
+        if errors.is_empty() {
+            Ok(RoleContent {
+                description,
+                permissions: parsed,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+fn parse_name(name: &str) -> Result<RoleName, FieldError> {
+    RoleName::parse(name).map_err(|why| FieldError::new("name", why))
+}
+
+/// Creates a custom role.
+pub async fn create(
+    _: &RolesWrite,
+    state: &AppState,
+    name: &str,
+    description: Option<&str>,
+    permissions: &[String],
+) -> Result<RoleRecord, AppError> {
+    let name = parse_name(name);
+    let content = RoleContent::parse(description, permissions);
+    let (name, content) = match (name, content) {
+        (Ok(name), Ok(content)) => (name, content),
+        (name, content) => {
+            let mut errors: Vec<FieldError> = name.err().into_iter().collect();
+            errors.extend(content.err().unwrap_or_default());
+            return Err(AppError::Validation(errors));
+        }
+    };
+    roles::insert(&state.db, name.as_str(), &content.description, &content.permissions)
+        .await
+        .map_err(|error| match violated_constraint(&error) {
+            Some(NAME_PRIMARY_KEY) => AppError::Conflict(format!("role {name} exists already")),
+            _ => error.into(),
+        })
+}
+
+/// Every role.
+pub async fn list(_: &RolesRead, state: &AppState) -> Result<Vec<RoleRecord>, AppError> {
+    Ok(roles::list(&state.db).await?)
+}
+
+/// One role by name.
+pub async fn get(_: &RolesRead, state: &AppState, name: &str) -> Result<RoleRecord, AppError> {
+    roles::find(&state.db, name).await?.ok_or(AppError::NotFound("role"))
+}
+
+/// Replaces a role's description and permissions. The built-in admin role must keep every
+/// `iam:*` permission, so the service can always be administered.
+pub async fn replace(
+    _: &RolesWrite,
+    state: &AppState,
+    name: &str,
+    description: Option<&str>,
+    permissions: &[String],
+) -> Result<RoleRecord, AppError> {
+    let content = RoleContent::parse(description, permissions).map_err(AppError::Validation)?;
+    if name == ADMIN_ROLE
+        && !IAM_PERMISSIONS
+            .iter()
+            .all(|required| content.permissions.iter().any(|held| held == required))
+    {
+        return Err(AppError::invalid_field(
+            "permissions",
+            "the built-in admin role must keep iam:users:read, iam:users:write, iam:roles:read and iam:roles:write",
+        ));
+    }
+    roles::replace(&state.db, name, &content.description, &content.permissions)
+        .await?
+        .ok_or(AppError::NotFound("role"))
+}
+
+/// Deletes a custom role that no user has.
+pub async fn delete(_: &RolesWrite, state: &AppState, name: &str) -> Result<(), AppError> {
+    let role = roles::find(&state.db, name).await?.ok_or(AppError::NotFound("role"))?;
+    if role.built_in {
+        return Err(AppError::Conflict(format!("role {name} is built in and cannot be deleted")));
+    }
+    let deleted = roles::delete_custom(&state.db, name)
+        .await
+        .map_err(|error| match violated_constraint(&error) {
+            Some(ROLE_FOREIGN_KEY) => AppError::Conflict(format!("role {name} is still assigned to users")),
+            _ => error.into(),
+        })?;
+    if deleted {
+        Ok(())
+    } else {
+        Err(AppError::NotFound("role"))
+    }
+}

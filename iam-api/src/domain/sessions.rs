@@ -1,0 +1,228 @@
+//! Sessions: password login, refresh-token rotation with replay detection, and revocation.
+
+use chrono::{DateTime, Utc};
+use iam_core::token::{AccessTokenClaims, IssuancePolicy, TokenSubject};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::domain::email::Email;
+use crate::domain::password::Password;
+use crate::domain::refresh::{self, PresentedToken};
+use crate::domain::throttle;
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::store::refresh_tokens::{self, NewRefreshToken};
+use crate::store::{login_failures, users};
+
+/// An access token and the refresh token that renews it.
+pub struct TokenPair {
+    pub access_token: String,
+    pub expires_in: u64,
+    pub refresh_token: String,
+    pub refresh_expires_in: u64,
+}
+
+impl std::fmt::Debug for TokenPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenPair").finish_non_exhaustive()
+    }
+}
+
+/// Who gets a token pair.
+struct Holder<'a> {
+    id: Uuid,
+    email: &'a str,
+    role: &'a str,
+    permissions: &'a [String],
+}
+
+/// Where a new refresh token sits in its family.
+struct Lineage {
+    family_id: Uuid,
+    parent_id: Option<Uuid>,
+}
+
+/// Password grant. Unknown emails and wrong passwords both cost one full hash and give the
+/// same error; repeated failures for one email are throttled.
+pub async fn login(state: &AppState, email: &str, password: &str) -> Result<TokenPair, AppError> {
+    // No account can have a malformed email or an out-of-range password, so answering at
+    // once reveals nothing about which accounts exist.
+    let (Ok(email), Ok(password)) = (Email::parse(email), Password::parse(password)) else {
+        return Err(AppError::InvalidCredentials);
+    };
+    let now = Utc::now();
+    let failures = login_failures::find(&state.db, email.as_str()).await?;
+    if let Some(retry_after_seconds) = throttle::retry_after(failures.as_ref(), now) {
+        return Err(AppError::Throttled {
+            retry_after_seconds,
+        });
+    }
+    let user = users::find_credentials_by_email(&state.db, email.as_str()).await?;
+    let outcome = state
+        .hasher
+        .verify(password, user.as_ref().map(|user| user.password_hash.as_str()))
+        .await?;
+    let Some(user) = user.filter(|_| outcome.matches) else {
+        login_failures::record_failure(
+            &state.db,
+            email.as_str(),
+            Utc::now(),
+            throttle::FORGET_AFTER_SECONDS,
+        )
+        .await?;
+        return Err(AppError::InvalidCredentials);
+    };
+
+    let mut tx = state.db.begin().await?;
+    if failures.is_some() {
+        login_failures::clear(&mut *tx, email.as_str()).await?;
+    }
+    if let Some(rehashed) = &outcome.rehashed {
+        users::update_password_hash(&mut *tx, user.id, rehashed).await?;
+    }
+    let holder = Holder {
+        id: user.id,
+        email: &user.email,
+        role: &user.role,
+        permissions: &user.permissions,
+    };
+    let pair = issue_pair(&mut tx, state, &holder, None, now).await?;
+    tx.commit().await?;
+    Ok(pair)
+}
+
+/// Refresh grant: exchanges a valid refresh token for a new pair and retires it. A token
+/// presented a second time revokes its whole family.
+pub async fn refresh(state: &AppState, presented: &str) -> Result<TokenPair, AppError> {
+    if presented.is_empty() || presented.len() > refresh::MAX_REFRESH_TOKEN_LENGTH {
+        return Err(AppError::InvalidRefreshToken);
+    }
+    let token_hash = refresh::hash(presented);
+    let now = Utc::now();
+    let mut tx = state.db.begin().await?;
+    let Some(record) = refresh_tokens::find_by_hash_for_update(&mut *tx, &token_hash).await? else {
+        return Err(AppError::InvalidRefreshToken);
+    };
+    match refresh::judge(&record, now) {
+        PresentedToken::Valid => {}
+        PresentedToken::Expired => return Err(AppError::InvalidRefreshToken),
+        PresentedToken::Replayed => {
+            let revoked = refresh_tokens::revoke_family(&mut *tx, record.family_id, now).await?;
+            tx.commit().await?;
+            tracing::warn!(
+                family_id = %record.family_id,
+                user_id = %record.user_id,
+                revoked,
+                "refresh token replayed; revoked its family"
+            );
+            return Err(AppError::InvalidRefreshToken);
+        }
+    }
+    let Some(user) = users::find_by_id(&mut *tx, record.user_id).await? else {
+        return Err(AppError::InvalidRefreshToken);
+    };
+    refresh_tokens::mark_used(&mut *tx, record.id, now).await?;
+    let holder = Holder {
+        id: user.id,
+        email: &user.email,
+        role: &user.role,
+        permissions: &user.permissions,
+    };
+    let lineage = Lineage {
+        family_id: record.family_id,
+        parent_id: Some(record.id),
+    };
+    let pair = issue_pair(&mut tx, state, &holder, Some(lineage), now).await?;
+    tx.commit().await?;
+    Ok(pair)
+}
+
+/// Revokes the family of a refresh token (logout). Unknown tokens are ignored, as RFC 7009
+/// asks, so the answer says nothing about which tokens exist.
+pub async fn revoke(state: &AppState, presented: &str) -> Result<(), AppError> {
+    if presented.is_empty() || presented.len() > refresh::MAX_REFRESH_TOKEN_LENGTH {
+        return Ok(());
+    }
+    let token_hash = refresh::hash(presented);
+    let mut tx = state.db.begin().await?;
+    if let Some(record) = refresh_tokens::find_by_hash_for_update(&mut *tx, &token_hash).await? {
+        refresh_tokens::revoke_family(&mut *tx, record.family_id, Utc::now()).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn issue_pair(
+    connection: &mut PgConnection,
+    state: &AppState,
+    holder: &Holder<'_>,
+    lineage: Option<Lineage>,
+    now: DateTime<Utc>,
+) -> Result<TokenPair, AppError> {
+    let config = &state.config;
+    let access_ttl = config.access_token_ttl.as_secs();
+    let refresh_ttl = config.refresh_token_ttl.as_secs();
+    let policy = IssuancePolicy {
+        issuer: config.issuer.clone(),
+        audience: config.audience.clone(),
+        ttl_seconds: i64::try_from(access_ttl).unwrap_or(i64::MAX),
+    };
+    let user_id = holder.id.to_string();
+    let subject = TokenSubject {
+        user_id: &user_id,
+        email: holder.email,
+        role: holder.role,
+        permissions: holder.permissions,
+    };
+    let claims = AccessTokenClaims::issue(&policy, &subject, now.timestamp());
+    let access_token = state
+        .keys
+        .signer()?
+        .sign(&claims)
+        .map_err(|error| AppError::Internal(error.to_string()))?;
+
+    let refresh_token = refresh::generate()?;
+    let id = Uuid::now_v7();
+    let lineage = lineage.unwrap_or(Lineage {
+        family_id: id,
+        parent_id: None,
+    });
+    refresh_tokens::insert(
+        connection,
+        &NewRefreshToken {
+            id,
+            token_hash: &refresh_token.hash,
+            family_id: lineage.family_id,
+            parent_id: lineage.parent_id,
+            user_id: holder.id,
+            issued_at: now,
+            expires_at: now + chrono::Duration::seconds(i64::try_from(refresh_ttl).unwrap_or(i64::MAX)),
+        },
+    )
+    .await?;
+    Ok(TokenPair {
+        access_token,
+        expires_in: access_ttl,
+        refresh_token: refresh_token.value,
+        refresh_expires_in: refresh_ttl,
+    })
+}
+
+/// How long expired refresh tokens are kept before they are deleted.
+const EXPIRED_TOKEN_RETENTION: chrono::Duration = chrono::Duration::days(1);
+
+/// Deletes long-expired refresh tokens every `interval`, so the table does not grow forever.
+pub fn spawn_expired_token_pruner(db: sqlx::PgPool, interval: std::time::Duration) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            match refresh_tokens::delete_expired_before(&db, Utc::now() - EXPIRED_TOKEN_RETENTION).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "pruned expired refresh tokens"),
+                Err(error) => tracing::warn!(%error, "could not prune expired refresh tokens"),
+            }
+        }
+    });
+}

@@ -1,0 +1,116 @@
+//! The one error type of iam-api. `http/error.rs` is the only place it becomes a response.
+
+use iam_core::Reason;
+
+use crate::domain::password::HashingError;
+
+/// A problem with one field of a request body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    /// A problem with `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Why a Bearer token was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BearerFailure {
+    /// No `Authorization: Bearer` header at all.
+    Missing,
+    /// A token was sent and did not verify.
+    Invalid(Reason),
+    /// The token verified but its user no longer exists.
+    UnknownUser,
+}
+
+/// Everything that can go wrong while serving a request or running a command.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("the request body is not valid: {0}")]
+    BadRequest(String),
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("the access token was not accepted: {0:?}")]
+    Unauthenticated(BearerFailure),
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("the refresh token is not valid")]
+    InvalidRefreshToken,
+    #[error("the permission {0} is required")]
+    Forbidden(&'static str),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("the request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("unsupported content type")]
+    UnsupportedMediaType,
+    #[error("too many failed logins; retry after {retry_after_seconds} s")]
+    Throttled { retry_after_seconds: u64 },
+    #[error("the service is busy; retry after {retry_after_seconds} s")]
+    Busy { retry_after_seconds: u64 },
+    #[error("the database is unavailable: {0}")]
+    DatabaseUnavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl AppError {
+    /// A 422 for a single field.
+    pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
+        AppError::Validation(vec![FieldError::new(field, message)])
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            // Connection-level failures mean "try again later", not "bug".
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => AppError::DatabaseUnavailable(error.to_string()),
+            sqlx::Error::Database(db) if is_unavailable_sqlstate(db.code().as_deref()) => {
+                AppError::DatabaseUnavailable(error.to_string())
+            }
+            _ => AppError::Internal(format!("database: {error}")),
+        }
+    }
+}
+
+/// SQLSTATEs that mean the server cannot serve us right now (class 08 connection exceptions,
+/// 57P0x operator intervention such as shutdown, 53xxx insufficient resources).
+fn is_unavailable_sqlstate(code: Option<&str>) -> bool {
+    code.is_some_and(|code| code.starts_with("08") || code.starts_with("57P") || code.starts_with("53"))
+}
+
+impl From<HashingError> for AppError {
+    fn from(error: HashingError) -> Self {
+        match error {
+            HashingError::Busy => AppError::Busy {
+                retry_after_seconds: 1,
+            },
+            HashingError::Stopped | HashingError::Failed(_) => AppError::Internal(error.to_string()),
+        }
+    }
+}
+
+/// The name of the constraint a database error violated, if any; used to map unique and
+/// foreign-key violations to 409/422 without matching on message text.
+pub fn violated_constraint(error: &sqlx::Error) -> Option<&str> {
+    match error {
+        sqlx::Error::Database(db) => db.constraint(),
+        _ => None,
+    }
+}

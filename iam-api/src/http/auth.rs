@@ -1,0 +1,65 @@
+//! Bearer authentication: verifies the access token with the shared iam-core verifier, then
+//! re-reads the user so that a deleted user or a changed role takes effect at once.
+
+use chrono::Utc;
+use iam_core::{Reason, VerificationRules, verify_access_token};
+use salvo::http::header::AUTHORIZATION;
+use salvo::prelude::*;
+use uuid::Uuid;
+
+use crate::domain::users;
+use crate::error::{AppError, BearerFailure};
+use crate::state::AppState;
+use crate::store::users::UserRecord;
+
+/// The caller's Bearer token, if the request has one.
+fn bearer_token(req: &Request) -> Option<&str> {
+    let value = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|token| !token.is_empty())
+}
+
+/// Authenticates the request and returns its user as stored now (role and permissions
+/// from the database, not from the token).
+pub async fn authenticate(req: &Request, state: &AppState) -> Result<UserRecord, AppError> {
+    let token = bearer_token(req).ok_or(AppError::Unauthenticated(BearerFailure::Missing))?;
+    let config = &state.config;
+    let rules = VerificationRules {
+        issuer: config.issuer.clone(),
+        audience: config.audience.clone(),
+        leeway_seconds: i64::try_from(config.leeway.as_secs()).unwrap_or(i64::MAX),
+    };
+    let keys = state.keys.verification_keys();
+    let claims = verify_access_token(token, &keys, &rules, Utc::now().timestamp())
+        .map_err(|reason| AppError::Unauthenticated(BearerFailure::Invalid(reason)))?;
+    let user_id = Uuid::parse_str(&claims.sub).map_err(|_| {
+        AppError::Unauthenticated(BearerFailure::Invalid(Reason::InvalidClaims))
+    })?;
+    users::find_self(state, user_id)
+        .await?
+        .ok_or(AppError::Unauthenticated(BearerFailure::UnknownUser))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request_with(authorization: &str) -> Request {
+        let mut req = Request::new();
+        req.headers_mut()
+            .insert(AUTHORIZATION, authorization.parse().expect("header"));
+        req
+    }
+
+    #[test]
+    fn only_bearer_credentials_are_taken() {
+        assert_eq!(bearer_token(&request_with("Bearer abc.def")), Some("abc.def"));
+        assert_eq!(bearer_token(&request_with("bearer  abc")), Some("abc"));
+        assert_eq!(bearer_token(&request_with("Basic dXNlcjpwdw==")), None);
+        assert_eq!(bearer_token(&request_with("Bearer ")), None);
+        assert_eq!(bearer_token(&Request::new()), None);
+    }
+}

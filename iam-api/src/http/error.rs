@@ -1,0 +1,255 @@
+//! The one place errors become RFC 9457 `application/problem+json` responses.
+
+use salvo::http::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use salvo::http::{HeaderMap, StatusCode};
+use salvo::oapi::{self, Components, EndpointOutRegister, Operation, ToSchema};
+use salvo::prelude::*;
+use serde::Serialize;
+
+use crate::error::{AppError, BearerFailure, FieldError};
+
+/// The media type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Serialize, ToSchema)]
+#[salvo(schema(name = "Problem"))]
+pub struct ProblemDetails {
+    /// A URI naming the kind of problem.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    /// A short summary of the kind of problem.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong with this request.
+    pub detail: String,
+    /// Per-field problems of a rejected request body.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<ProblemFieldError>,
+}
+
+/// One field's problem.
+#[derive(Debug, Serialize, ToSchema)]
+#[salvo(schema(name = "ProblemFieldError"))]
+pub struct ProblemFieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl From<FieldError> for ProblemFieldError {
+    fn from(error: FieldError) -> Self {
+        ProblemFieldError {
+            field: error.field,
+            message: error.message,
+        }
+    }
+}
+
+/// Status, problem type slug, title and detail of an error; extra headers are added by
+/// `render`. No internal error's text reaches a client.
+fn describe(error: &AppError) -> (StatusCode, &'static str, &'static str, String) {
+    match error {
+        AppError::BadRequest(why) => (
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "Bad request",
+            why.clone(),
+        ),
+        AppError::Validation(_) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation-error",
+            "Validation failed",
+            "one or more fields are invalid".to_owned(),
+        ),
+        AppError::Unauthenticated(failure) => (
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "Unauthenticated",
+            match failure {
+                BearerFailure::Missing => "a Bearer access token is required".to_owned(),
+                BearerFailure::Invalid(_) | BearerFailure::UnknownUser => {
+                    "the access token is invalid or expired".to_owned()
+                }
+            },
+        ),
+        AppError::InvalidCredentials => (
+            StatusCode::UNAUTHORIZED,
+            "invalid-credentials",
+            "Invalid credentials",
+            "invalid credentials".to_owned(),
+        ),
+        AppError::InvalidRefreshToken => (
+            StatusCode::UNAUTHORIZED,
+            "invalid-grant",
+            "Invalid refresh token",
+            "the refresh token is invalid, expired or revoked".to_owned(),
+        ),
+        AppError::Forbidden(permission) => (
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Forbidden",
+            format!("the permission {permission} is required"),
+        ),
+        AppError::NotFound(what) => (
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "Not found",
+            format!("{what} not found"),
+        ),
+        AppError::Conflict(why) => (StatusCode::CONFLICT, "conflict", "Conflict", why.clone()),
+        AppError::PayloadTooLarge { limit } => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            "Payload too large",
+            format!("the request body must be at most {limit} bytes"),
+        ),
+        AppError::UnsupportedMediaType => (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "send application/json (or application/x-www-form-urlencoded where documented)"
+                .to_owned(),
+        ),
+        AppError::Throttled {
+            retry_after_seconds,
+        } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "throttled",
+            "Too many failed logins",
+            format!("too many failed logins; retry after {retry_after_seconds} s"),
+        ),
+        AppError::Busy {
+            retry_after_seconds,
+        } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "Service busy",
+            format!("the service is busy; retry after {retry_after_seconds} s"),
+        ),
+        AppError::DatabaseUnavailable(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database-unavailable",
+            "Service unavailable",
+            "the database is unavailable; retry later".to_owned(),
+        ),
+        AppError::Internal(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal-error",
+            "Internal error",
+            "an internal error occurred; it has been logged".to_owned(),
+        ),
+    }
+}
+
+fn extra_headers(error: &AppError, headers: &mut HeaderMap) {
+    match error {
+        AppError::Unauthenticated(failure) => {
+            // RFC 6750 §3: no error code when no token was sent at all.
+            let challenge = match failure {
+                BearerFailure::Missing => r#"Bearer realm="iam""#,
+                BearerFailure::Invalid(_) | BearerFailure::UnknownUser => {
+                    r#"Bearer realm="iam", error="invalid_token""#
+                }
+            };
+            headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
+        AppError::Forbidden(_) => {
+            headers.insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Bearer realm="iam", error="insufficient_scope""#),
+            );
+        }
+        AppError::Throttled {
+            retry_after_seconds,
+        }
+        | AppError::Busy {
+            retry_after_seconds,
+        } => {
+            headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
+        }
+        AppError::DatabaseUnavailable(_) => {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        AppError::BadRequest(_)
+        | AppError::Validation(_)
+        | AppError::InvalidCredentials
+        | AppError::InvalidRefreshToken
+        | AppError::NotFound(_)
+        | AppError::Conflict(_)
+        | AppError::PayloadTooLarge { .. }
+        | AppError::UnsupportedMediaType
+        | AppError::Internal(_) => {}
+    }
+}
+
+/// Writes a problem document with the given status.
+pub fn write_problem(res: &mut Response, problem: &ProblemDetails) {
+    let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    res.status_code(status);
+    match serde_json::to_vec(problem) {
+        Ok(body) => {
+            res.headers_mut()
+                .insert(salvo::http::header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+            res.body(body);
+        }
+        Err(error) => tracing::error!(%error, "cannot serialise a problem document"),
+    }
+}
+
+impl Scribe for AppError {
+    fn render(self, res: &mut Response) {
+        match &self {
+            AppError::Internal(why) => tracing::error!(error = %why, "internal error"),
+            AppError::DatabaseUnavailable(why) => tracing::warn!(error = %why, "database unavailable"),
+            AppError::Unauthenticated(BearerFailure::Invalid(reason)) => {
+                tracing::debug!(reason = reason.as_str(), "access token refused");
+            }
+            _ => {}
+        }
+        let (status, slug, title, detail) = describe(&self);
+        extra_headers(&self, res.headers_mut());
+        let errors = match self {
+            AppError::Validation(errors) => errors.into_iter().map(Into::into).collect(),
+            _ => Vec::new(),
+        };
+        write_problem(
+            res,
+            &ProblemDetails {
+                problem_type: format!("urn:iam:problem:{slug}"),
+                title: title.to_owned(),
+                status: status.as_u16(),
+                detail,
+                errors,
+            },
+        );
+    }
+}
+
+impl EndpointOutRegister for AppError {
+    fn register(components: &mut Components, operation: &mut Operation) {
+        let schema = <ProblemDetails as ToSchema>::to_schema(components);
+        let response = oapi::Response::new("An RFC 9457 problem document")
+            .add_content(PROBLEM_JSON, oapi::Content::new(schema));
+        operation.responses.insert("default", response);
+    }
+}
+
+/// Catcher for errors salvo answers by itself (unknown route, wrong method, malformed
+/// request line): gives them the same problem+json body as ours.
+#[handler]
+pub async fn problem_catcher(res: &mut Response, ctrl: &mut FlowCtrl) {
+    let status = res.status_code.unwrap_or(StatusCode::NOT_FOUND);
+    let title = status.canonical_reason().unwrap_or("Error").to_owned();
+    write_problem(
+        res,
+        &ProblemDetails {
+            problem_type: "about:blank".to_owned(),
+            detail: title.to_lowercase(),
+            title,
+            status: status.as_u16(),
+            errors: Vec::new(),
+        },
+    );
+    ctrl.skip_rest();
+}

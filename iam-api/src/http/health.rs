@@ -1,0 +1,62 @@
+//! `GET /api/v1/healthcheck`: liveness plus a database ping.
+
+use std::time::Duration;
+
+use salvo::http::StatusCode;
+use salvo::oapi::ToSchema;
+use salvo::prelude::*;
+use serde::Serialize;
+
+use super::{app_state, write_json};
+use crate::error::AppError;
+
+/// How long the database ping may take before the database counts as unreachable.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The healthcheck document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthResponse {
+    /// `ok`, or `error` when the database is unreachable.
+    pub status: &'static str,
+    /// `ok` or `unreachable`.
+    pub database: &'static str,
+    /// The `ENV` label of this deployment.
+    pub env: String,
+    /// The version of this binary.
+    pub version: &'static str,
+}
+
+/// Reports whether the service and its database are up.
+#[endpoint(
+    tags("health"),
+    responses(
+        (status_code = 200, description = "Service and database are up", body = HealthResponse),
+        (status_code = 503, description = "The database is unreachable", body = HealthResponse),
+    )
+)]
+pub async fn healthcheck(depot: &mut Depot, res: &mut Response) -> Result<(), AppError> {
+    let state = app_state(depot)?;
+    let ping = sqlx::query("SELECT 1").execute(&state.db);
+    let database_ok = matches!(tokio::time::timeout(PING_TIMEOUT, ping).await, Ok(Ok(_)));
+    let (status, body) = if database_ok {
+        (StatusCode::OK, ("ok", "ok"))
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, ("error", "unreachable"))
+    };
+    write_json(
+        res,
+        status,
+        &HealthResponse {
+            status: body.0,
+            database: body.1,
+            env: state.config.env_label.clone(),
+            version: env!("CARGO_PKG_VERSION"),
+        },
+    );
+    Ok(())
+}
+
+/// The healthcheck route.
+pub fn router() -> Router {
+    Router::with_path("healthcheck").get(healthcheck)
+}

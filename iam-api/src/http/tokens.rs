@@ -1,0 +1,171 @@
+//! `/api/v1/tokens`: the OAuth 2.0 token endpoint (password and refresh grants) and
+//! revocation (RFC 7009).
+
+use salvo::http::header::{CACHE_CONTROL, HeaderValue, PRAGMA};
+use salvo::oapi::ToSchema;
+use salvo::prelude::*;
+use serde::Serialize;
+
+use super::{Accepts, BodyFields, NoContent, Ok200, app_state};
+use crate::domain::sessions::{self, TokenPair};
+use crate::error::AppError;
+
+/// A token request. JSON or `application/x-www-form-urlencoded`.
+///
+/// Password grant: `{"email", "password"}` (or OAuth's `grant_type=password`, `username`,
+/// `password`). Refresh grant: `{"grant_type": "refresh_token", "refresh_token"}`.
+#[derive(Debug, ToSchema)]
+pub struct TokenRequest {
+    /// `password` (the default) or `refresh_token`.
+    pub grant_type: Option<String>,
+    /// The account's email (password grant).
+    pub email: Option<String>,
+    /// OAuth 2.0 spelling of `email` (password grant).
+    pub username: Option<String>,
+    /// The password (password grant).
+    pub password: Option<String>,
+    /// The refresh token to exchange (refresh grant).
+    pub refresh_token: Option<String>,
+}
+
+/// A revocation request (RFC 7009): JSON or form.
+#[derive(Debug, ToSchema)]
+pub struct RevokeRequest {
+    /// The refresh token to revoke, with every token of its family.
+    pub token: String,
+}
+
+/// A new access token and the refresh token that renews it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenPairResponse {
+    /// An RS256 JWT (RFC 9068).
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// Opaque; can be used once.
+    pub refresh_token: String,
+    /// Seconds until the refresh token expires.
+    pub refresh_expires_in: u64,
+}
+
+impl From<TokenPair> for TokenPairResponse {
+    fn from(pair: TokenPair) -> Self {
+        TokenPairResponse {
+            access_token: pair.access_token,
+            token_type: "Bearer",
+            expires_in: pair.expires_in,
+            refresh_token: pair.refresh_token,
+            refresh_expires_in: pair.refresh_expires_in,
+        }
+    }
+}
+
+/// Token responses must never be cached (RFC 6749 §5.1).
+fn forbid_caching(res: &mut Response) {
+    res.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut()
+        .insert(PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+/// Issues a token pair for a password or a refresh token.
+#[endpoint(
+    tags("tokens"),
+    request_body(
+        content = TokenRequest,
+        content_type = "application/json",
+        description = "Also accepted as application/x-www-form-urlencoded"
+    ),
+    responses(
+        (status_code = 200, description = "A new token pair", body = TokenPairResponse),
+        (status_code = 400, description = "Malformed body, missing fields or unsupported grant_type"),
+        (status_code = 401, description = "Invalid credentials, or an invalid, expired or reused refresh token"),
+        (status_code = 413, description = "Body over 64 KiB"),
+        (status_code = 415, description = "Neither JSON nor form"),
+        (status_code = 422, description = "A field is not a string"),
+        (status_code = 429, description = "Too many failed logins for this account; see Retry-After"),
+        (status_code = 503, description = "Busy or database unavailable; see Retry-After"),
+    )
+)]
+pub async fn issue_tokens(
+    req: &mut Request,
+    depot: &mut Depot,
+    res: &mut Response,
+) -> Result<Ok200<TokenPairResponse>, AppError> {
+    forbid_caching(res);
+    let state = app_state(depot)?;
+    let mut body = BodyFields::read(req, Accepts::JsonOrForm).await?;
+    let request = TokenRequest {
+        grant_type: body.optional_string("grant_type"),
+        email: body.optional_string("email"),
+        username: body.optional_string("username"),
+        password: body.optional_string("password"),
+        refresh_token: body.optional_string("refresh_token"),
+    };
+    body.finish()?;
+    let pair = match request.grant_type.as_deref() {
+        None | Some("password") => {
+            let (Some(email), Some(password)) = (request.email.or(request.username), request.password)
+            else {
+                return Err(AppError::BadRequest(
+                    "the password grant needs email (or username) and password".to_owned(),
+                ));
+            };
+            sessions::login(state, &email, &password).await?
+        }
+        Some("refresh_token") => {
+            let Some(refresh_token) = request.refresh_token else {
+                return Err(AppError::BadRequest(
+                    "the refresh_token grant needs refresh_token".to_owned(),
+                ));
+            };
+            sessions::refresh(state, &refresh_token).await?
+        }
+        Some(other) => {
+            return Err(AppError::BadRequest(format!(
+                "unsupported grant_type {other:?}: use password or refresh_token"
+            )));
+        }
+    };
+    Ok(Ok200(pair.into()))
+}
+
+/// Revokes a refresh token and its whole family. Answers 204 for unknown tokens too.
+#[endpoint(
+    tags("tokens"),
+    request_body(
+        content = RevokeRequest,
+        content_type = "application/json",
+        description = "Also accepted as application/x-www-form-urlencoded"
+    ),
+    responses(
+        (status_code = 204, description = "Revoked (or never existed)"),
+        (status_code = 400, description = "Malformed body or no token"),
+        (status_code = 413, description = "Body over 64 KiB"),
+        (status_code = 415, description = "Neither JSON nor form"),
+    )
+)]
+pub async fn revoke_token(req: &mut Request, depot: &mut Depot) -> Result<NoContent, AppError> {
+    let state = app_state(depot)?;
+    let mut body = BodyFields::read(req, Accepts::JsonOrForm).await?;
+    let token = body
+        .optional_string("token")
+        .or_else(|| body.optional_string("refresh_token"));
+    if body.finish().is_err() {
+        return Err(AppError::BadRequest("token must be a string".to_owned()));
+    }
+    let request = RevokeRequest {
+        token: token.ok_or_else(|| AppError::BadRequest("token is required".to_owned()))?,
+    };
+    sessions::revoke(state, &request.token).await?;
+    Ok(NoContent)
+}
+
+/// The token routes.
+pub fn router() -> Router {
+    Router::with_path("tokens")
+        .post(issue_tokens)
+        .push(Router::with_path("revoke").post(revoke_token))
+}

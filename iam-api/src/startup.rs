@@ -1,0 +1,256 @@
+//! Start-up: database connection (creating it in `local`), migrations or the schema check,
+//! signing keys, the bootstrap admin, and serving until SIGTERM/SIGINT.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use iam_core::config::Profile;
+use salvo::conn::TcpListener;
+use salvo::prelude::*;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgPool};
+
+use crate::app;
+use crate::config::ApiConfig;
+use crate::domain::keys::{self, KeyRing};
+use crate::domain::password::PasswordHasherPool;
+use crate::domain::sessions;
+use crate::domain::users::{self, AdminOutcome};
+use crate::state::AppState;
+
+/// The SQL migrations, embedded at build time.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+/// How long a request may wait for a database connection before answering 503.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long start-up keeps trying to reach the database.
+const STARTUP_CONNECT_ATTEMPTS: u32 = 10;
+/// How often long-expired refresh tokens are deleted.
+const TOKEN_PRUNE_INTERVAL: Duration = Duration::from_secs(600);
+/// How long in-flight requests may take to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Why start-up failed; decides the exit status.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// Wrong configuration or schema: exit 2.
+    #[error("{0}")]
+    Config(String),
+    /// Anything else (database down, port taken): exit 1.
+    #[error("{0}")]
+    Runtime(String),
+}
+
+impl StartupError {
+    /// The process exit status for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            StartupError::Config(_) => 2,
+            StartupError::Runtime(_) => 1,
+        }
+    }
+}
+
+impl From<crate::error::AppError> for StartupError {
+    fn from(error: crate::error::AppError) -> Self {
+        StartupError::Runtime(error.to_string())
+    }
+}
+
+/// Connects to the database, creating it first in `local` when it does not exist, and
+/// applies migrations (`migrate`) or checks that the schema is current.
+pub async fn open_database(config: &ApiConfig, migrate: bool) -> Result<PgPool, StartupError> {
+    let options = PgConnectOptions::from_str(&config.database_url).map_err(|error| {
+        StartupError::Config(format!("POSTGRES_CONNECTION_STRING is invalid: {error}"))
+    })?;
+    wait_for_database(&options, config.profile).await?;
+    let pool = PgPoolOptions::new()
+        .max_connections(config.pool_size)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options)
+        .await
+        .map_err(|error| StartupError::Runtime(format!("cannot connect to PostgreSQL: {error}")))?;
+    if migrate {
+        // sqlx takes a PostgreSQL advisory lock around the run, so replicas starting
+        // together apply each migration once.
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|error| StartupError::Runtime(format!("migration failed: {error}")))?;
+        tracing::info!("database schema is up to date");
+    } else {
+        check_schema(&pool).await?;
+    }
+    Ok(pool)
+}
+
+async fn wait_for_database(options: &PgConnectOptions, profile: Profile) -> Result<(), StartupError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match sqlx::PgConnection::connect_with(options).await {
+            Ok(connection) => {
+                let _ = connection.close().await;
+                return Ok(());
+            }
+            Err(error) if is_missing_database(&error) && profile == Profile::Local => {
+                create_database(options).await?;
+            }
+            Err(error) if is_missing_database(&error) => {
+                return Err(StartupError::Config(format!(
+                    "the database in POSTGRES_CONNECTION_STRING does not exist: {error}"
+                )));
+            }
+            Err(error) if attempt >= STARTUP_CONNECT_ATTEMPTS => {
+                return Err(StartupError::Runtime(format!(
+                    "cannot connect to PostgreSQL after {attempt} attempts: {error}"
+                )));
+            }
+            Err(error) => {
+                tracing::warn!(%error, attempt, "PostgreSQL is not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+fn is_missing_database(error: &sqlx::Error) -> bool {
+    // SQLSTATE 3D000: invalid_catalog_name.
+    matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("3D000"))
+}
+
+async fn create_database(options: &PgConnectOptions) -> Result<(), StartupError> {
+    let name = options.get_database().unwrap_or("iam").to_owned();
+    let maintenance = options.clone().database("postgres");
+    let mut connection = sqlx::PgConnection::connect_with(&maintenance)
+        .await
+        .map_err(|error| StartupError::Runtime(format!("cannot create database {name}: {error}")))?;
+    let statement = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+    match sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut connection).await {
+        Ok(_) => tracing::info!(database = %name, "created the database"),
+        // 42P04 duplicate_database: another process was faster, which is fine.
+        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P04") => {}
+        Err(error) => {
+            return Err(StartupError::Runtime(format!("cannot create database {name}: {error}")));
+        }
+    }
+    let _ = connection.close().await;
+    Ok(())
+}
+
+/// Without `--migrate=true`, a missing or older schema stops the process.
+async fn check_schema(pool: &PgPool) -> Result<(), StartupError> {
+    let applied: Result<Vec<i64>, sqlx::Error> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await;
+    let applied: HashSet<i64> = match applied {
+        Ok(versions) => versions.into_iter().collect(),
+        // 42P01 undefined_table: never migrated.
+        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P01") => HashSet::new(),
+        Err(error) => {
+            return Err(StartupError::Runtime(format!("cannot read the schema version: {error}")));
+        }
+    };
+    let missing: Vec<String> = MIGRATOR
+        .iter()
+        .filter(|migration| !applied.contains(&migration.version))
+        .map(|migration| format!("{} {}", migration.version, migration.description))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(StartupError::Config(format!(
+            "the database schema is missing or older than this binary (not applied: {}); run with --migrate=true",
+            missing.join(", ")
+        )))
+    }
+}
+
+/// Builds the shared state: hashing pool, signing keys (creating the first one), bootstrap
+/// admin, and the key reloader.
+pub async fn build_state(config: ApiConfig, db: PgPool) -> Result<AppState, StartupError> {
+    if config.key_encryption_key.is_development_key {
+        tracing::warn!(
+            "IAM_KEY_ENCRYPTION_KEY is not set: private keys are encrypted with the public \
+             development key. Never use this outside local development."
+        );
+    }
+    let hasher = PasswordHasherPool::start(
+        config.password_hash,
+        config.worker_count,
+        config.password_hash_queue,
+    )
+    .map_err(StartupError::Config)?;
+    keys::ensure_active_key(&db, &config.key_encryption_key).await?;
+    let ring = KeyRing::load(&db, &config.key_encryption_key).await?;
+    keys::spawn_reloader(
+        ring.clone(),
+        db.clone(),
+        config.key_encryption_key.clone(),
+        config.key_refresh_interval,
+    );
+    sessions::spawn_expired_token_pruner(db.clone(), TOKEN_PRUNE_INTERVAL);
+    if let Some(admin) = &config.bootstrap_admin {
+        let (user, outcome) =
+            users::create_or_promote_admin(&db, &hasher, &admin.email, &admin.password).await?;
+        if outcome != AdminOutcome::AlreadyAdmin {
+            tracing::info!(user_id = %user.id, ?outcome, "bootstrap admin ready");
+        }
+    }
+    Ok(AppState {
+        db,
+        config: Arc::new(config),
+        hasher,
+        keys: ring,
+    })
+}
+
+/// Serves until SIGTERM or SIGINT, then stops accepting and lets in-flight requests finish.
+pub async fn serve(state: AppState) -> Result<(), StartupError> {
+    let address = (state.config.host.clone(), state.config.port);
+    let acceptor = TcpListener::new(address.clone()).try_bind().await.map_err(|error| {
+        StartupError::Runtime(format!("cannot listen on {}:{}: {error}", address.0, address.1))
+    })?;
+    let db = state.db.clone();
+    let server = Server::new(acceptor);
+    for holding in server.holdings() {
+        tracing::info!(address = %holding.local_addr, env = %state.config.env_label, "iam-api listening");
+    }
+    let handle = server.handle();
+    tokio::spawn(async move {
+        wait_for_shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        handle.stop_graceful(Some(SHUTDOWN_GRACE));
+    });
+    server.serve(app::service(state)).await;
+    db.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the server");
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,0 +1,18 @@
+//! The shared state every request handler and command works with.
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+
+use crate::config::ApiConfig;
+use crate::domain::keys::KeyRing;
+use crate::domain::password::PasswordHasherPool;
+
+/// Database pool, configuration, password hashing pool and signing keys. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub db: PgPool,
+    pub config: Arc<ApiConfig>,
+    pub hasher: PasswordHasherPool,
+    pub keys: KeyRing,
+}

@@ -1,0 +1,8 @@
+//! SQL, one module of plain functions per table. Callers own transactions and pass an
+//! executor (the pool or a transaction) down.
+
+pub mod login_failures;
+pub mod refresh_tokens;
+pub mod roles;
+pub mod signing_keys;
+pub mod users;

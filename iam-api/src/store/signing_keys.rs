@@ -1,0 +1,125 @@
+//! The `signing_keys` table.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+use sqlx::types::Json;
+
+use iam_core::PublicJwk;
+
+/// A key's public half and lifecycle timestamps (no private material).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SigningKeyRecord {
+    pub kid: String,
+    pub public_jwk: Json<PublicJwk>,
+    pub created_at: DateTime<Utc>,
+    pub activates_at: DateTime<Utc>,
+    pub retires_at: Option<DateTime<Utc>>,
+    pub unpublish_at: Option<DateTime<Utc>>,
+}
+
+/// A key's encrypted private half.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EncryptedPrivateKey {
+    pub kid: String,
+    pub private_key_ciphertext: Vec<u8>,
+    pub key_encryption_key_id: String,
+}
+
+/// A key to store.
+#[derive(Debug, Clone)]
+pub struct NewSigningKey<'a> {
+    pub kid: &'a str,
+    pub public_jwk: &'a PublicJwk,
+    pub private_key_ciphertext: &'a [u8],
+    pub key_encryption_key_id: &'a str,
+    pub activates_at: DateTime<Utc>,
+}
+
+/// Session-level advisory lock id that serialises key creation and rotation across replicas.
+pub const KEY_LIFECYCLE_LOCK: i64 = 0x1a3_5157_0001;
+
+/// Takes the key-lifecycle lock until the current transaction ends.
+pub async fn lock_lifecycle<'e>(executor: impl PgExecutor<'e>) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(KEY_LIFECYCLE_LOCK)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// Stores a key.
+pub async fn insert<'e>(
+    executor: impl PgExecutor<'e>,
+    key: &NewSigningKey<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, public_jwk, private_key_ciphertext, key_encryption_key_id, activates_at)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(key.kid)
+    .bind(Json(key.public_jwk))
+    .bind(key.private_key_ciphertext)
+    .bind(key.key_encryption_key_id)
+    .bind(key.activates_at)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// Every key, oldest activation first.
+pub async fn list_all<'e>(
+    executor: impl PgExecutor<'e>,
+) -> Result<Vec<SigningKeyRecord>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT kid, public_jwk, created_at, activates_at, retires_at, unpublish_at
+         FROM signing_keys ORDER BY activates_at, kid",
+    )
+    .fetch_all(executor)
+    .await
+}
+
+/// Keys still published at `now` (not yet past `unpublish_at`).
+pub async fn list_published<'e>(
+    executor: impl PgExecutor<'e>,
+    now: DateTime<Utc>,
+) -> Result<Vec<SigningKeyRecord>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT kid, public_jwk, created_at, activates_at, retires_at, unpublish_at
+         FROM signing_keys WHERE unpublish_at IS NULL OR unpublish_at > $1
+         ORDER BY activates_at, kid",
+    )
+    .bind(now)
+    .fetch_all(executor)
+    .await
+}
+
+/// The encrypted private key of `kid`.
+pub async fn find_private<'e>(
+    executor: impl PgExecutor<'e>,
+    kid: &str,
+) -> Result<Option<EncryptedPrivateKey>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT kid, private_key_ciphertext, key_encryption_key_id FROM signing_keys WHERE kid = $1",
+    )
+    .bind(kid)
+    .fetch_optional(executor)
+    .await
+}
+
+/// Schedules the retirement of every key that signs at `retires_at` or later and is not
+/// retired yet.
+pub async fn retire_signing_keys<'e>(
+    executor: impl PgExecutor<'e>,
+    retires_at: DateTime<Utc>,
+    unpublish_at: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    let result = sqlx::query(
+        "UPDATE signing_keys SET retires_at = $1, unpublish_at = $2
+         WHERE retires_at IS NULL AND activates_at <= $1",
+    )
+    .bind(retires_at)
+    .bind(unpublish_at)
+    .execute(executor)
+    .await?;
+    Ok(result.rows_affected())
+}

@@ -1,0 +1,137 @@
+//! The `users` table.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+/// A user as the API shows it, with its role's permissions.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UserRecord {
+    pub id: Uuid,
+    pub email: String,
+    pub role: String,
+    pub created_at: DateTime<Utc>,
+    pub permissions: Vec<String>,
+}
+
+/// What a login needs: the user and its password hash.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UserCredentials {
+    pub id: Uuid,
+    pub email: String,
+    pub role: String,
+    pub password_hash: String,
+    pub permissions: Vec<String>,
+}
+
+/// Name of the unique index on `lower(email)`.
+pub const EMAIL_UNIQUE_INDEX: &str = "users_email_key";
+/// Name of the foreign key from `users.role` to `roles.name`.
+pub const ROLE_FOREIGN_KEY: &str = "users_role_fkey";
+
+/// Inserts a user; fails on [`EMAIL_UNIQUE_INDEX`] when the email is taken.
+pub async fn insert<'e>(
+    executor: impl PgExecutor<'e>,
+    id: Uuid,
+    email: &str,
+    password_hash: &str,
+    role: &str,
+) -> Result<UserRecord, sqlx::Error> {
+    sqlx::query_as(
+        "WITH inserted AS (
+             INSERT INTO users (id, email, password_hash, role) VALUES ($1, $2, $3, $4)
+             RETURNING id, email, role, created_at
+         )
+         SELECT u.id, u.email, u.role, u.created_at, r.permissions
+         FROM inserted u JOIN roles r ON r.name = u.role",
+    )
+    .bind(id)
+    .bind(email)
+    .bind(password_hash)
+    .bind(role)
+    .fetch_one(executor)
+    .await
+}
+
+/// The user with this id, with its permissions.
+pub async fn find_by_id<'e>(
+    executor: impl PgExecutor<'e>,
+    id: Uuid,
+) -> Result<Option<UserRecord>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT u.id, u.email, u.role, u.created_at, r.permissions
+         FROM users u JOIN roles r ON r.name = u.role WHERE u.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(executor)
+    .await
+}
+
+/// The credentials of the user with this (normalised) email.
+pub async fn find_credentials_by_email<'e>(
+    executor: impl PgExecutor<'e>,
+    email: &str,
+) -> Result<Option<UserCredentials>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT u.id, u.email, u.role, u.password_hash, r.permissions
+         FROM users u JOIN roles r ON r.name = u.role
+         WHERE lower(u.email) = lower($1)",
+    )
+    .bind(email)
+    .fetch_optional(executor)
+    .await
+}
+
+/// Up to `limit` users with ids greater than `after`, in id order (ids are UUIDv7, so this
+/// is creation order).
+pub async fn list_after<'e>(
+    executor: impl PgExecutor<'e>,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<UserRecord>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT u.id, u.email, u.role, u.created_at, r.permissions
+         FROM users u JOIN roles r ON r.name = u.role
+         WHERE $1::uuid IS NULL OR u.id > $1
+         ORDER BY u.id LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(executor)
+    .await
+}
+
+/// Sets a user's role; `None` when there is no such user. Fails on [`ROLE_FOREIGN_KEY`]
+/// when the role does not exist.
+pub async fn update_role<'e>(
+    executor: impl PgExecutor<'e>,
+    id: Uuid,
+    role: &str,
+) -> Result<Option<UserRecord>, sqlx::Error> {
+    sqlx::query_as(
+        "WITH updated AS (
+             UPDATE users SET role = $2, updated_at = now() WHERE id = $1
+             RETURNING id, email, role, created_at
+         )
+         SELECT u.id, u.email, u.role, u.created_at, r.permissions
+         FROM updated u JOIN roles r ON r.name = u.role",
+    )
+    .bind(id)
+    .bind(role)
+    .fetch_optional(executor)
+    .await
+}
+
+/// Replaces a user's password hash (rehash on login).
+pub async fn update_password_hash<'e>(
+    executor: impl PgExecutor<'e>,
+    id: Uuid,
+    password_hash: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1")
+        .bind(id)
+        .bind(password_hash)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
