@@ -66,13 +66,15 @@ fn document_problem_bodies(document: &mut OpenApi) {
 /// The whole service with its state.
 pub fn service(state: AppState) -> Service {
     let router = Router::new()
-        .hoop(access_log)
         .hoop(affix_state::inject(state))
-        .hoop(security_headers)
         .push(openapi_document().into_router(OPENAPI_PATH))
         .push(SwaggerUi::new(OPENAPI_PATH).title("IAM API").into_router("/docs"))
         .push(api_router());
-    Service::new(router).catcher(Catcher::new(problem_catcher))
+    // Service-level hoops also run for requests no route matches.
+    Service::new(router)
+        .hoop(access_log)
+        .hoop(security_headers)
+        .catcher(Catcher::new(problem_catcher))
 }
 
 #[handler]

@@ -63,9 +63,12 @@ impl From<crate::error::AppError> for StartupError {
 /// Connects to the database, creating it first in `local` when it does not exist, and
 /// applies migrations (`migrate`) or checks that the schema is current.
 pub async fn open_database(config: &ApiConfig, migrate: bool) -> Result<PgPool, StartupError> {
-    let options = PgConnectOptions::from_str(&config.database_url).map_err(|error| {
+    let mut options = PgConnectOptions::from_str(&config.database_url).map_err(|error| {
         StartupError::Config(format!("POSTGRES_CONNECTION_STRING is invalid: {error}"))
     })?;
+    if let Some(user) = fallback_database_user(&config.database_url) {
+        options = options.username(&user);
+    }
     wait_for_database(&options, config.profile).await?;
     let pool = PgPoolOptions::new()
         .max_connections(config.pool_size)
@@ -87,6 +90,20 @@ pub async fn open_database(config: &ApiConfig, migrate: bool) -> Result<PgPool, 
     Ok(pool)
 }
 
+/// The user to connect as when the URL names none: `PGUSER`, else the login name from
+/// `USER`/`LOGNAME` as libpq does, else `postgres`. (Without this, a process started with no
+/// `USER` in its environment would connect as "anonymous".)
+fn fallback_database_user(url: &str) -> Option<String> {
+    let authority = url.split_once("://")?.1.split(['/', '?']).next().unwrap_or("");
+    if authority.contains('@') || std::env::var_os("PGUSER").is_some() {
+        return None;
+    }
+    ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|value| !value.is_empty()))
+        .or_else(|| Some("postgres".to_owned()))
+}
+
 async fn wait_for_database(options: &PgConnectOptions, profile: Profile) -> Result<(), StartupError> {
     let mut attempt = 0;
     loop {
@@ -98,6 +115,11 @@ async fn wait_for_database(options: &PgConnectOptions, profile: Profile) -> Resu
             }
             Err(error) if is_missing_database(&error) && profile == Profile::Local => {
                 create_database(options).await?;
+            }
+            Err(error) if is_rejected_login(&error) => {
+                return Err(StartupError::Config(format!(
+                    "PostgreSQL refused the login in POSTGRES_CONNECTION_STRING: {error}"
+                )));
             }
             Err(error) if is_missing_database(&error) => {
                 return Err(StartupError::Config(format!(
@@ -120,6 +142,11 @@ async fn wait_for_database(options: &PgConnectOptions, profile: Profile) -> Resu
 fn is_missing_database(error: &sqlx::Error) -> bool {
     // SQLSTATE 3D000: invalid_catalog_name.
     matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("3D000"))
+}
+
+fn is_rejected_login(error: &sqlx::Error) -> bool {
+    // SQLSTATE class 28: invalid authorization specification (unknown role, bad password).
+    matches!(error, sqlx::Error::Database(db) if db.code().is_some_and(|code| code.starts_with("28")))
 }
 
 async fn create_database(options: &PgConnectOptions) -> Result<(), StartupError> {
