@@ -1,1 +1,66 @@
+//! Test harness: a fresh PostgreSQL database per test, the real binaries on free ports, and
+//! an HTTP client.
+//!
+//! PostgreSQL comes from `IAM_TEST_DATABASE_URL` when set, else the local server at
+//! `postgres://localhost:5432`, else a testcontainers PostgreSQL where Docker runs. When none
+//! answers, tests fail with a message saying how to get one; they never skip.
 
+pub mod api;
+pub mod database;
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+pub use api::{ApiProcess, ApiProcessBuilder};
+pub use database::TestDatabase;
+
+/// The workspace's target directory for the profile the tests were built with.
+fn target_dir() -> PathBuf {
+    // Test executables live in target/<profile>/deps/.
+    let executable = std::env::current_exe().expect("the test executable has a path");
+    executable
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(PathBuf::from)
+        .expect("test executable sits in target/<profile>/deps")
+}
+
+/// The path of a workspace binary, built (once per test process) so it is never stale.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let profile_dir = target_dir();
+        let release = profile_dir.file_name().is_some_and(|name| name == "release");
+        let mut command = std::process::Command::new(cargo);
+        command
+            .args(["build", "--quiet", "--bins"])
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+        if release {
+            command.arg("--release");
+        }
+        match command.status() {
+            Ok(status) if status.success() => Ok(()),
+            Ok(status) => Err(format!("cargo build --bins failed with {status}")),
+            Err(error) => Err(format!("cannot run cargo to build the binaries: {error}")),
+        }
+    });
+    if let Err(why) = built {
+        panic!("{why}");
+    }
+    let path = target_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} does not exist after building; run `cargo build --bins`",
+        path.display()
+    );
+    path
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free local port")
+}

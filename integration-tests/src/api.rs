@@ -1,0 +1,279 @@
+//! The real `iam-api` binary, started on a free port against a test database.
+
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+use crate::database::TestDatabase;
+use crate::{binary, free_port};
+
+/// The admin every test service is bootstrapped with.
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+/// The bootstrap admin's password.
+pub const ADMIN_PASSWORD: &str = "admin-password-1";
+
+/// Environment and arguments for one `iam-api` process.
+#[derive(Debug, Clone)]
+pub struct ApiProcessBuilder {
+    envs: Vec<(String, String)>,
+    args: Vec<String>,
+}
+
+impl ApiProcessBuilder {
+    /// Sets (or overrides) an environment variable.
+    pub fn env(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.envs.retain(|(existing, _)| existing != name);
+        self.envs.push((name.to_owned(), value.into()));
+        self
+    }
+
+    /// Removes an environment variable from the defaults.
+    pub fn without_env(mut self, name: &str) -> Self {
+        self.envs.retain(|(existing, _)| existing != name);
+        self
+    }
+
+    /// Replaces the command-line arguments (default `--config=local --migrate=true`).
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args = args.iter().map(|arg| (*arg).to_owned()).collect();
+        self
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(binary("iam-api"));
+        command.env_clear();
+        if let Some(path) = std::env::var_os("PATH") {
+            command.env("PATH", path);
+        }
+        command.envs(self.envs.iter().map(|(name, value)| (name, value)));
+        command.args(&self.args);
+        command
+    }
+
+    /// Runs the binary to completion (for commands and start-up failures).
+    pub async fn run(&self, stdin: Option<&str>) -> std::process::Output {
+        use tokio::io::AsyncWriteExt as _;
+        let mut command = self.command();
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("spawn iam-api");
+        if let Some(mut pipe) = child.stdin.take() {
+            if let Some(input) = stdin {
+                pipe.write_all(input.as_bytes()).await.expect("write stdin");
+            }
+            drop(pipe);
+        }
+        tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .expect("iam-api finishes within 60 s")
+            .expect("iam-api output")
+    }
+
+    /// Starts the server and waits until its healthcheck answers 200.
+    pub async fn start(self) -> ApiProcess {
+        let port: u16 = self
+            .envs
+            .iter()
+            .find(|(name, _)| name == "PORT")
+            .and_then(|(_, value)| value.parse().ok())
+            .expect("PORT is set");
+        let log_dir = crate::target_dir().join("test-logs");
+        std::fs::create_dir_all(&log_dir).expect("log dir");
+        let log_path = log_dir.join(format!("iam-api-{port}-{}.log", uuid::Uuid::new_v4().simple()));
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut command = self.command();
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().expect("log handle")))
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true);
+        let child = command.spawn().expect("spawn iam-api");
+        let mut api = ApiProcess {
+            child,
+            base_url: format!("http://127.0.0.1:{port}"),
+            log_path,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+        };
+        api.wait_until_healthy().await;
+        api
+    }
+}
+
+/// A running `iam-api`, killed when dropped.
+#[derive(Debug)]
+pub struct ApiProcess {
+    child: Child,
+    pub base_url: String,
+    pub log_path: PathBuf,
+    pub client: reqwest::Client,
+}
+
+impl ApiProcess {
+    /// Defaults: local config with migrations, the test database, a free port, cheap password
+    /// hashing (the cost is irrelevant to what these tests check) and a bootstrap admin.
+    pub fn builder(database: &TestDatabase) -> ApiProcessBuilder {
+        let port = free_port();
+        ApiProcessBuilder {
+            envs: vec![
+                ("HOST".into(), "127.0.0.1".into()),
+                ("PORT".into(), port.to_string()),
+                ("POSTGRES_CONNECTION_STRING".into(), database.url.clone()),
+                ("PASSWORD_HASH_MEMORY_KIB".into(), "1024".into()),
+                ("PASSWORD_HASH_ITERATIONS".into(), "1".into()),
+                ("BOOTSTRAP_ADMIN_EMAIL".into(), ADMIN_EMAIL.into()),
+                ("BOOTSTRAP_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
+                ("RUST_LOG".into(), "info".into()),
+            ],
+            args: vec!["--config=local".into(), "--migrate=true".into()],
+        }
+    }
+
+    /// Starts a server with the defaults.
+    pub async fn start(database: &TestDatabase) -> Self {
+        Self::builder(database).start().await
+    }
+
+    async fn wait_until_healthy(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("iam-api exited with {status} during start:\n{}", self.logs());
+            }
+            if let Ok(response) = self.client.get(self.url("/api/v1/healthcheck")).send().await
+                && response.status() == 200
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "iam-api did not become healthy within 60 s:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Everything the process has logged so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Absolute URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let pid = self.child.id().expect("process is running");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Waits for the process to exit.
+    pub async fn wait(&mut self, limit: Duration) -> ExitStatus {
+        tokio::time::timeout(limit, self.child.wait())
+            .await
+            .expect("iam-api exits in time")
+            .expect("exit status")
+    }
+
+    /// GET with an optional Bearer token.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut request = self.client.get(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("GET")
+    }
+
+    /// Sends a JSON body with `method` and an optional Bearer token.
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> reqwest::Response {
+        let mut request = self.client.request(method, self.url(path)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("request")
+    }
+
+    /// POST a JSON body.
+    pub async fn post_json(&self, path: &str, token: Option<&str>, body: &Value) -> reqwest::Response {
+        self.send_json(reqwest::Method::POST, path, token, body).await
+    }
+
+    /// Registers a user and returns its JSON.
+    pub async fn register(&self, email: &str, password: &str) -> Value {
+        let response = self
+            .post_json("/api/v1/users", None, &json!({"email": email, "password": password}))
+            .await;
+        assert_eq!(response.status(), 201, "registration of {email}");
+        response.json().await.expect("user json")
+    }
+
+    /// Logs in with the password grant and returns the token pair.
+    pub async fn login(&self, email: &str, password: &str) -> Value {
+        let response = self
+            .post_json("/api/v1/tokens", None, &json!({"email": email, "password": password}))
+            .await;
+        assert_eq!(response.status(), 200, "login of {email}");
+        response.json().await.expect("token pair")
+    }
+
+    /// An access token of the bootstrap admin.
+    pub async fn admin_token(&self) -> String {
+        access_token(&self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await)
+    }
+
+    /// Registers a user and returns its id and an access token.
+    pub async fn user_with_token(&self, email: &str) -> (String, String) {
+        let user = self.register(email, "user-password-1").await;
+        let pair = self.login(email, "user-password-1").await;
+        (string(&user["id"]), access_token(&pair))
+    }
+}
+
+/// The access token of a token pair.
+pub fn access_token(pair: &Value) -> String {
+    string(&pair["access_token"])
+}
+
+/// A JSON string value.
+pub fn string(value: &Value) -> String {
+    value.as_str().unwrap_or_else(|| panic!("expected a string, got {value}")).to_owned()
+}
+
+/// Asserts that a response is an RFC 9457 problem with `status`, and returns it.
+pub async fn expect_problem(response: reqwest::Response, status: u16) -> Value {
+    assert_eq!(response.status(), status, "status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = response.json().await.expect("problem json");
+    assert_eq!(body["status"], status);
+    for member in ["type", "title", "detail"] {
+        assert!(body[member].is_string(), "problem lacks {member}: {body}");
+    }
+    body
+}
