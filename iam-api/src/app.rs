@@ -68,7 +68,11 @@ pub fn service(state: AppState) -> Service {
     let router = Router::new()
         .hoop(affix_state::inject(state))
         .push(openapi_document().into_router(OPENAPI_PATH))
-        .push(SwaggerUi::new(OPENAPI_PATH).title("IAM API").into_router("/docs"))
+        .push(
+            SwaggerUi::new(OPENAPI_PATH)
+                .title("IAM API")
+                .into_router("/docs"),
+        )
         .push(api_router());
     // Service-level hoops also run for requests no route matches.
     Service::new(router)
@@ -78,7 +82,12 @@ pub fn service(state: AppState) -> Service {
 }
 
 #[handler]
-async fn security_headers(req: &mut Request, depot: &mut Depot, res: &mut Response, ctrl: &mut FlowCtrl) {
+async fn security_headers(
+    req: &mut Request,
+    depot: &mut Depot,
+    res: &mut Response,
+    ctrl: &mut FlowCtrl,
+) {
     ctrl.call_next(req, depot, res).await;
     res.headers_mut()
         .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
@@ -109,6 +118,7 @@ async fn access_log(req: &mut Request, depot: &mut Depot, res: &mut Response, ct
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // test helpers report failure by panicking
 mod tests {
     use super::*;
 
@@ -132,7 +142,12 @@ mod tests {
     fn the_document_is_openapi_3_1_with_every_route() {
         let document: serde_json::Value =
             serde_json::from_str(&openapi_document().to_json().expect("json")).expect("parse");
-        assert!(document["openapi"].as_str().expect("version").starts_with("3.1"));
+        assert!(
+            document["openapi"]
+                .as_str()
+                .expect("version")
+                .starts_with("3.1")
+        );
         for path in [
             "/api/v1/healthcheck",
             "/api/v1/users",

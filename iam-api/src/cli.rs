@@ -18,7 +18,10 @@ use crate::store::signing_keys::{self, SigningKeyRecord};
 pub async fn list_keys(db: &sqlx::PgPool) -> Result<(), StartupError> {
     let keys = signing_keys::list_all(db).await.map_err(AppError::from)?;
     let now = Utc::now();
-    println!("{:<44} {:<12} {:<26} {:<26} {:<26}", "KID", "STATE", "CREATED", "ACTIVATES", "RETIRES");
+    println!(
+        "{:<44} {:<12} {:<26} {:<26} {:<26}",
+        "KID", "STATE", "CREATED", "ACTIVATES", "RETIRES"
+    );
     for key in &keys {
         print_key(key, SigningKeyState::of(key, now));
     }
@@ -26,7 +29,8 @@ pub async fn list_keys(db: &sqlx::PgPool) -> Result<(), StartupError> {
 }
 
 fn print_key(key: &SigningKeyRecord, state: SigningKeyState) {
-    let format = |at: Option<chrono::DateTime<Utc>>| at.map_or_else(|| "-".to_owned(), |at| at.to_rfc3339());
+    let format =
+        |at: Option<chrono::DateTime<Utc>>| at.map_or_else(|| "-".to_owned(), |at| at.to_rfc3339());
     println!(
         "{:<44} {:<12} {:<26} {:<26} {:<26}",
         key.kid,
@@ -56,7 +60,14 @@ pub async fn rotate_key(
         })?),
         None => None,
     };
-    match keys::rotate(db, &config.key_encryption_key, rotation_policy(config), pem.as_deref()).await {
+    match keys::rotate(
+        db,
+        &config.key_encryption_key,
+        rotation_policy(config),
+        pem.as_deref(),
+    )
+    .await
+    {
         Ok(key) => {
             println!(
                 "key {} is published now and signs from {} (KEY_ROTATION_GRACE = {} s)",
@@ -90,7 +101,8 @@ pub async fn create_admin(
             "pass the password on standard input with --password-stdin".to_owned(),
         ));
     }
-    let email = Email::parse(email).map_err(|why| StartupError::Config(format!("--email {why}")))?;
+    let email =
+        Email::parse(email).map_err(|why| StartupError::Config(format!("--email {why}")))?;
     let mut input = String::new();
     std::io::stdin()
         .read_to_string(&mut input)
@@ -98,8 +110,10 @@ pub async fn create_admin(
     // Only the line ending that `echo` adds is removed; other whitespace is part of it.
     let line = input.strip_suffix('\n').unwrap_or(&input);
     let line = line.strip_suffix('\r').unwrap_or(line);
-    let password = Password::parse(line).map_err(|why| StartupError::Config(format!("password {why}")))?;
-    let hasher = PasswordHasherPool::start(config.password_hash, 1, 1).map_err(StartupError::Config)?;
+    let password =
+        Password::parse(line).map_err(|why| StartupError::Config(format!("password {why}")))?;
+    let hasher =
+        PasswordHasherPool::start(config.password_hash, 1, 1).map_err(StartupError::Config)?;
     let (user, outcome) = users::create_or_promote_admin(db, &hasher, &email, &password).await?;
     let what = match outcome {
         AdminOutcome::Created => "created admin",

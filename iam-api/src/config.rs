@@ -110,7 +110,10 @@ impl KeyEncryptionKey {
     /// as such instead of as corrupt data.
     pub fn id(&self) -> String {
         let digest = openssl::sha::sha256(&self.bytes);
-        digest[..8].iter().map(|byte| format!("{byte:02x}")).collect()
+        digest[..8]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
     }
 }
 
@@ -159,8 +162,11 @@ impl ApiConfig {
             }
         };
 
-        let worker_count: usize =
-            problems.parse_or("WORKER_COUNT", raw.worker_count.as_deref(), available_cpus());
+        let worker_count: usize = problems.parse_or(
+            "WORKER_COUNT",
+            raw.worker_count.as_deref(),
+            available_cpus(),
+        );
         if worker_count == 0 {
             problems.invalid("WORKER_COUNT", "must be at least 1");
         }
@@ -175,8 +181,12 @@ impl ApiConfig {
             problems.invalid("POSTGRES_POOL_SIZE", "must be at least 1");
         }
 
-        let access_token_ttl =
-            positive_seconds(&mut problems, "ACCESS_TOKEN_TTL", &raw.access_token_ttl, 86_400);
+        let access_token_ttl = positive_seconds(
+            &mut problems,
+            "ACCESS_TOKEN_TTL",
+            &raw.access_token_ttl,
+            86_400,
+        );
         let refresh_token_ttl = positive_seconds(
             &mut problems,
             "REFRESH_TOKEN_TTL",
@@ -281,7 +291,10 @@ fn non_empty_or(value: Option<String>, default: &str) -> String {
 }
 
 fn bootstrap_admin(problems: &mut ConfigProblems, raw: &RawEnvironment) -> Option<BootstrapAdmin> {
-    let email = raw.bootstrap_admin_email.as_deref().filter(|v| !v.is_empty());
+    let email = raw
+        .bootstrap_admin_email
+        .as_deref()
+        .filter(|v| !v.is_empty());
     let password = raw
         .bootstrap_admin_password
         .as_deref()
@@ -318,6 +331,7 @@ fn bootstrap_admin(problems: &mut ConfigProblems, raw: &RawEnvironment) -> Optio
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // test helpers report failure by panicking
 mod tests {
     use super::*;
 

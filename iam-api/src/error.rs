@@ -89,10 +89,19 @@ impl From<sqlx::Error> for AppError {
     }
 }
 
-/// SQLSTATEs that mean the server cannot serve us right now (class 08 connection exceptions,
-/// 57P0x operator intervention such as shutdown, 53xxx insufficient resources).
+/// SQLSTATEs that mean the server cannot serve us right now: class 08 connection
+/// exceptions, 57P0x operator intervention (shutdown, terminated backend), 53xxx insufficient
+/// resources, and what a new connection meets while the database is closed to us: 55000
+/// ("not currently accepting connections"), 3D000 (database gone) and class 28 (login
+/// refused, e.g. during a credential rotation). None of these is a bug in a query of ours.
 fn is_unavailable_sqlstate(code: Option<&str>) -> bool {
-    code.is_some_and(|code| code.starts_with("08") || code.starts_with("57P") || code.starts_with("53"))
+    code.is_some_and(|code| {
+        ["08", "57P", "53", "28"]
+            .iter()
+            .any(|class| code.starts_with(class))
+            || code == "55000"
+            || code == "3D000"
+    })
 }
 
 impl From<HashingError> for AppError {
@@ -101,7 +110,9 @@ impl From<HashingError> for AppError {
             HashingError::Busy => AppError::Busy {
                 retry_after_seconds: 1,
             },
-            HashingError::Stopped | HashingError::Failed(_) => AppError::Internal(error.to_string()),
+            HashingError::Stopped | HashingError::Failed(_) => {
+                AppError::Internal(error.to_string())
+            }
         }
     }
 }

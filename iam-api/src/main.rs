@@ -116,14 +116,22 @@ async fn run(cli: Cli, config: ApiConfig) -> Result<(), StartupError> {
             // Commands need the current schema too, and may create it when asked.
             let db = startup::open_database(&config, cli.migrate).await?;
             let result = match command {
-                Command::Keys { action: KeysCommand::List } => cli::list_keys(&db).await,
-                Command::Keys { action: KeysCommand::Rotate } => cli::rotate_key(&db, &config, None).await,
-                Command::Keys { action: KeysCommand::Import { pem_file } } => {
-                    cli::rotate_key(&db, &config, Some(&pem_file)).await
-                }
-                Command::Admin { action: AdminCommand::Create { email, password_stdin } } => {
-                    cli::create_admin(&db, &config, &email, password_stdin).await
-                }
+                Command::Keys {
+                    action: KeysCommand::List,
+                } => cli::list_keys(&db).await,
+                Command::Keys {
+                    action: KeysCommand::Rotate,
+                } => cli::rotate_key(&db, &config, None).await,
+                Command::Keys {
+                    action: KeysCommand::Import { pem_file },
+                } => cli::rotate_key(&db, &config, Some(&pem_file)).await,
+                Command::Admin {
+                    action:
+                        AdminCommand::Create {
+                            email,
+                            password_stdin,
+                        },
+                } => cli::create_admin(&db, &config, &email, password_stdin).await,
             };
             db.close().await;
             result

@@ -94,7 +94,12 @@ pub async fn open_database(config: &ApiConfig, migrate: bool) -> Result<PgPool, 
 /// `USER`/`LOGNAME` as libpq does, else `postgres`. (Without this, a process started with no
 /// `USER` in its environment would connect as "anonymous".)
 fn fallback_database_user(url: &str) -> Option<String> {
-    let authority = url.split_once("://")?.1.split(['/', '?']).next().unwrap_or("");
+    let authority = url
+        .split_once("://")?
+        .1
+        .split(['/', '?'])
+        .next()
+        .unwrap_or("");
     if authority.contains('@') || std::env::var_os("PGUSER").is_some() {
         return None;
     }
@@ -104,7 +109,10 @@ fn fallback_database_user(url: &str) -> Option<String> {
         .or_else(|| Some("postgres".to_owned()))
 }
 
-async fn wait_for_database(options: &PgConnectOptions, profile: Profile) -> Result<(), StartupError> {
+async fn wait_for_database(
+    options: &PgConnectOptions,
+    profile: Profile,
+) -> Result<(), StartupError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -154,14 +162,21 @@ async fn create_database(options: &PgConnectOptions) -> Result<(), StartupError>
     let maintenance = options.clone().database("postgres");
     let mut connection = sqlx::PgConnection::connect_with(&maintenance)
         .await
-        .map_err(|error| StartupError::Runtime(format!("cannot create database {name}: {error}")))?;
+        .map_err(|error| {
+            StartupError::Runtime(format!("cannot create database {name}: {error}"))
+        })?;
     let statement = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
-    match sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut connection).await {
+    match sqlx::query(sqlx::AssertSqlSafe(statement))
+        .execute(&mut connection)
+        .await
+    {
         Ok(_) => tracing::info!(database = %name, "created the database"),
         // 42P04 duplicate_database: another process was faster, which is fine.
         Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P04") => {}
         Err(error) => {
-            return Err(StartupError::Runtime(format!("cannot create database {name}: {error}")));
+            return Err(StartupError::Runtime(format!(
+                "cannot create database {name}: {error}"
+            )));
         }
     }
     let _ = connection.close().await;
@@ -179,7 +194,9 @@ async fn check_schema(pool: &PgPool) -> Result<(), StartupError> {
         // 42P01 undefined_table: never migrated.
         Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P01") => HashSet::new(),
         Err(error) => {
-            return Err(StartupError::Runtime(format!("cannot read the schema version: {error}")));
+            return Err(StartupError::Runtime(format!(
+                "cannot read the schema version: {error}"
+            )));
         }
     };
     let missing: Vec<String> = MIGRATOR
@@ -239,9 +256,15 @@ pub async fn build_state(config: ApiConfig, db: PgPool) -> Result<AppState, Star
 /// Serves until SIGTERM or SIGINT, then stops accepting and lets in-flight requests finish.
 pub async fn serve(state: AppState) -> Result<(), StartupError> {
     let address = (state.config.host.clone(), state.config.port);
-    let acceptor = TcpListener::new(address.clone()).try_bind().await.map_err(|error| {
-        StartupError::Runtime(format!("cannot listen on {}:{}: {error}", address.0, address.1))
-    })?;
+    let acceptor = TcpListener::new(address.clone())
+        .try_bind()
+        .await
+        .map_err(|error| {
+            StartupError::Runtime(format!(
+                "cannot listen on {}:{}: {error}",
+                address.0, address.1
+            ))
+        })?;
     let db = state.db.clone();
     let server = Server::new(acceptor);
     for holding in server.holdings() {

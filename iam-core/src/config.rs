@@ -36,7 +36,9 @@ impl FromStr for Profile {
             "local" => Ok(Profile::Local),
             "stage" => Ok(Profile::Stage),
             "prod" => Ok(Profile::Prod),
-            other => Err(format!("unknown config {other:?}: expected local, stage or prod")),
+            other => Err(format!(
+                "unknown config {other:?}: expected local, stage or prod"
+            )),
         }
     }
 }
@@ -117,6 +119,7 @@ pub fn available_cpus() -> usize {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // test helpers report failure by panicking
 mod tests {
     use super::*;
 

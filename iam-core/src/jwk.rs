@@ -144,6 +144,7 @@ impl KeySet {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // test helpers report failure by panicking
 mod tests {
     use super::*;
 

@@ -85,7 +85,10 @@ impl ApiProcessBuilder {
             .expect("PORT is set");
         let log_dir = crate::target_dir().join("test-logs");
         std::fs::create_dir_all(&log_dir).expect("log dir");
-        let log_path = log_dir.join(format!("iam-api-{port}-{}.log", uuid::Uuid::new_v4().simple()));
+        let log_path = log_dir.join(format!(
+            "iam-api-{port}-{}.log",
+            uuid::Uuid::new_v4().simple()
+        ));
         let log = std::fs::File::create(&log_path).expect("log file");
         let mut command = self.command();
         command
@@ -146,9 +149,16 @@ impl ApiProcess {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("iam-api exited with {status} during start:\n{}", self.logs());
+                panic!(
+                    "iam-api exited with {status} during start:\n{}",
+                    self.logs()
+                );
             }
-            if let Ok(response) = self.client.get(self.url("/api/v1/healthcheck")).send().await
+            if let Ok(response) = self
+                .client
+                .get(self.url("/api/v1/healthcheck"))
+                .send()
+                .await
                 && response.status() == 200
             {
                 return;
@@ -215,14 +225,24 @@ impl ApiProcess {
     }
 
     /// POST a JSON body.
-    pub async fn post_json(&self, path: &str, token: Option<&str>, body: &Value) -> reqwest::Response {
-        self.send_json(reqwest::Method::POST, path, token, body).await
+    pub async fn post_json(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> reqwest::Response {
+        self.send_json(reqwest::Method::POST, path, token, body)
+            .await
     }
 
     /// Registers a user and returns its JSON.
     pub async fn register(&self, email: &str, password: &str) -> Value {
         let response = self
-            .post_json("/api/v1/users", None, &json!({"email": email, "password": password}))
+            .post_json(
+                "/api/v1/users",
+                None,
+                &json!({"email": email, "password": password}),
+            )
             .await;
         assert_eq!(response.status(), 201, "registration of {email}");
         response.json().await.expect("user json")
@@ -231,7 +251,11 @@ impl ApiProcess {
     /// Logs in with the password grant and returns the token pair.
     pub async fn login(&self, email: &str, password: &str) -> Value {
         let response = self
-            .post_json("/api/v1/tokens", None, &json!({"email": email, "password": password}))
+            .post_json(
+                "/api/v1/tokens",
+                None,
+                &json!({"email": email, "password": password}),
+            )
             .await;
         assert_eq!(response.status(), 200, "login of {email}");
         response.json().await.expect("token pair")
@@ -257,7 +281,10 @@ pub fn access_token(pair: &Value) -> String {
 
 /// A JSON string value.
 pub fn string(value: &Value) -> String {
-    value.as_str().unwrap_or_else(|| panic!("expected a string, got {value}")).to_owned()
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("expected a string, got {value}"))
+        .to_owned()
 }
 
 /// Asserts that a response is an RFC 9457 problem with `status`, and returns it.

@@ -83,7 +83,9 @@ async fn start_container() -> Result<String, String> {
         .map_err(|error| error.to_string())?;
     // The container must outlive this runtime: it is removed when the process ends.
     std::mem::forget(container);
-    Ok(format!("postgres://postgres:postgres@{host}:{port}/postgres"))
+    Ok(format!(
+        "postgres://postgres:postgres@{host}:{port}/postgres"
+    ))
 }
 
 /// `url` with its database name replaced by `database`.
@@ -234,6 +236,9 @@ mod tests {
             with_database("postgres://u:p@h:5432/postgres?sslmode=disable", "x"),
             "postgres://u:p@h:5432/x?sslmode=disable"
         );
-        assert_eq!(with_database("postgres://h:5432", "x"), "postgres://h:5432/x");
+        assert_eq!(
+            with_database("postgres://h:5432", "x"),
+            "postgres://h:5432/x"
+        );
     }
 }

@@ -31,7 +31,9 @@ pub fn binary(name: &str) -> PathBuf {
     let built = BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let profile_dir = target_dir();
-        let release = profile_dir.file_name().is_some_and(|name| name == "release");
+        let release = profile_dir
+            .file_name()
+            .is_some_and(|name| name == "release");
         let mut command = std::process::Command::new(cargo);
         command
             .args(["build", "--quiet", "--bins"])

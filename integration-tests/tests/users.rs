@@ -9,21 +9,37 @@ async fn registration_creates_a_user_with_the_default_role() {
     let db = TestDatabase::create().await;
     let api = ApiProcess::start(&db).await;
     let response = api
-        .post_json("/api/v1/users", None, &json!({"email": "  Ada@Example.COM ", "password": "correct horse"}))
+        .post_json(
+            "/api/v1/users",
+            None,
+            &json!({"email": "  Ada@Example.COM ", "password": "correct horse"}),
+        )
         .await;
     assert_eq!(response.status(), 201);
-    let location = response.headers()["location"].to_str().expect("location").to_owned();
+    let location = response.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
     let user: Value = response.json().await.expect("json");
     assert_eq!(user["email"], "ada@example.com");
     assert_eq!(user["role"], "user");
-    assert_eq!(location, format!("/api/v1/users/{}", user["id"].as_str().expect("id")));
-    assert!(user["created_at"].as_str().expect("created_at").contains('T'));
+    assert_eq!(
+        location,
+        format!("/api/v1/users/{}", user["id"].as_str().expect("id"))
+    );
+    assert!(
+        user["created_at"]
+            .as_str()
+            .expect("created_at")
+            .contains('T')
+    );
     assert!(user.get("password").is_none() && user.get("password_hash").is_none());
     // The stored hash is argon2id, never the password.
-    let stored: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE email = 'ada@example.com'")
-        .fetch_one(&db.pool().await)
-        .await
-        .expect("row");
+    let stored: String =
+        sqlx::query_scalar("SELECT password_hash FROM users WHERE email = 'ada@example.com'")
+            .fetch_one(&db.pool().await)
+            .await
+            .expect("row");
     assert!(stored.starts_with("$argon2id$"), "{stored}");
 }
 
@@ -33,7 +49,11 @@ async fn a_taken_email_gives_409_whatever_its_case() {
     let api = ApiProcess::start(&db).await;
     api.register("grace@example.com", "password-1").await;
     let again = api
-        .post_json("/api/v1/users", None, &json!({"email": "GRACE@example.com", "password": "password-2"}))
+        .post_json(
+            "/api/v1/users",
+            None,
+            &json!({"email": "GRACE@example.com", "password": "password-2"}),
+        )
         .await;
     expect_problem(again, 409).await;
 }
@@ -43,7 +63,11 @@ async fn invalid_email_and_password_are_both_reported_with_422() {
     let db = TestDatabase::create().await;
     let api = ApiProcess::start(&db).await;
     let response = api
-        .post_json("/api/v1/users", None, &json!({"email": "not-an-email", "password": "short"}))
+        .post_json(
+            "/api/v1/users",
+            None,
+            &json!({"email": "not-an-email", "password": "short"}),
+        )
         .await;
     let problem = expect_problem(response, 422).await;
     let fields: Vec<&str> = problem["errors"]
@@ -56,12 +80,20 @@ async fn invalid_email_and_password_are_both_reported_with_422() {
 
     let long_password = "p".repeat(129);
     let response = api
-        .post_json("/api/v1/users", None, &json!({"email": "a@example.com", "password": long_password}))
+        .post_json(
+            "/api/v1/users",
+            None,
+            &json!({"email": "a@example.com", "password": long_password}),
+        )
         .await;
     expect_problem(response, 422).await;
     let long_email = format!("{}@example.com", "a".repeat(250));
     let response = api
-        .post_json("/api/v1/users", None, &json!({"email": long_email, "password": "long enough"}))
+        .post_json(
+            "/api/v1/users",
+            None,
+            &json!({"email": long_email, "password": "long enough"}),
+        )
         .await;
     expect_problem(response, 422).await;
 }
@@ -70,10 +102,14 @@ async fn invalid_email_and_password_are_both_reported_with_422() {
 async fn missing_and_mistyped_fields_are_422_and_malformed_json_is_400() {
     let db = TestDatabase::create().await;
     let api = ApiProcess::start(&db).await;
-    let response = api.post_json("/api/v1/users", None, &json!({"email": 42})).await;
+    let response = api
+        .post_json("/api/v1/users", None, &json!({"email": 42}))
+        .await;
     let problem = expect_problem(response, 422).await;
     assert_eq!(problem["errors"].as_array().expect("errors").len(), 2);
-    let response = api.post_json("/api/v1/users", None, &json!(["a", "b"])).await;
+    let response = api
+        .post_json("/api/v1/users", None, &json!(["a", "b"]))
+        .await;
     expect_problem(response, 422).await;
 
     let response = api
@@ -103,7 +139,11 @@ async fn bodies_over_64_kib_get_413_and_deep_nesting_is_refused() {
     let api = ApiProcess::start(&db).await;
     let padding = "x".repeat(70 * 1024);
     let response = api
-        .post_json("/api/v1/users", None, &json!({"email": "a@example.com", "password": padding}))
+        .post_json(
+            "/api/v1/users",
+            None,
+            &json!({"email": "a@example.com", "password": padding}),
+        )
         .await;
     expect_problem(response, 413).await;
 
@@ -124,18 +164,35 @@ async fn concurrent_registration_of_one_email_creates_exactly_one_user() {
     let db = TestDatabase::create().await;
     let api = ApiProcess::start(&db).await;
     let attempts = (0..12).map(|index| {
-        let email = if index % 2 == 0 { "race@example.com" } else { "RACE@example.com" };
+        let email = if index % 2 == 0 {
+            "race@example.com"
+        } else {
+            "RACE@example.com"
+        };
         let body = json!({"email": email, "password": "password-1"});
         let api = &api;
         async move { api.post_json("/api/v1/users", None, &body).await }
     });
     let responses = futures::future::join_all(attempts).await;
-    let statuses: Vec<u16> = responses.iter().map(|response| response.status().as_u16()).collect();
-    assert_eq!(statuses.iter().filter(|&&status| status == 201).count(), 1, "{statuses:?}");
-    assert!(statuses.iter().all(|&status| status == 201 || status == 409), "{statuses:?}");
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE lower(email) = 'race@example.com'")
-        .fetch_one(&db.pool().await)
-        .await
-        .expect("count");
+    let statuses: Vec<u16> = responses
+        .iter()
+        .map(|response| response.status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|&&status| status == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .all(|&status| status == 201 || status == 409),
+        "{statuses:?}"
+    );
+    let count: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM users WHERE lower(email) = 'race@example.com'")
+            .fetch_one(&db.pool().await)
+            .await
+            .expect("count");
     assert_eq!(count, 1);
 }

@@ -32,7 +32,11 @@ impl Email {
         if local.is_empty() || local.len() > 64 {
             return Err("the part before @ must be 1 to 64 characters");
         }
-        if !local.bytes().all(is_local_part_byte) || local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+        if !local.bytes().all(is_local_part_byte)
+            || local.starts_with('.')
+            || local.ends_with('.')
+            || local.contains("..")
+        {
             return Err("the part before @ has a character that is not allowed");
         }
         if !is_domain(domain) {
@@ -58,7 +62,9 @@ fn is_domain(domain: &str) -> bool {
         && labels.iter().all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -77,6 +83,7 @@ impl fmt::Display for Email {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // test helpers report failure by panicking
 mod tests {
     use super::*;
 
@@ -116,10 +123,19 @@ mod tests {
 
     #[test]
     fn length_is_capped_at_254() {
-        let domain = format!("{}.{}.{}.{}.com", "a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(63));
+        let domain = format!(
+            "{}.{}.{}.{}.com",
+            "a".repeat(63),
+            "b".repeat(63),
+            "c".repeat(63),
+            "d".repeat(63)
+        );
         let long = format!("ada@{domain}");
         assert!(long.len() > 254);
-        assert_eq!(Email::parse(&long).err(), Some("must be at most 254 characters"));
+        assert_eq!(
+            Email::parse(&long).err(),
+            Some("must be at most 254 characters")
+        );
         let local = "x".repeat(65);
         assert!(Email::parse(&format!("{local}@example.com")).is_err());
     }

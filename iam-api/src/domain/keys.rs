@@ -68,7 +68,9 @@ struct KeyPair {
 impl std::fmt::Debug for KeyPair {
     // Never print private key material.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyPair").field("kid", &self.jwk.kid).finish_non_exhaustive()
+        f.debug_struct("KeyPair")
+            .field("kid", &self.jwk.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -146,7 +148,9 @@ fn decrypt_private_key(
         )));
     }
     if sealed.len() < NONCE_LEN + TAG_LEN {
-        return Err(AppError::Internal(format!("signing key {kid}: ciphertext too short")));
+        return Err(AppError::Internal(format!(
+            "signing key {kid}: ciphertext too short"
+        )));
     }
     let (nonce, rest) = sealed.split_at(NONCE_LEN);
     let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
@@ -180,7 +184,9 @@ async fn store_key_pair(
     )
     .await
     .map_err(|error| match crate::error::violated_constraint(&error) {
-        Some("signing_keys_pkey") => AppError::Conflict(format!("key {} exists already", key.jwk.kid)),
+        Some("signing_keys_pkey") => {
+            AppError::Conflict(format!("key {} exists already", key.jwk.kid))
+        }
         _ => error.into(),
     })
 }
@@ -192,7 +198,10 @@ pub async fn ensure_active_key(db: &PgPool, kek: &KeyEncryptionKey) -> Result<()
     signing_keys::lock_lifecycle(&mut *tx).await?;
     let now = Utc::now();
     let keys = signing_keys::list_published(&mut *tx, now).await?;
-    if !keys.iter().any(|key| SigningKeyState::of(key, now) == SigningKeyState::Active) {
+    if !keys
+        .iter()
+        .any(|key| SigningKeyState::of(key, now) == SigningKeyState::Active)
+    {
         let key = KeyPair::generate()?;
         store_key_pair(&mut tx, kek, &key, now).await?;
         tracing::info!(kid = %key.jwk.kid, "created the first signing key");
@@ -220,7 +229,9 @@ pub async fn rotate(
     pem: Option<&[u8]>,
 ) -> Result<SigningKeyRecord, AppError> {
     let key = match pem {
-        Some(pem) => KeyPair::from_pem(pem).map_err(|why| AppError::invalid_field("pem-file", why))?,
+        Some(pem) => {
+            KeyPair::from_pem(pem).map_err(|why| AppError::invalid_field("pem-file", why))?
+        }
         None => KeyPair::generate()?,
     };
     let now = Utc::now();
@@ -305,7 +316,10 @@ async fn load_material(
     let now = Utc::now();
     let published = signing_keys::list_published(db, now).await?;
     let jwks = PublicJwks {
-        keys: published.iter().map(|key| key.public_jwk.0.clone()).collect(),
+        keys: published
+            .iter()
+            .map(|key| key.public_jwk.0.clone())
+            .collect(),
     };
     let verification = KeySet::from_jwks(&jwks)
         .map_err(|error| AppError::Internal(format!("published key unusable: {error}")))?;
@@ -354,6 +368,7 @@ pub fn spawn_reloader(ring: KeyRing, db: PgPool, kek: KeyEncryptionKey, interval
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // test helpers report failure by panicking
 mod tests {
     use super::*;
 
@@ -374,11 +389,18 @@ mod tests {
     fn imported_keys_must_be_rsa_of_at_least_2048_bits() {
         let small = Rsa::generate(1024).expect("rsa");
         let pem = small.private_key_to_pem().expect("pem");
-        assert!(KeyPair::from_pem(&pem).expect_err("too small").contains("1024 bits"));
+        assert!(
+            KeyPair::from_pem(&pem)
+                .expect_err("too small")
+                .contains("1024 bits")
+        );
         assert!(KeyPair::from_pem(b"-----BEGIN NONSENSE-----").is_err());
         let good = Rsa::generate(2048).expect("rsa");
         let pkcs1 = good.private_key_to_pem().expect("pem");
-        let pkcs8 = PKey::from_rsa(good).expect("pkey").private_key_to_pem_pkcs8().expect("pem");
+        let pkcs8 = PKey::from_rsa(good)
+            .expect("pkey")
+            .private_key_to_pem_pkcs8()
+            .expect("pem");
         let a = KeyPair::from_pem(&pkcs1).expect("pkcs1");
         let b = KeyPair::from_pem(&pkcs8).expect("pkcs8");
         assert_eq!(a.jwk.kid, b.jwk.kid);

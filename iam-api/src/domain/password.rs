@@ -248,6 +248,7 @@ fn uses_parameters(parsed: &PasswordHash, parameters: HashParameters) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // test helpers report failure by panicking
 mod tests {
     use super::*;
 
@@ -267,7 +268,10 @@ mod tests {
         assert!(Password::parse("ünïcödé!").is_ok());
         assert!(Password::parse(&"x".repeat(128)).is_ok());
         assert!(Password::parse(&"x".repeat(129)).is_err());
-        assert_eq!(format!("{:?}", password("hunter2hunter2")), "Password(<redacted>)");
+        assert_eq!(
+            format!("{:?}", password("hunter2hunter2")),
+            "Password(<redacted>)"
+        );
     }
 
     #[tokio::test]
@@ -279,7 +283,10 @@ mod tests {
         };
         let pool = PasswordHasherPool::start(default, 1, 4).expect("pool");
         let hash = pool.hash(password("correct horse")).await.expect("hash");
-        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
     }
 
     #[tokio::test]
@@ -287,7 +294,13 @@ mod tests {
         let pool = PasswordHasherPool::start(CHEAP, 1, 4).expect("pool");
         let hash = pool.hash(password("correct horse")).await.expect("hash");
         let right = pool.verify(password("correct horse"), Some(&hash)).await;
-        assert_eq!(right.expect("verify"), VerifyOutcome { matches: true, rehashed: None });
+        assert_eq!(
+            right.expect("verify"),
+            VerifyOutcome {
+                matches: true,
+                rehashed: None
+            }
+        );
         let wrong = pool.verify(password("wrong horse!"), Some(&hash)).await;
         assert!(!wrong.expect("verify").matches);
         let unknown = pool.verify(password("correct horse"), None).await;
@@ -298,9 +311,15 @@ mod tests {
     async fn a_hash_with_old_parameters_is_rehashed_on_login() {
         let old = PasswordHasherPool::start(CHEAP, 1, 4).expect("pool");
         let stored = old.hash(password("correct horse")).await.expect("hash");
-        let stronger = HashParameters { memory_kib: 128, ..CHEAP };
+        let stronger = HashParameters {
+            memory_kib: 128,
+            ..CHEAP
+        };
         let pool = PasswordHasherPool::start(stronger, 1, 4).expect("pool");
-        let outcome = pool.verify(password("correct horse"), Some(&stored)).await.expect("verify");
+        let outcome = pool
+            .verify(password("correct horse"), Some(&stored))
+            .await
+            .expect("verify");
         assert!(outcome.matches);
         let rehashed = outcome.rehashed.expect("rehashed");
         assert!(rehashed.contains("m=128,"), "{rehashed}");
@@ -308,7 +327,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_answers_busy_instead_of_growing() {
-        let slow = HashParameters { memory_kib: 19_456, iterations: 4, parallelism: 1 };
+        let slow = HashParameters {
+            memory_kib: 19_456,
+            iterations: 4,
+            parallelism: 1,
+        };
         let pool = PasswordHasherPool::start(slow, 1, 1).expect("pool");
         let mut pending = Vec::new();
         let mut busy = 0;
@@ -326,9 +349,14 @@ mod tests {
     }
 
     impl PasswordHasherPool {
-        fn submit_for_test(&self) -> Result<oneshot::Receiver<Result<String, HashingError>>, HashingError> {
+        fn submit_for_test(
+            &self,
+        ) -> Result<oneshot::Receiver<Result<String, HashingError>>, HashingError> {
             let (reply, answer) = oneshot::channel();
-            self.submit(Job::Hash { password: password("queued password"), reply })?;
+            self.submit(Job::Hash {
+                password: password("queued password"),
+                reply,
+            })?;
             Ok(answer)
         }
     }

@@ -46,9 +46,9 @@ impl Permission {
     /// Validates a permission string.
     pub fn parse(input: &str) -> Result<Self, &'static str> {
         let valid = (1..=128).contains(&input.len())
-            && input
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'*' | b'-'));
+            && input.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'*' | b'-')
+            });
         if valid {
             Ok(Permission(input.to_owned()))
         } else {
@@ -124,15 +124,30 @@ pub fn require<P: IamPermission>(held: &[String]) -> Result<P, AppError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // test helpers report failure by panicking
 mod tests {
     use super::*;
 
     #[test]
     fn role_names_follow_the_contract_pattern() {
-        for good in ["admin", "us", "editor.v2", "team_a-b", &format!("a{}", "b".repeat(62))] {
+        for good in [
+            "admin",
+            "us",
+            "editor.v2",
+            "team_a-b",
+            &format!("a{}", "b".repeat(62)),
+        ] {
             assert!(RoleName::parse(good).is_ok(), "{good}");
         }
-        for bad in ["a", "Admin", "1st", "_x", "with space", "", &format!("a{}", "b".repeat(63))] {
+        for bad in [
+            "a",
+            "Admin",
+            "1st",
+            "_x",
+            "with space",
+            "",
+            &format!("a{}", "b".repeat(63)),
+        ] {
             assert!(RoleName::parse(bad).is_err(), "{bad}");
         }
     }

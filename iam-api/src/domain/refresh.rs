@@ -64,6 +64,7 @@ pub fn judge(record: &RefreshTokenRecord, now: DateTime<Utc>) -> PresentedToken 
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // test helpers report failure by panicking
 mod tests {
     use super::*;
     use uuid::Uuid;
@@ -91,11 +92,20 @@ mod tests {
     fn a_used_or_revoked_token_is_a_replay() {
         let now = Utc::now();
         assert_eq!(judge(&record(now), now), PresentedToken::Valid);
-        let used = RefreshTokenRecord { used_at: Some(now), ..record(now) };
+        let used = RefreshTokenRecord {
+            used_at: Some(now),
+            ..record(now)
+        };
         assert_eq!(judge(&used, now), PresentedToken::Replayed);
-        let revoked = RefreshTokenRecord { revoked_at: Some(now), ..record(now) };
+        let revoked = RefreshTokenRecord {
+            revoked_at: Some(now),
+            ..record(now)
+        };
         assert_eq!(judge(&revoked, now), PresentedToken::Replayed);
         let expired = record(now);
-        assert_eq!(judge(&expired, now + chrono::Duration::seconds(60)), PresentedToken::Expired);
+        assert_eq!(
+            judge(&expired, now + chrono::Duration::seconds(60)),
+            PresentedToken::Expired
+        );
     }
 }

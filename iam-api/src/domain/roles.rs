@@ -1,6 +1,8 @@
 //! Roles: creation, replacement and deletion of custom roles; built-in roles are protected.
 
-use crate::domain::rbac::{ADMIN_ROLE, IAM_PERMISSIONS, Permission, RoleName, RolesRead, RolesWrite};
+use crate::domain::rbac::{
+    ADMIN_ROLE, IAM_PERMISSIONS, Permission, RoleName, RolesRead, RolesWrite,
+};
 use crate::error::{AppError, FieldError, violated_constraint};
 use crate::state::AppState;
 use crate::store::roles::{self, NAME_PRIMARY_KEY, RoleRecord};
@@ -21,11 +23,17 @@ pub struct RoleContent {
 impl RoleContent {
     /// Validates description and permissions, reporting every bad entry; duplicates are
     /// dropped and the permissions sorted, so equal roles compare equal.
-    pub fn parse(description: Option<&str>, permissions: &[String]) -> Result<Self, Vec<FieldError>> {
+    pub fn parse(
+        description: Option<&str>,
+        permissions: &[String],
+    ) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
         let description = description.unwrap_or("").to_owned();
         if description.chars().count() > MAX_DESCRIPTION_CHARS {
-            errors.push(FieldError::new("description", "must be at most 1024 characters"));
+            errors.push(FieldError::new(
+                "description",
+                "must be at most 1024 characters",
+            ));
         }
         if permissions.len() > MAX_PERMISSIONS {
             errors.push(FieldError::new("permissions", "at most 256 permissions"));
@@ -72,12 +80,17 @@ pub async fn create(
             return Err(AppError::Validation(errors));
         }
     };
-    roles::insert(&state.db, name.as_str(), &content.description, &content.permissions)
-        .await
-        .map_err(|error| match violated_constraint(&error) {
-            Some(NAME_PRIMARY_KEY) => AppError::Conflict(format!("role {name} exists already")),
-            _ => error.into(),
-        })
+    roles::insert(
+        &state.db,
+        name.as_str(),
+        &content.description,
+        &content.permissions,
+    )
+    .await
+    .map_err(|error| match violated_constraint(&error) {
+        Some(NAME_PRIMARY_KEY) => AppError::Conflict(format!("role {name} exists already")),
+        _ => error.into(),
+    })
 }
 
 /// Every role.
@@ -87,7 +100,9 @@ pub async fn list(_: &RolesRead, state: &AppState) -> Result<Vec<RoleRecord>, Ap
 
 /// One role by name.
 pub async fn get(_: &RolesRead, state: &AppState, name: &str) -> Result<RoleRecord, AppError> {
-    roles::find(&state.db, name).await?.ok_or(AppError::NotFound("role"))
+    roles::find(&state.db, name)
+        .await?
+        .ok_or(AppError::NotFound("role"))
 }
 
 /// Replaces a role's description and permissions. The built-in admin role must keep every
@@ -117,14 +132,20 @@ pub async fn replace(
 
 /// Deletes a custom role that no user has.
 pub async fn delete(_: &RolesWrite, state: &AppState, name: &str) -> Result<(), AppError> {
-    let role = roles::find(&state.db, name).await?.ok_or(AppError::NotFound("role"))?;
+    let role = roles::find(&state.db, name)
+        .await?
+        .ok_or(AppError::NotFound("role"))?;
     if role.built_in {
-        return Err(AppError::Conflict(format!("role {name} is built in and cannot be deleted")));
+        return Err(AppError::Conflict(format!(
+            "role {name} is built in and cannot be deleted"
+        )));
     }
     let deleted = roles::delete_custom(&state.db, name)
         .await
         .map_err(|error| match violated_constraint(&error) {
-            Some(ROLE_FOREIGN_KEY) => AppError::Conflict(format!("role {name} is still assigned to users")),
+            Some(ROLE_FOREIGN_KEY) => {
+                AppError::Conflict(format!("role {name} is still assigned to users"))
+            }
             _ => error.into(),
         })?;
     if deleted {

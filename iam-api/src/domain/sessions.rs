@@ -60,7 +60,10 @@ pub async fn login(state: &AppState, email: &str, password: &str) -> Result<Toke
     let user = users::find_credentials_by_email(&state.db, email.as_str()).await?;
     let outcome = state
         .hasher
-        .verify(password, user.as_ref().map(|user| user.password_hash.as_str()))
+        .verify(
+            password,
+            user.as_ref().map(|user| user.password_hash.as_str()),
+        )
         .await?;
     let Some(user) = user.filter(|_| outcome.matches) else {
         login_failures::record_failure(
@@ -196,7 +199,8 @@ async fn issue_pair(
             parent_id: lineage.parent_id,
             user_id: holder.id,
             issued_at: now,
-            expires_at: now + chrono::Duration::seconds(i64::try_from(refresh_ttl).unwrap_or(i64::MAX)),
+            expires_at: now
+                + chrono::Duration::seconds(i64::try_from(refresh_ttl).unwrap_or(i64::MAX)),
         },
     )
     .await?;
@@ -218,7 +222,9 @@ pub fn spawn_expired_token_pruner(db: sqlx::PgPool, interval: std::time::Duratio
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            match refresh_tokens::delete_expired_before(&db, Utc::now() - EXPIRED_TOKEN_RETENTION).await {
+            match refresh_tokens::delete_expired_before(&db, Utc::now() - EXPIRED_TOKEN_RETENTION)
+                .await
+            {
                 Ok(0) => {}
                 Ok(deleted) => tracing::info!(deleted, "pruned expired refresh tokens"),
                 Err(error) => tracing::warn!(%error, "could not prune expired refresh tokens"),

@@ -21,7 +21,9 @@ pub fn delay_seconds(failures: i32) -> i64 {
     if failures < FREE_FAILURES {
         return 0;
     }
-    let exponent = u32::try_from(failures - FREE_FAILURES).unwrap_or(u32::MAX).min(20);
+    let exponent = u32::try_from(failures - FREE_FAILURES)
+        .unwrap_or(u32::MAX)
+        .min(20);
     (1_i64 << exponent).min(MAX_DELAY_SECONDS)
 }
 
@@ -37,6 +39,7 @@ pub fn retry_after(record: Option<&FailureRecord>, now: DateTime<Utc>) -> Option
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // test helpers report failure by panicking
 mod tests {
     use super::*;
 
@@ -51,7 +54,10 @@ mod tests {
     fn the_first_failures_cost_nothing() {
         let now = Utc::now();
         assert_eq!(retry_after(None, now), None);
-        assert_eq!(retry_after(Some(&record(FREE_FAILURES - 1, 0, now)), now), None);
+        assert_eq!(
+            retry_after(Some(&record(FREE_FAILURES - 1, 0, now)), now),
+            None
+        );
     }
 
     #[test]
@@ -69,6 +75,9 @@ mod tests {
         assert_eq!(retry_after(Some(&record(9, 0, now)), now), Some(16));
         assert_eq!(retry_after(Some(&record(9, 10, now)), now), Some(6));
         assert_eq!(retry_after(Some(&record(9, 16, now)), now), None);
-        assert_eq!(retry_after(Some(&record(50, FORGET_AFTER_SECONDS, now)), now), None);
+        assert_eq!(
+            retry_after(Some(&record(50, FORGET_AFTER_SECONDS, now)), now),
+            None
+        );
     }
 }

@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use crate::domain::email::Email;
-use crate::domain::password::{PasswordHasherPool, Password};
+use crate::domain::password::{Password, PasswordHasherPool};
 use crate::domain::rbac::{ADMIN_ROLE, DEFAULT_ROLE, RoleName, UsersRead, UsersWrite};
 use crate::error::{AppError, FieldError, violated_constraint};
 use crate::state::AppState;
@@ -16,15 +16,27 @@ pub const DEFAULT_PAGE_SIZE: i64 = 50;
 
 /// Registers a user with the default role. Both fields are checked before anything is
 /// hashed, and every problem is reported.
-pub async fn register(state: &AppState, email: &str, password: &str) -> Result<UserRecord, AppError> {
+pub async fn register(
+    state: &AppState,
+    email: &str,
+    password: &str,
+) -> Result<UserRecord, AppError> {
     let (email, password) = parse_credentials(email, password)?;
     let hash = state.hasher.hash(password).await?;
-    users::insert(&state.db, Uuid::now_v7(), email.as_str(), &hash, DEFAULT_ROLE)
-        .await
-        .map_err(|error| match violated_constraint(&error) {
-            Some(EMAIL_UNIQUE_INDEX) => AppError::Conflict("this email is already registered".to_owned()),
-            _ => error.into(),
-        })
+    users::insert(
+        &state.db,
+        Uuid::now_v7(),
+        email.as_str(),
+        &hash,
+        DEFAULT_ROLE,
+    )
+    .await
+    .map_err(|error| match violated_constraint(&error) {
+        Some(EMAIL_UNIQUE_INDEX) => {
+            AppError::Conflict("this email is already registered".to_owned())
+        }
+        _ => error.into(),
+    })
 }
 
 fn parse_credentials(email: &str, password: &str) -> Result<(Email, Password), AppError> {
@@ -91,7 +103,9 @@ pub async fn find_self(state: &AppState, id: Uuid) -> Result<Option<UserRecord>,
 
 /// The user with this id, for callers allowed to read users.
 pub async fn get(_: &UsersRead, state: &AppState, id: Uuid) -> Result<UserRecord, AppError> {
-    users::find_by_id(&state.db, id).await?.ok_or(AppError::NotFound("user"))
+    users::find_by_id(&state.db, id)
+        .await?
+        .ok_or(AppError::NotFound("user"))
 }
 
 /// One page of the user listing.
@@ -111,13 +125,20 @@ pub async fn list(
 ) -> Result<UserPage, AppError> {
     let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE);
     if !(1..=MAX_PAGE_SIZE).contains(&limit) {
-        return Err(AppError::invalid_field("limit", "must be between 1 and 200"));
+        return Err(AppError::invalid_field(
+            "limit",
+            "must be between 1 and 200",
+        ));
     }
     // One extra row tells whether another page follows.
     let mut items = users::list_after(&state.db, after, limit + 1).await?;
     let has_more = items.len() as i64 > limit;
     items.truncate(usize::try_from(limit).unwrap_or(0));
-    let next = if has_more { items.last().map(|user| user.id) } else { None };
+    let next = if has_more {
+        items.last().map(|user| user.id)
+    } else {
+        None
+    };
     Ok(UserPage { items, next })
 }
 

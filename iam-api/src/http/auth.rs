@@ -35,15 +35,15 @@ pub async fn authenticate(req: &Request, state: &AppState) -> Result<UserRecord,
     let keys = state.keys.verification_keys();
     let claims = verify_access_token(token, &keys, &rules, Utc::now().timestamp())
         .map_err(|reason| AppError::Unauthenticated(BearerFailure::Invalid(reason)))?;
-    let user_id = Uuid::parse_str(&claims.sub).map_err(|_| {
-        AppError::Unauthenticated(BearerFailure::Invalid(Reason::InvalidClaims))
-    })?;
+    let user_id = Uuid::parse_str(&claims.sub)
+        .map_err(|_| AppError::Unauthenticated(BearerFailure::Invalid(Reason::InvalidClaims)))?;
     users::find_self(state, user_id)
         .await?
         .ok_or(AppError::Unauthenticated(BearerFailure::UnknownUser))
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // test helpers report failure by panicking
 mod tests {
     use super::*;
 
@@ -56,7 +56,10 @@ mod tests {
 
     #[test]
     fn only_bearer_credentials_are_taken() {
-        assert_eq!(bearer_token(&request_with("Bearer abc.def")), Some("abc.def"));
+        assert_eq!(
+            bearer_token(&request_with("Bearer abc.def")),
+            Some("abc.def")
+        );
         assert_eq!(bearer_token(&request_with("bearer  abc")), Some("abc"));
         assert_eq!(bearer_token(&request_with("Basic dXNlcjpwdw==")), None);
         assert_eq!(bearer_token(&request_with("Bearer ")), None);

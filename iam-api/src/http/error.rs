@@ -189,8 +189,10 @@ pub fn write_problem(res: &mut Response, problem: &ProblemDetails) {
     res.status_code(status);
     match serde_json::to_vec(problem) {
         Ok(body) => {
-            res.headers_mut()
-                .insert(salvo::http::header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+            res.headers_mut().insert(
+                salvo::http::header::CONTENT_TYPE,
+                HeaderValue::from_static(PROBLEM_JSON),
+            );
             res.body(body);
         }
         Err(error) => tracing::error!(%error, "cannot serialise a problem document"),
@@ -201,7 +203,9 @@ impl Scribe for AppError {
     fn render(self, res: &mut Response) {
         match &self {
             AppError::Internal(why) => tracing::error!(error = %why, "internal error"),
-            AppError::DatabaseUnavailable(why) => tracing::warn!(error = %why, "database unavailable"),
+            AppError::DatabaseUnavailable(why) => {
+                tracing::warn!(error = %why, "database unavailable")
+            }
             AppError::Unauthenticated(BearerFailure::Invalid(reason)) => {
                 tracing::debug!(reason = reason.as_str(), "access token refused");
             }

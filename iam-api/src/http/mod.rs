@@ -54,17 +54,19 @@ impl BodyFields {
             Some("application/x-www-form-urlencoded") if accepts == Accepts::JsonOrForm => true,
             Some(_) => return Err(AppError::UnsupportedMediaType),
         };
-        let bytes = req
-            .payload_with_max_size(MAX_BODY_BYTES)
-            .await
-            .map_err(|error| match error {
-                ParseError::PayloadTooLarge => AppError::PayloadTooLarge {
-                    limit: MAX_BODY_BYTES,
-                },
-                _ => AppError::BadRequest("the request body could not be read".to_owned()),
-            })?;
+        let bytes =
+            req.payload_with_max_size(MAX_BODY_BYTES)
+                .await
+                .map_err(|error| match error {
+                    ParseError::PayloadTooLarge => AppError::PayloadTooLarge {
+                        limit: MAX_BODY_BYTES,
+                    },
+                    _ => AppError::BadRequest("the request body could not be read".to_owned()),
+                })?;
         if bytes.is_empty() {
-            return Err(AppError::BadRequest("a request body is required".to_owned()));
+            return Err(AppError::BadRequest(
+                "a request body is required".to_owned(),
+            ));
         }
         let fields = if is_form {
             parse_form(bytes)?
@@ -120,9 +122,10 @@ impl BodyFields {
                 for (index, item) in items.into_iter().enumerate() {
                     match item {
                         Value::String(value) => values.push(value),
-                        _ => self
-                            .errors
-                            .push(FieldError::new(format!("{name}[{index}]"), "must be a string")),
+                        _ => self.errors.push(FieldError::new(
+                            format!("{name}[{index}]"),
+                            "must be a string",
+                        )),
                     }
                 }
                 values
@@ -164,7 +167,9 @@ fn parse_form(bytes: &[u8]) -> Result<Map<String, Value>, AppError> {
             .insert(name.to_string(), Value::String(value.into_owned()))
             .is_some()
         {
-            return Err(AppError::BadRequest(format!("parameter {name} is repeated")));
+            return Err(AppError::BadRequest(format!(
+                "parameter {name} is repeated"
+            )));
         }
     }
     Ok(fields)
@@ -179,7 +184,9 @@ pub fn write_json<T: Serialize>(res: &mut Response, status: StatusCode, body: &T
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             res.body(bytes);
         }
-        Err(error) => AppError::Internal(format!("cannot serialise a response: {error}")).render(res),
+        Err(error) => {
+            AppError::Internal(format!("cannot serialise a response: {error}")).render(res)
+        }
     }
 }
 
@@ -195,8 +202,10 @@ impl<T: Serialize + Send> Scribe for Ok200<T> {
 
 impl<T: ToSchema> EndpointOutRegister for Ok200<T> {
     fn register(components: &mut Components, operation: &mut Operation) {
-        let response = oapi::Response::new("Success")
-            .add_content("application/json", oapi::Content::new(T::to_schema(components)));
+        let response = oapi::Response::new("Success").add_content(
+            "application/json",
+            oapi::Content::new(T::to_schema(components)),
+        );
         operation.responses.insert("200", response);
     }
 }
@@ -219,8 +228,10 @@ impl<T: Serialize + Send> Scribe for Created<T> {
 
 impl<T: ToSchema> EndpointOutRegister for Created<T> {
     fn register(components: &mut Components, operation: &mut Operation) {
-        let response = oapi::Response::new("Created")
-            .add_content("application/json", oapi::Content::new(T::to_schema(components)));
+        let response = oapi::Response::new("Created").add_content(
+            "application/json",
+            oapi::Content::new(T::to_schema(components)),
+        );
         operation.responses.insert("201", response);
     }
 }

@@ -73,7 +73,10 @@ async fn read_content(req: &mut Request) -> Result<ReplaceRoleRequest, AppError>
         (status_code = 422, description = "Invalid name or permissions"),
     )
 )]
-pub async fn create_role(req: &mut Request, depot: &mut Depot) -> Result<Created<RoleResponse>, AppError> {
+pub async fn create_role(
+    req: &mut Request,
+    depot: &mut Depot,
+) -> Result<Created<RoleResponse>, AppError> {
     let state = app_state(depot)?;
     let caller = authenticate(req, state).await?;
     let permission = require::<RolesWrite>(&caller.permissions)?;
@@ -108,7 +111,10 @@ pub async fn create_role(req: &mut Request, depot: &mut Depot) -> Result<Created
         (status_code = 403, description = "Missing iam:roles:read"),
     )
 )]
-pub async fn list_roles(req: &mut Request, depot: &mut Depot) -> Result<Ok200<Vec<RoleResponse>>, AppError> {
+pub async fn list_roles(
+    req: &mut Request,
+    depot: &mut Depot,
+) -> Result<Ok200<Vec<RoleResponse>>, AppError> {
     let state = app_state(depot)?;
     let caller = authenticate(req, state).await?;
     let permission = require::<RolesRead>(&caller.permissions)?;
@@ -198,10 +204,13 @@ pub async fn delete_role(
 
 /// The role routes.
 pub fn router() -> Router {
-    Router::with_path("roles").post(create_role).get(list_roles).push(
-        Router::with_path("{name}")
-            .get(get_role)
-            .put(replace_role)
-            .delete(delete_role),
-    )
+    Router::with_path("roles")
+        .post(create_role)
+        .get(list_roles)
+        .push(
+            Router::with_path("{name}")
+                .get(get_role)
+                .put(replace_role)
+                .delete(delete_role),
+        )
 }

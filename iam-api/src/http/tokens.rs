@@ -107,7 +107,8 @@ pub async fn issue_tokens(
     body.finish()?;
     let pair = match request.grant_type.as_deref() {
         None | Some("password") => {
-            let (Some(email), Some(password)) = (request.email.or(request.username), request.password)
+            let (Some(email), Some(password)) =
+                (request.email.or(request.username), request.password)
             else {
                 return Err(AppError::BadRequest(
                     "the password grant needs email (or username) and password".to_owned(),

@@ -81,7 +81,10 @@ pub struct AssignRoleRequest {
         (status_code = 422, description = "Invalid email or password"),
     )
 )]
-pub async fn create_user(req: &mut Request, depot: &mut Depot) -> Result<Created<UserResponse>, AppError> {
+pub async fn create_user(
+    req: &mut Request,
+    depot: &mut Depot,
+) -> Result<Created<UserResponse>, AppError> {
     let state = app_state(depot)?;
     let request = CreateUserRequest::read(req).await?;
     let user = users::register(state, &request.email, &request.password).await?;
@@ -113,10 +116,9 @@ pub async fn list_users(
     let permission = require::<UsersRead>(&caller.permissions)?;
     let limit = match limit.into_inner() {
         None => None,
-        Some(raw) => Some(
-            raw.parse::<i64>()
-                .map_err(|_| AppError::invalid_field("limit", "must be an integer between 1 and 200"))?,
-        ),
+        Some(raw) => Some(raw.parse::<i64>().map_err(|_| {
+            AppError::invalid_field("limit", "must be an integer between 1 and 200")
+        })?),
     };
     let after = match after.into_inner() {
         None => None,

@@ -70,7 +70,10 @@ pub async fn replace<'e>(
 
 /// Deletes a custom role; returns whether a row went. Fails on the users' role foreign key
 /// while a user still has it.
-pub async fn delete_custom<'e>(executor: impl PgExecutor<'e>, name: &str) -> Result<bool, sqlx::Error> {
+pub async fn delete_custom<'e>(
+    executor: impl PgExecutor<'e>,
+    name: &str,
+) -> Result<bool, sqlx::Error> {
     let result = sqlx::query("DELETE FROM roles WHERE name = $1 AND NOT built_in")
         .bind(name)
         .execute(executor)

@@ -1,3 +1,4 @@
+#![allow(clippy::expect_used)] // test helpers report failure by panicking
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use openssl::rsa::Rsa;

@@ -1,0 +1,176 @@
+//! Signing keys: created on first start, encrypted at rest, listed, rotated and imported
+//! from the command line.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use integration_tests::api::access_token;
+use integration_tests::{ApiProcess, TestDatabase};
+use openssl::rsa::Rsa;
+use serde_json::Value;
+
+fn kid_of(token: &str) -> String {
+    let header: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(token.split('.').next().expect("header"))
+            .expect("b64"),
+    )
+    .expect("json");
+    header["kid"].as_str().expect("kid").to_owned()
+}
+
+fn keys_command(db: &TestDatabase, args: &[&str]) -> integration_tests::ApiProcessBuilder {
+    let mut full = vec!["--config=local", "keys"];
+    full.extend_from_slice(args);
+    ApiProcess::builder(db)
+        .env("KEY_ROTATION_GRACE", "0")
+        .args(&full)
+}
+
+#[tokio::test]
+async fn the_first_start_creates_one_active_2048_bit_key_encrypted_at_rest() {
+    let db = TestDatabase::create().await;
+    let _api = ApiProcess::start(&db).await;
+    let (jwk, sealed, kek_id): (sqlx::types::Json<Value>, Vec<u8>, String) = sqlx::query_as(
+        "SELECT public_jwk, private_key_ciphertext, key_encryption_key_id FROM signing_keys",
+    )
+    .fetch_one(&db.pool().await)
+    .await
+    .expect("one key");
+    let modulus = URL_SAFE_NO_PAD
+        .decode(jwk.0["n"].as_str().expect("n"))
+        .expect("b64");
+    assert_eq!(modulus.len() * 8, 2048);
+    assert!(
+        jwk.0.get("d").is_none(),
+        "no private member in the public JWK"
+    );
+    assert_eq!(kek_id.len(), 16);
+    // AES-GCM output is not a DER structure (which would start with a SEQUENCE tag 0x30 0x82).
+    assert_ne!(&sealed[..2], &[0x30, 0x82]);
+
+    let output = keys_command(&db, &["list"]).run(None).await;
+    let listing = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success());
+    assert!(listing.contains("active"), "{listing}");
+    assert!(
+        listing.contains(jwk.0["kid"].as_str().expect("kid")),
+        "{listing}"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_key_encryption_key_stops_the_start_with_a_clear_message() {
+    let db = TestDatabase::create().await;
+    drop(ApiProcess::start(&db).await);
+    let output = ApiProcess::builder(&db)
+        .env(
+            "IAM_KEY_ENCRYPTION_KEY",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        )
+        .run(None)
+        .await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("key-encryption key"));
+}
+
+#[tokio::test]
+async fn a_rotation_reaches_the_running_service_and_old_tokens_stay_valid() {
+    let db = TestDatabase::create().await;
+    let api = ApiProcess::builder(&db)
+        .env("JWKS_REFRESH_INTERVAL", "1")
+        .start()
+        .await;
+    let (_, old_token) = api.user_with_token("ada@example.com").await;
+    let old_kid = kid_of(&old_token);
+
+    let output = keys_command(&db, &["rotate"]).run(None).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let new_token = loop {
+        let token = access_token(&api.login("ada@example.com", "user-password-1").await);
+        if kid_of(&token) != old_kid {
+            break token;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the service kept signing with the old key"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(api.get("/api/v1/me", Some(&new_token)).await.status(), 200);
+    assert_eq!(api.get("/api/v1/me", Some(&old_token)).await.status(), 200);
+
+    let listing = keys_command(&db, &["list"]).run(None).await;
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(
+        listing.contains("retired") && listing.contains("active"),
+        "{listing}"
+    );
+}
+
+#[tokio::test]
+async fn import_accepts_rsa_2048_pem_and_refuses_anything_weaker() {
+    let db = TestDatabase::create().await;
+    drop(ApiProcess::start(&db).await);
+    let dir = std::env::temp_dir().join(format!("iam-keys-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("dir");
+
+    let good = dir.join("good.pem");
+    let rsa = Rsa::generate(2048).expect("rsa");
+    let pkcs8 = openssl::pkey::PKey::from_rsa(rsa)
+        .expect("pkey")
+        .private_key_to_pem_pkcs8()
+        .expect("pem");
+    std::fs::write(&good, pkcs8).expect("write");
+    let output = keys_command(&db, &["import", "--pem-file", good.to_str().expect("path")])
+        .run(None)
+        .await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let weak = dir.join("weak.pem");
+    std::fs::write(
+        &weak,
+        Rsa::generate(1024)
+            .expect("rsa")
+            .private_key_to_pem()
+            .expect("pem"),
+    )
+    .expect("write");
+    let output = keys_command(&db, &["import", "--pem-file", weak.to_str().expect("path")])
+        .run(None)
+        .await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("2048"));
+
+    let garbage = dir.join("garbage.pem");
+    std::fs::write(&garbage, "not a key").expect("write");
+    let output = keys_command(
+        &db,
+        &["import", "--pem-file", garbage.to_str().expect("path")],
+    )
+    .run(None)
+    .await;
+    assert_eq!(output.status.code(), Some(2));
+
+    let duplicate = keys_command(&db, &["import", "--pem-file", good.to_str().expect("path")])
+        .run(None)
+        .await;
+    assert_eq!(duplicate.status.code(), Some(2));
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM signing_keys")
+        .fetch_one(&db.pool().await)
+        .await
+        .expect("count");
+    assert_eq!(count, 2);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,132 @@
+//! `GET /api/v1/me` and Bearer authentication.
+
+use integration_tests::api::{access_token, expect_problem};
+use integration_tests::{ApiProcess, TestDatabase};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn me_returns_the_caller_with_its_permissions() {
+    let db = TestDatabase::create().await;
+    let api = ApiProcess::start(&db).await;
+    let (id, token) = api.user_with_token("ada@example.com").await;
+    let response = api.get("/api/v1/me", Some(&token)).await;
+    assert_eq!(response.status(), 200);
+    let me: Value = response.json().await.expect("json");
+    assert_eq!(me["id"], id.as_str());
+    assert_eq!(me["email"], "ada@example.com");
+    assert_eq!(me["role"], "user");
+    assert_eq!(me["permissions"], json!([]));
+
+    let admin: Value = api
+        .get("/api/v1/me", Some(&api.admin_token().await))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(admin["role"], "admin");
+    assert_eq!(
+        admin["permissions"],
+        json!([
+            "iam:users:read",
+            "iam:users:write",
+            "iam:roles:read",
+            "iam:roles:write"
+        ])
+    );
+}
+
+#[tokio::test]
+async fn requests_without_a_valid_token_get_401_with_a_bearer_challenge() {
+    let db = TestDatabase::create().await;
+    let api = ApiProcess::start(&db).await;
+    let (_, token) = api.user_with_token("ada@example.com").await;
+
+    let missing = api.get("/api/v1/me", None).await;
+    assert_eq!(
+        missing.headers()["www-authenticate"],
+        r#"Bearer realm="iam""#
+    );
+    expect_problem(missing, 401).await;
+
+    let mut tampered = token.clone();
+    tampered.insert(tampered.len() / 2, 'x');
+    for bad in ["garbage", "a.b.c", tampered.as_str()] {
+        let response = api.get("/api/v1/me", Some(bad)).await;
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            r#"Bearer realm="iam", error="invalid_token""#
+        );
+        expect_problem(response, 401).await;
+    }
+    let basic = api
+        .client
+        .get(api.url("/api/v1/me"))
+        .basic_auth("ada@example.com", Some("user-password-1"))
+        .send()
+        .await
+        .expect("send");
+    expect_problem(basic, 401).await;
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refused_after_the_leeway() {
+    let db = TestDatabase::create().await;
+    let api = ApiProcess::builder(&db)
+        .env("ACCESS_TOKEN_TTL", "1")
+        .env("JWT_LEEWAY", "0")
+        .start()
+        .await;
+    let (_, token) = api.user_with_token("ada@example.com").await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    expect_problem(api.get("/api/v1/me", Some(&token)).await, 401).await;
+}
+
+#[tokio::test]
+async fn a_role_change_shows_on_me_at_once() {
+    let db = TestDatabase::create().await;
+    let api = ApiProcess::start(&db).await;
+    let admin = api.admin_token().await;
+    let (id, token) = api.user_with_token("ada@example.com").await;
+    let role = json!({"name": "editor", "permissions": ["articles:write"]});
+    assert_eq!(
+        api.post_json("/api/v1/roles", Some(&admin), &role)
+            .await
+            .status(),
+        201
+    );
+    let assigned = api
+        .send_json(
+            reqwest::Method::PUT,
+            &format!("/api/v1/users/{id}/role"),
+            Some(&admin),
+            &json!({"role": "editor"}),
+        )
+        .await;
+    assert_eq!(assigned.status(), 200);
+    // The old token still names role `user`, but /me reads the database.
+    let me: Value = api
+        .get("/api/v1/me", Some(&token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["role"], "editor");
+    assert_eq!(me["permissions"], json!(["articles:write"]));
+    // New tokens carry the new role.
+    let pair = api.login("ada@example.com", "user-password-1").await;
+    let claims = access_token(&pair);
+    assert!(!claims.is_empty());
+}
+
+#[tokio::test]
+async fn a_token_of_a_deleted_user_is_refused() {
+    let db = TestDatabase::create().await;
+    let api = ApiProcess::start(&db).await;
+    let (id, token) = api.user_with_token("ada@example.com").await;
+    sqlx::query("DELETE FROM users WHERE id = $1::uuid")
+        .bind(&id)
+        .execute(&db.pool().await)
+        .await
+        .expect("delete");
+    expect_problem(api.get("/api/v1/me", Some(&token)).await, 401).await;
+}
