@@ -65,6 +65,7 @@ fn document_problem_bodies(document: &mut OpenApi) {
 
 /// The whole service with its state.
 pub fn service(state: AppState) -> Service {
+    let state_env = state.config.env_label.clone();
     let router = Router::new()
         .hoop(affix_state::inject(state))
         .push(openapi_document().into_router(OPENAPI_PATH))
@@ -74,6 +75,9 @@ pub fn service(state: AppState) -> Service {
                 .into_router("/docs"),
         )
         .push(api_router());
+    let access_log = AccessLog {
+        env: state_env.clone(),
+    };
     // Service-level hoops also run for requests no route matches.
     Service::new(router)
         .hoop(access_log)
@@ -103,18 +107,33 @@ async fn no_store(req: &mut Request, depot: &mut Depot, res: &mut Response, ctrl
     }
 }
 
-/// One log line per request: method, path (never the query), status and latency.
-#[handler]
-async fn access_log(req: &mut Request, depot: &mut Depot, res: &mut Response, ctrl: &mut FlowCtrl) {
-    let started = Instant::now();
-    ctrl.call_next(req, depot, res).await;
-    tracing::info!(
-        method = %req.method(),
-        path = req.uri().path(),
-        status = res.status_code.map_or(200, |status| status.as_u16()),
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
+/// One log line per request: environment, method, path (never the query, which may carry
+/// secrets), status and latency.
+#[derive(Debug)]
+struct AccessLog {
+    env: String,
+}
+
+#[async_trait]
+impl Handler for AccessLog {
+    async fn handle(
+        &self,
+        req: &mut Request,
+        depot: &mut Depot,
+        res: &mut Response,
+        ctrl: &mut FlowCtrl,
+    ) {
+        let started = Instant::now();
+        ctrl.call_next(req, depot, res).await;
+        tracing::info!(
+            env = %self.env,
+            method = %req.method(),
+            path = req.uri().path(),
+            status = res.status_code.map_or(200, |status| status.as_u16()),
+            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+    }
 }
 
 #[cfg(test)]

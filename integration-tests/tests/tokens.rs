@@ -413,3 +413,32 @@ async fn a_login_rehashes_a_password_stored_with_old_parameters() {
             .expect("hash");
     assert!(after.contains("m=2048,t=2,p=1"), "{after}");
 }
+
+#[tokio::test]
+async fn a_full_hashing_queue_answers_503_with_retry_after_instead_of_queueing() {
+    let db = TestDatabase::create().await;
+    // One slow hashing thread and room for one waiting job.
+    let api = ApiProcess::builder(&db)
+        .env("WORKER_COUNT", "1")
+        .env("PASSWORD_HASH_QUEUE", "1")
+        .env("PASSWORD_HASH_MEMORY_KIB", "19456")
+        .env("PASSWORD_HASH_ITERATIONS", "4")
+        .start()
+        .await;
+    let body = json!({"email": "nobody@example.com", "password": "some password"});
+    let logins = (0..8).map(|_| api.post_json("/api/v1/tokens", None, &body));
+    let responses = futures::future::join_all(logins).await;
+    let mut busy = 0;
+    for response in responses {
+        match response.status().as_u16() {
+            401 => {}
+            503 => {
+                assert_eq!(response.headers()["retry-after"], "1");
+                expect_problem(response, 503).await;
+                busy += 1;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(busy >= 1, "no request was turned away");
+}

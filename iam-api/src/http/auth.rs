@@ -7,6 +7,8 @@ use salvo::http::header::AUTHORIZATION;
 use salvo::prelude::*;
 use uuid::Uuid;
 
+use super::app_state;
+use crate::domain::rbac::{IamPermission, require};
 use crate::domain::users;
 use crate::error::{AppError, BearerFailure};
 use crate::state::AppState;
@@ -40,6 +42,17 @@ pub async fn authenticate(req: &Request, state: &AppState) -> Result<UserRecord,
     users::find_self(state, user_id)
         .await?
         .ok_or(AppError::Unauthenticated(BearerFailure::UnknownUser))
+}
+
+/// Authenticates the request and checks that its user holds `P`; returns the state and the
+/// capability that privileged domain functions demand.
+pub async fn authorize<'d, P: IamPermission>(
+    req: &Request,
+    depot: &'d Depot,
+) -> Result<(&'d AppState, P), AppError> {
+    let state = app_state(depot)?;
+    let caller = authenticate(req, state).await?;
+    Ok((state, require::<P>(&caller.permissions)?))
 }
 
 #[cfg(test)]

@@ -5,9 +5,9 @@ use salvo::oapi::extract::PathParam;
 use salvo::prelude::*;
 use serde::Serialize;
 
-use super::auth::authenticate;
-use super::{Accepts, BodyFields, Created, NoContent, Ok200, app_state};
-use crate::domain::rbac::{RolesRead, RolesWrite, require};
+use super::auth::authorize;
+use super::{Accepts, BodyFields, Created, NoContent, Ok200};
+use crate::domain::rbac::{RolesRead, RolesWrite};
 use crate::domain::roles;
 use crate::error::AppError;
 use crate::store::roles::RoleRecord;
@@ -77,9 +77,7 @@ pub async fn create_role(
     req: &mut Request,
     depot: &mut Depot,
 ) -> Result<Created<RoleResponse>, AppError> {
-    let state = app_state(depot)?;
-    let caller = authenticate(req, state).await?;
-    let permission = require::<RolesWrite>(&caller.permissions)?;
+    let (state, permission) = authorize::<RolesWrite>(req, depot).await?;
     let mut body = BodyFields::read(req, Accepts::Json).await?;
     let request = CreateRoleRequest {
         name: body.required_string("name"),
@@ -115,9 +113,7 @@ pub async fn list_roles(
     req: &mut Request,
     depot: &mut Depot,
 ) -> Result<Ok200<Vec<RoleResponse>>, AppError> {
-    let state = app_state(depot)?;
-    let caller = authenticate(req, state).await?;
-    let permission = require::<RolesRead>(&caller.permissions)?;
+    let (state, permission) = authorize::<RolesRead>(req, depot).await?;
     let roles = roles::list(&permission, state).await?;
     Ok(Ok200(roles.into_iter().map(Into::into).collect()))
 }
@@ -138,9 +134,7 @@ pub async fn get_role(
     depot: &mut Depot,
     name: PathParam<String>,
 ) -> Result<Ok200<RoleResponse>, AppError> {
-    let state = app_state(depot)?;
-    let caller = authenticate(req, state).await?;
-    let permission = require::<RolesRead>(&caller.permissions)?;
+    let (state, permission) = authorize::<RolesRead>(req, depot).await?;
     Ok(Ok200(roles::get(&permission, state, &name).await?.into()))
 }
 
@@ -163,9 +157,7 @@ pub async fn replace_role(
     depot: &mut Depot,
     name: PathParam<String>,
 ) -> Result<Ok200<RoleResponse>, AppError> {
-    let state = app_state(depot)?;
-    let caller = authenticate(req, state).await?;
-    let permission = require::<RolesWrite>(&caller.permissions)?;
+    let (state, permission) = authorize::<RolesWrite>(req, depot).await?;
     let request = read_content(req).await?;
     let role = roles::replace(
         &permission,
@@ -195,9 +187,7 @@ pub async fn delete_role(
     depot: &mut Depot,
     name: PathParam<String>,
 ) -> Result<NoContent, AppError> {
-    let state = app_state(depot)?;
-    let caller = authenticate(req, state).await?;
-    let permission = require::<RolesWrite>(&caller.permissions)?;
+    let (state, permission) = authorize::<RolesWrite>(req, depot).await?;
     roles::delete(&permission, state, &name).await?;
     Ok(NoContent)
 }

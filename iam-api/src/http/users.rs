@@ -7,9 +7,9 @@ use salvo::prelude::*;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::auth::authenticate;
+use super::auth::authorize;
 use super::{Accepts, BodyFields, Created, Ok200, app_state};
-use crate::domain::rbac::{UsersRead, UsersWrite, require};
+use crate::domain::rbac::{UsersRead, UsersWrite};
 use crate::domain::users;
 use crate::error::AppError;
 use crate::store::users::UserRecord;
@@ -111,9 +111,7 @@ pub async fn list_users(
     limit: QueryParam<String, false>,
     after: QueryParam<String, false>,
 ) -> Result<Ok200<UserPageResponse>, AppError> {
-    let state = app_state(depot)?;
-    let caller = authenticate(req, state).await?;
-    let permission = require::<UsersRead>(&caller.permissions)?;
+    let (state, permission) = authorize::<UsersRead>(req, depot).await?;
     let limit = match limit.into_inner() {
         None => None,
         Some(raw) => Some(raw.parse::<i64>().map_err(|_| {
@@ -155,9 +153,7 @@ pub async fn get_user(
     depot: &mut Depot,
     id: PathParam<String>,
 ) -> Result<Ok200<UserResponse>, AppError> {
-    let state = app_state(depot)?;
-    let caller = authenticate(req, state).await?;
-    let permission = require::<UsersRead>(&caller.permissions)?;
+    let (state, permission) = authorize::<UsersRead>(req, depot).await?;
     let user = users::get(&permission, state, parse_user_id(&id)?).await?;
     Ok(Ok200(user.into()))
 }
@@ -181,9 +177,7 @@ pub async fn assign_role(
     depot: &mut Depot,
     id: PathParam<String>,
 ) -> Result<Ok200<UserResponse>, AppError> {
-    let state = app_state(depot)?;
-    let caller = authenticate(req, state).await?;
-    let permission = require::<UsersWrite>(&caller.permissions)?;
+    let (state, permission) = authorize::<UsersWrite>(req, depot).await?;
     let user_id = parse_user_id(&id)?;
     let mut body = BodyFields::read(req, Accepts::Json).await?;
     let request = AssignRoleRequest {
