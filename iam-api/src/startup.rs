@@ -66,7 +66,7 @@ pub async fn open_database(config: &ApiConfig, migrate: bool) -> Result<PgPool, 
     let mut options = PgConnectOptions::from_str(&config.database_url).map_err(|error| {
         StartupError::Config(format!("POSTGRES_CONNECTION_STRING is invalid: {error}"))
     })?;
-    if let Some(user) = fallback_database_user(&config.database_url) {
+    if let Some(user) = iam_core::config::fallback_database_user(&config.database_url) {
         options = options.username(&user);
     }
     wait_for_database(&options, config.profile).await?;
@@ -88,25 +88,6 @@ pub async fn open_database(config: &ApiConfig, migrate: bool) -> Result<PgPool, 
         check_schema(&pool).await?;
     }
     Ok(pool)
-}
-
-/// The user to connect as when the URL names none: `PGUSER`, else the login name from
-/// `USER`/`LOGNAME` as libpq does, else `postgres`. (Without this, a process started with no
-/// `USER` in its environment would connect as "anonymous".)
-fn fallback_database_user(url: &str) -> Option<String> {
-    let authority = url
-        .split_once("://")?
-        .1
-        .split(['/', '?'])
-        .next()
-        .unwrap_or("");
-    if authority.contains('@') || std::env::var_os("PGUSER").is_some() {
-        return None;
-    }
-    ["USER", "LOGNAME"]
-        .iter()
-        .find_map(|name| std::env::var(name).ok().filter(|value| !value.is_empty()))
-        .or_else(|| Some("postgres".to_owned()))
 }
 
 async fn wait_for_database(
@@ -272,7 +253,7 @@ pub async fn serve(state: AppState) -> Result<(), StartupError> {
     }
     let handle = server.handle();
     tokio::spawn(async move {
-        wait_for_shutdown_signal().await;
+        iam_core::shutdown::wait_for_signal().await;
         tracing::info!("shutting down: finishing in-flight requests");
         handle.stop_graceful(Some(SHUTDOWN_GRACE));
     });
@@ -280,27 +261,4 @@ pub async fn serve(state: AppState) -> Result<(), StartupError> {
     db.close().await;
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn wait_for_shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = terminate.recv() => {}
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the server");
-                let _ = interrupt.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
 }

@@ -113,6 +113,25 @@ pub fn normalize_postgres_url(url: &str) -> Result<String, String> {
     }
 }
 
+/// The user to connect as when the URL names none: `PGUSER`, else the login name from
+/// `USER`/`LOGNAME` as libpq does, else `postgres`. (Without this, a process started with no
+/// `USER` in its environment would connect as "anonymous".)
+pub fn fallback_database_user(url: &str) -> Option<String> {
+    let authority = url
+        .split_once("://")?
+        .1
+        .split(['/', '?'])
+        .next()
+        .unwrap_or("");
+    if authority.contains('@') || std::env::var_os("PGUSER").is_some() {
+        return None;
+    }
+    ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|value| !value.is_empty()))
+        .or_else(|| Some("postgres".to_owned()))
+}
+
 /// The number of CPUs, the default for worker counts.
 pub fn available_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)

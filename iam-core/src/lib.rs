@@ -6,6 +6,8 @@
 
 pub mod config;
 pub mod jwk;
+#[cfg(feature = "runtime")]
+pub mod shutdown;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
 pub mod token;

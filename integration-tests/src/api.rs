@@ -1,4 +1,4 @@
-//! The real `iam-api` binary, started on a free port against a test database.
+//! The real binaries (`iam-api`, `iam-jwks`), started on a free port against a test database.
 
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
@@ -15,9 +15,10 @@ pub const ADMIN_EMAIL: &str = "admin@example.com";
 /// The bootstrap admin's password.
 pub const ADMIN_PASSWORD: &str = "admin-password-1";
 
-/// Environment and arguments for one `iam-api` process.
+/// Binary, environment and arguments for one process.
 #[derive(Debug, Clone)]
 pub struct ApiProcessBuilder {
+    binary: &'static str,
     envs: Vec<(String, String)>,
     args: Vec<String>,
 }
@@ -43,7 +44,7 @@ impl ApiProcessBuilder {
     }
 
     fn command(&self) -> Command {
-        let mut command = Command::new(binary("iam-api"));
+        let mut command = Command::new(binary(self.binary));
         command.env_clear();
         if let Some(path) = std::env::var_os("PATH") {
             command.env("PATH", path);
@@ -62,7 +63,7 @@ impl ApiProcessBuilder {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let mut child = command.spawn().expect("spawn iam-api");
+        let mut child = command.spawn().expect("spawn the binary");
         if let Some(mut pipe) = child.stdin.take() {
             if let Some(input) = stdin {
                 pipe.write_all(input.as_bytes()).await.expect("write stdin");
@@ -71,12 +72,19 @@ impl ApiProcessBuilder {
         }
         tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
             .await
-            .expect("iam-api finishes within 60 s")
-            .expect("iam-api output")
+            .expect("the binary finishes within 60 s")
+            .expect("the binary's output")
     }
 
     /// Starts the server and waits until its healthcheck answers 200.
     pub async fn start(self) -> ApiProcess {
+        let mut process = self.spawn();
+        process.wait_until_healthy().await;
+        process
+    }
+
+    /// Starts the server without waiting for it.
+    pub fn spawn(self) -> ApiProcess {
         let port: u16 = self
             .envs
             .iter()
@@ -86,7 +94,8 @@ impl ApiProcessBuilder {
         let log_dir = crate::target_dir().join("test-logs");
         std::fs::create_dir_all(&log_dir).expect("log dir");
         let log_path = log_dir.join(format!(
-            "iam-api-{port}-{}.log",
+            "{}-{port}-{}.log",
+            self.binary,
             uuid::Uuid::new_v4().simple()
         ));
         let log = std::fs::File::create(&log_path).expect("log file");
@@ -96,25 +105,25 @@ impl ApiProcessBuilder {
             .stdout(Stdio::from(log.try_clone().expect("log handle")))
             .stderr(Stdio::from(log))
             .kill_on_drop(true);
-        let child = command.spawn().expect("spawn iam-api");
-        let mut api = ApiProcess {
+        let child = command.spawn().expect("spawn the binary");
+        ApiProcess {
             child,
+            binary: self.binary,
             base_url: format!("http://127.0.0.1:{port}"),
             log_path,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
                 .expect("client"),
-        };
-        api.wait_until_healthy().await;
-        api
+        }
     }
 }
 
-/// A running `iam-api`, killed when dropped.
+/// A running `iam-api` (or `iam-jwks`), killed when dropped.
 #[derive(Debug)]
 pub struct ApiProcess {
     child: Child,
+    binary: &'static str,
     pub base_url: String,
     pub log_path: PathBuf,
     pub client: reqwest::Client,
@@ -126,6 +135,7 @@ impl ApiProcess {
     pub fn builder(database: &TestDatabase) -> ApiProcessBuilder {
         let port = free_port();
         ApiProcessBuilder {
+            binary: "iam-api",
             envs: vec![
                 ("HOST".into(), "127.0.0.1".into()),
                 ("PORT".into(), port.to_string()),
@@ -145,12 +155,29 @@ impl ApiProcess {
         Self::builder(database).start().await
     }
 
-    async fn wait_until_healthy(&mut self) {
+    /// Defaults for `iam-jwks`: local config, the test database, a free port, quick reloads.
+    pub fn jwks_builder(database: &TestDatabase) -> ApiProcessBuilder {
+        ApiProcessBuilder {
+            binary: "iam-jwks",
+            envs: vec![
+                ("HOST".into(), "127.0.0.1".into()),
+                ("PORT".into(), free_port().to_string()),
+                ("POSTGRES_CONNECTION_STRING".into(), database.url.clone()),
+                ("JWKS_REFRESH_INTERVAL".into(), "1".into()),
+                ("RUST_LOG".into(), "info".into()),
+            ],
+            args: vec!["--config=local".into()],
+        }
+    }
+
+    /// Waits until the healthcheck answers 200; panics with the log if it never does.
+    pub async fn wait_until_healthy(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!(
-                    "iam-api exited with {status} during start:\n{}",
+                    "{} exited with {status} during start:\n{}",
+                    self.binary,
                     self.logs()
                 );
             }
@@ -165,11 +192,17 @@ impl ApiProcess {
             }
             assert!(
                 Instant::now() < deadline,
-                "iam-api did not become healthy within 60 s:\n{}",
+                "{} did not become healthy within 60 s:\n{}",
+                self.binary,
                 self.logs()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Whether the healthcheck answers 200 right now.
+    pub async fn is_healthy(&self) -> bool {
+        matches!(self.client.get(self.url("/api/v1/healthcheck")).send().await, Ok(response) if response.status() == 200)
     }
 
     /// Everything the process has logged so far.
@@ -196,7 +229,7 @@ impl ApiProcess {
     pub async fn wait(&mut self, limit: Duration) -> ExitStatus {
         tokio::time::timeout(limit, self.child.wait())
             .await
-            .expect("iam-api exits in time")
+            .expect("the process exits in time")
             .expect("exit status")
     }
 

@@ -66,3 +66,30 @@ pub fn free_port() -> u16 {
         .map(|address| address.port())
         .expect("a free local port")
 }
+
+/// The third-party verifier script (`interop/verify.mjs`, on the `jose` npm package), with
+/// its dependencies installed from the committed lock file on first use.
+pub fn interop_verifier() -> PathBuf {
+    static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
+    let directory = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/interop"));
+    let installed = INSTALLED.get_or_init(|| {
+        if directory.join("node_modules/jose/package.json").exists() {
+            return Ok(());
+        }
+        match std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--silent"])
+            .current_dir(&directory)
+            .status()
+        {
+            Ok(status) if status.success() => Ok(()),
+            Ok(status) => Err(format!("npm ci in {} failed with {status}", directory.display())),
+            Err(error) => Err(format!(
+                "the interoperability test needs Node.js and npm (apt-get install nodejs npm): {error}"
+            )),
+        }
+    });
+    if let Err(why) = installed {
+        panic!("{why}");
+    }
+    directory.join("verify.mjs")
+}

@@ -1,0 +1,153 @@
+//! The published key set, loaded from the database's public view and kept as ready-to-send
+//! bytes with a strong ETag; reloaded periodically, kept as it is while the database is away.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::Utc;
+use iam_core::{KeySet, PublicJwk, PublicJwks};
+use sqlx::PgPool;
+use sqlx::types::Json;
+
+/// A serialised JWKS and its entity tag.
+#[derive(Debug)]
+pub struct JwksDocument {
+    pub body: bytes::Bytes,
+    /// Strong ETag: a quoted SHA-256 of the body.
+    pub etag: String,
+    pub key_count: usize,
+}
+
+impl JwksDocument {
+    fn new(jwks: &PublicJwks) -> Result<Self, String> {
+        // Refuse to publish anything a verifier could not use.
+        KeySet::from_jwks(jwks).map_err(|error| error.to_string())?;
+        let body = serde_json::to_vec(jwks).map_err(|error| error.to_string())?;
+        let etag = format!(
+            "\"{}\"",
+            URL_SAFE_NO_PAD.encode(openssl::sha::sha256(&body))
+        );
+        Ok(JwksDocument {
+            body: body.into(),
+            etag,
+            key_count: jwks.keys.len(),
+        })
+    }
+}
+
+/// The current document, and whether the last reload reached the database (so that an
+/// outage and the recovery are each logged once).
+#[derive(Debug, Clone)]
+pub struct KeyCache {
+    document: Arc<RwLock<Arc<JwksDocument>>>,
+    database_reachable: Arc<AtomicBool>,
+}
+
+/// Reads the keys that may sign now or may have signed a still-valid token, from the view
+/// that holds no private material.
+async fn load_published(db: &PgPool) -> Result<PublicJwks, String> {
+    let keys: Vec<Json<PublicJwk>> = sqlx::query_scalar(
+        "SELECT public_jwk FROM published_signing_keys
+         WHERE unpublish_at IS NULL OR unpublish_at > $1
+         ORDER BY activates_at, kid",
+    )
+    .bind(Utc::now())
+    .fetch_all(db)
+    .await
+    .map_err(|error| error.to_string())?;
+    Ok(PublicJwks {
+        keys: keys.into_iter().map(|key| key.0).collect(),
+    })
+}
+
+impl KeyCache {
+    /// Loads the first document, retrying with back-off until it succeeds: the process does
+    /// not serve before it has keys to publish.
+    pub async fn load_first(db: &PgPool) -> Self {
+        let mut delay = Duration::from_millis(200);
+        loop {
+            match load_published(db)
+                .await
+                .and_then(|jwks| JwksDocument::new(&jwks))
+            {
+                Ok(document) => {
+                    tracing::info!(keys = document.key_count, "loaded the signing keys");
+                    return KeyCache {
+                        document: Arc::new(RwLock::new(Arc::new(document))),
+                        database_reachable: Arc::new(AtomicBool::new(true)),
+                    };
+                }
+                Err(error) => {
+                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot load the signing keys yet");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// The document to serve now.
+    pub fn current(&self) -> Arc<JwksDocument> {
+        match self.document.read() {
+            Ok(slot) => Arc::clone(&slot),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    async fn reload(&self, db: &PgPool) {
+        match load_published(db)
+            .await
+            .and_then(|jwks| JwksDocument::new(&jwks))
+        {
+            Ok(document) => {
+                if document.etag != self.current().etag {
+                    tracing::info!(keys = document.key_count, "published key set changed");
+                }
+                if let Ok(mut slot) = self.document.write() {
+                    *slot = Arc::new(document);
+                }
+                if !self.database_reachable.swap(true, Ordering::Relaxed) {
+                    tracing::info!("database reachable again");
+                }
+            }
+            Err(error) => {
+                if self.database_reachable.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(%error, "cannot reload the signing keys; serving the last good set");
+                }
+            }
+        }
+    }
+
+    /// Reloads every `interval` until the process ends.
+    pub fn spawn_reloader(&self, db: PgPool, interval: Duration) {
+        let cache = self.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                cache.reload(&db).await;
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used)] // test helpers report failure by panicking
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_etag_is_strong_and_follows_the_content() {
+        let empty = JwksDocument::new(&PublicJwks::default()).expect("document");
+        assert!(empty.etag.starts_with('"') && empty.etag.ends_with('"'));
+        assert_eq!(&empty.body[..], br#"{"keys":[]}"#);
+        let key = PublicJwk::from_rsa_components(&[0xc5; 256], &[1, 0, 1]);
+        let one = JwksDocument::new(&PublicJwks { keys: vec![key] }).expect("document");
+        assert_ne!(one.etag, empty.etag);
+    }
+}

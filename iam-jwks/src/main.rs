@@ -1,0 +1,103 @@
+//! iam-jwks: publishes the public signing keys as a cached JWKS document so that any service
+//! can verify IAM access tokens offline. It reads only public keys.
+
+mod config;
+mod http;
+mod key_cache;
+
+use std::process::ExitCode;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::Parser;
+use iam_core::config::Profile;
+use salvo::conn::TcpListener;
+use salvo::prelude::*;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::config::JwksConfig;
+use crate::key_cache::KeyCache;
+
+/// How long in-flight requests may take to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Publishes the IAM's public signing keys.
+#[derive(Debug, Parser)]
+#[command(name = "iam-jwks", version, about)]
+struct Cli {
+    /// Configuration profile: local works without any environment; stage and prod require
+    /// POSTGRES_CONNECTION_STRING.
+    #[arg(long, default_value = "local")]
+    config: Profile,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match JwksConfig::from_env(cli.config) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("iam-jwks: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    iam_core::telemetry::init_logging(config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.worker_count)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("iam-jwks: cannot start the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, message)) => {
+            eprintln!("iam-jwks: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn run(config: JwksConfig) -> Result<(), (u8, String)> {
+    let mut options = PgConnectOptions::from_str(&config.database_url)
+        .map_err(|error| (2, format!("POSTGRES_CONNECTION_STRING is invalid: {error}")))?;
+    if let Some(user) = iam_core::config::fallback_database_user(&config.database_url) {
+        options = options.username(&user);
+    }
+    // Lazy: the database may be away at start; the first load retries until it answers.
+    let db = PgPoolOptions::new()
+        .max_connections(config.pool_size)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_lazy_with(options);
+    let cache = KeyCache::load_first(&db).await;
+    cache.spawn_reloader(db.clone(), config.refresh_interval);
+
+    let service = http::service(&config, cache, db.clone()).map_err(|error| (2, error))?;
+    let address = (config.host.clone(), config.port);
+    let acceptor = TcpListener::new(address.clone())
+        .try_bind()
+        .await
+        .map_err(|error| {
+            (
+                1,
+                format!("cannot listen on {}:{}: {error}", address.0, address.1),
+            )
+        })?;
+    let server = Server::new(acceptor);
+    for holding in server.holdings() {
+        tracing::info!(address = %holding.local_addr, env = %config.env_label, "iam-jwks listening");
+    }
+    let handle = server.handle();
+    tokio::spawn(async move {
+        iam_core::shutdown::wait_for_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        handle.stop_graceful(Some(SHUTDOWN_GRACE));
+    });
+    server.serve(service).await;
+    db.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}

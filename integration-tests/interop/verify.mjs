@@ -1,0 +1,17 @@
+// Verifies IAM access tokens with `jose` (an independent JOSE implementation), given only
+// the JWKS URL. Usage: node verify.mjs JWKS_URL ISSUER AUDIENCE TOKEN...
+// Prints one JSON line per token; exits non-zero on the first token that does not verify.
+import { createRemoteJWKSet, jwtVerify } from 'jose';
+
+const [jwksUrl, issuer, audience, ...tokens] = process.argv.slice(2);
+const keys = createRemoteJWKSet(new URL(jwksUrl), { cooldownDuration: 0 });
+for (const token of tokens) {
+  const { payload, protectedHeader } = await jwtVerify(token, keys, {
+    issuer,
+    audience,
+    typ: 'at+jwt',
+    algorithms: ['RS256'],
+    requiredClaims: ['sub', 'exp', 'iat', 'nbf', 'jti'],
+  });
+  console.log(JSON.stringify({ kid: protectedHeader.kid, sub: payload.sub, role: payload.role }));
+}
