@@ -7,7 +7,7 @@ use chrono::Utc;
 
 use crate::config::ApiConfig;
 use crate::domain::email::Email;
-use crate::domain::keys::{self, RotationPolicy, SigningKeyState};
+use crate::domain::keys::{self, SigningKeyState};
 use crate::domain::password::{Password, PasswordHasherPool};
 use crate::domain::users::{self, AdminOutcome};
 use crate::error::AppError;
@@ -41,13 +41,6 @@ fn print_key(key: &SigningKeyRecord, state: SigningKeyState) {
     );
 }
 
-fn rotation_policy(config: &ApiConfig) -> RotationPolicy {
-    RotationPolicy {
-        grace: config.key_rotation_grace,
-        token_lifetime: config.access_token_ttl + config.leeway,
-    }
-}
-
 /// `keys rotate` and `keys import`: a new key, published now, signing after the grace.
 pub async fn rotate_key(
     db: &sqlx::PgPool,
@@ -63,7 +56,7 @@ pub async fn rotate_key(
     match keys::rotate(
         db,
         &config.key_encryption_key,
-        rotation_policy(config),
+        config.rotation_policy(),
         pem.as_deref(),
     )
     .await

@@ -9,6 +9,7 @@ use iam_core::telemetry::LogFormat;
 use serde::Deserialize;
 
 use crate::domain::email::Email;
+use crate::domain::keys::RotationPolicy;
 use crate::domain::password::{HashParameters, Password};
 
 /// The development key-encryption key used by `--config=local` when none is given. It is
@@ -34,6 +35,7 @@ struct RawEnvironment {
     jwt_leeway: Option<String>,
     iam_key_encryption_key: Option<String>,
     key_rotation_grace: Option<String>,
+    key_rotation_interval: Option<String>,
     jwks_max_age: Option<String>,
     jwks_refresh_interval: Option<String>,
     password_hash_memory_kib: Option<String>,
@@ -69,6 +71,8 @@ pub struct ApiConfig {
     pub leeway: Duration,
     pub key_encryption_key: KeyEncryptionKey,
     pub key_rotation_grace: Duration,
+    /// Rotate automatically when the newest key is this old (`KEY_ROTATION_INTERVAL`).
+    pub key_rotation_interval: Option<Duration>,
     pub key_refresh_interval: Duration,
     pub password_hash: HashParameters,
     pub password_hash_queue: usize,
@@ -204,7 +208,30 @@ impl ApiConfig {
             raw.key_rotation_grace.as_deref(),
             jwks_max_age + jwks_refresh,
         );
+        if key_rotation_grace > MAX_TTL_SECONDS {
+            problems.invalid("KEY_ROTATION_GRACE", "must be at most 10 years");
+        }
+        let key_rotation_interval = match raw.key_rotation_interval.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(_) => {
+                let seconds: u64 = problems.parse_or(
+                    "KEY_ROTATION_INTERVAL",
+                    raw.key_rotation_interval.as_deref(),
+                    0,
+                );
+                if seconds <= key_rotation_grace || seconds > MAX_TTL_SECONDS {
+                    problems.invalid(
+                        "KEY_ROTATION_INTERVAL",
+                        "must be longer than KEY_ROTATION_GRACE and at most 10 years",
+                    );
+                }
+                Some(Duration::from_secs(seconds))
+            }
+        };
         let leeway: u64 = problems.parse_or("JWT_LEEWAY", raw.jwt_leeway.as_deref(), 30);
+        if leeway > MAX_TTL_SECONDS {
+            problems.invalid("JWT_LEEWAY", "must be at most 10 years");
+        }
 
         let password_hash = HashParameters {
             memory_kib: problems.parse_or(
@@ -261,12 +288,23 @@ impl ApiConfig {
             leeway: Duration::from_secs(leeway),
             key_encryption_key,
             key_rotation_grace: Duration::from_secs(key_rotation_grace),
+            key_rotation_interval,
             key_refresh_interval: Duration::from_secs(jwks_refresh.max(1)),
             password_hash,
             password_hash_queue,
             bootstrap_admin,
             log_format,
         })
+    }
+}
+
+impl ApiConfig {
+    /// How rotations are timed under this configuration.
+    pub fn rotation_policy(&self) -> RotationPolicy {
+        RotationPolicy {
+            grace: self.key_rotation_grace,
+            token_lifetime: self.access_token_ttl + self.leeway,
+        }
     }
 }
 

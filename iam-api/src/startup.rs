@@ -218,6 +218,14 @@ pub async fn build_state(config: ApiConfig, db: PgPool) -> Result<AppState, Star
         config.key_encryption_key.clone(),
         config.key_refresh_interval,
     );
+    if let Some(interval) = config.key_rotation_interval {
+        keys::spawn_automatic_rotation(
+            db.clone(),
+            config.key_encryption_key.clone(),
+            config.rotation_policy(),
+            interval,
+        );
+    }
     sessions::spawn_expired_token_pruner(db.clone(), TOKEN_PRUNE_INTERVAL);
     if let Some(admin) = &config.bootstrap_admin {
         let (user, outcome) =

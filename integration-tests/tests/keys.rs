@@ -174,3 +174,39 @@ async fn import_accepts_rsa_2048_pem_and_refuses_anything_weaker() {
     assert_eq!(count, 2);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn automatic_rotation_rotates_once_per_interval_across_replicas() {
+    let db = TestDatabase::create().await;
+    let replica = || {
+        ApiProcess::builder(&db)
+            .env("KEY_ROTATION_INTERVAL", "4")
+            .env("KEY_ROTATION_GRACE", "1")
+            .env("JWKS_REFRESH_INTERVAL", "1")
+    };
+    let first = replica().start().await;
+    let _second = replica().start().await;
+    let (_, token) = first.user_with_token("ada@example.com").await;
+    let first_kid = kid_of(&token);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let token = access_token(&first.login("ada@example.com", "user-password-1").await);
+        if kid_of(&token) != first_kid {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no automatic rotation happened");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Two replicas checking concurrently must not both rotate: keys are spaced by the interval.
+    let activations: Vec<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("SELECT activates_at FROM signing_keys ORDER BY activates_at")
+            .fetch_all(&db.pool().await)
+            .await
+            .expect("keys");
+    for pair in activations.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= chrono::Duration::seconds(4),
+            "{activations:?}"
+        );
+    }
+}

@@ -234,24 +234,92 @@ pub async fn rotate(
         }
         None => KeyPair::generate()?,
     };
-    let now = Utc::now();
-    let activates_at = now + to_chrono(policy.grace);
-    let unpublish_at = activates_at + to_chrono(policy.token_lifetime);
+    rotate_to(db, kek, policy, &key, None)
+        .await?
+        .ok_or_else(|| AppError::Internal("the rotation did not happen".to_owned()))
+}
+
+/// Rotates to a generated key when the newest key began signing more than `interval` ago
+/// and no rotation is pending. Replicas may all call it: the lifecycle lock and the re-check
+/// under it make exactly one of them rotate.
+pub async fn rotate_if_due(
+    db: &PgPool,
+    kek: &KeyEncryptionKey,
+    policy: RotationPolicy,
+    interval: Duration,
+) -> Result<Option<SigningKeyRecord>, AppError> {
+    let keys = signing_keys::list_all(db).await?;
+    if !rotation_due(&keys, Utc::now(), interval) {
+        return Ok(None);
+    }
+    let key = KeyPair::generate()?;
+    rotate_to(db, kek, policy, &key, Some(interval)).await
+}
+
+fn rotation_due(keys: &[SigningKeyRecord], now: DateTime<Utc>, interval: Duration) -> bool {
+    keys.iter()
+        .map(|key| key.activates_at)
+        .max()
+        .is_none_or(|newest| newest + to_chrono(interval) <= now)
+}
+
+async fn rotate_to(
+    db: &PgPool,
+    kek: &KeyEncryptionKey,
+    policy: RotationPolicy,
+    key: &KeyPair,
+    only_if_due: Option<Duration>,
+) -> Result<Option<SigningKeyRecord>, AppError> {
     let mut tx = db.begin().await?;
     signing_keys::lock_lifecycle(&mut *tx).await?;
+    let now = Utc::now();
+    if let Some(interval) = only_if_due
+        && !rotation_due(&signing_keys::list_all(&mut *tx).await?, now, interval)
+    {
+        return Ok(None);
+    }
+    let activates_at = now + to_chrono(policy.grace);
+    let unpublish_at = activates_at + to_chrono(policy.token_lifetime);
     signing_keys::retire_signing_keys(&mut *tx, activates_at, unpublish_at).await?;
-    store_key_pair(&mut tx, kek, &key, activates_at).await?;
+    store_key_pair(&mut tx, kek, key, activates_at).await?;
     let stored = signing_keys::list_all(&mut *tx)
         .await?
         .into_iter()
         .find(|record| record.kid == key.jwk.kid)
         .ok_or_else(|| AppError::Internal("the new key vanished".to_owned()))?;
     tx.commit().await?;
-    Ok(stored)
+    Ok(Some(stored))
 }
 
+/// Checks every `check_every` whether an automatic rotation is due (`KEY_ROTATION_INTERVAL`).
+pub fn spawn_automatic_rotation(
+    db: PgPool,
+    kek: KeyEncryptionKey,
+    policy: RotationPolicy,
+    interval: Duration,
+) {
+    let check_every = (interval / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(check_every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            match rotate_if_due(&db, &kek, policy, interval).await {
+                Ok(Some(key)) => tracing::info!(
+                    kid = %key.kid,
+                    activates_at = %key.activates_at,
+                    "rotated the signing key automatically"
+                ),
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "automatic key rotation failed; will retry"),
+            }
+        }
+    });
+}
+
+/// Durations here come from configuration bounded to ten years, far inside chrono's range.
 fn to_chrono(duration: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
+    chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::days(3650))
 }
 
 /// What the api signs and verifies with at one moment.
@@ -383,6 +451,25 @@ mod tests {
         let other = KeyEncryptionKey::new([4; 32], false);
         assert!(decrypt_private_key(&other, "kid-1", &kek.id(), &sealed).is_err());
         assert!(decrypt_private_key(&other, "kid-1", &other.id(), &sealed).is_err());
+    }
+
+    #[test]
+    fn a_rotation_is_due_when_the_newest_key_is_older_than_the_interval() {
+        let now = Utc::now();
+        let key = |seconds_ago: i64| SigningKeyRecord {
+            kid: format!("k{seconds_ago}"),
+            public_jwk: sqlx::types::Json(PublicJwk::from_rsa_components(&[1], &[1])),
+            created_at: now,
+            activates_at: now - chrono::Duration::seconds(seconds_ago),
+            retires_at: None,
+            unpublish_at: None,
+        };
+        let interval = Duration::from_secs(60);
+        assert!(rotation_due(&[], now, interval));
+        assert!(rotation_due(&[key(61)], now, interval));
+        assert!(!rotation_due(&[key(61), key(30)], now, interval));
+        // A pending key (activating in the future) means a rotation is already under way.
+        assert!(!rotation_due(&[key(600), key(-10)], now, interval));
     }
 
     #[test]
