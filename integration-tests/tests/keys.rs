@@ -210,3 +210,40 @@ async fn automatic_rotation_rotates_once_per_interval_across_replicas() {
         );
     }
 }
+
+#[tokio::test]
+async fn during_an_encryption_key_rollout_old_replicas_keep_signing_and_verify_new_tokens() {
+    const OLD_KEK: &str = "b2xkLWtleS1lbmNyeXB0aW9uLWtleS0wMTIzNDU2Nzg=";
+    const NEW_KEK: &str = "bmV3LWtleS1lbmNyeXB0aW9uLWtleS0wMTIzNDU2Nzg=";
+    let db = TestDatabase::create().await;
+    let old = ApiProcess::builder(&db)
+        .env("IAM_KEY_ENCRYPTION_KEY", OLD_KEK)
+        .env("JWKS_REFRESH_INTERVAL", "1")
+        .start()
+        .await;
+    let (_, old_token) = old.user_with_token("ada@example.com").await;
+    let output = keys_command(&db, &["rotate"])
+        .env("IAM_KEY_ENCRYPTION_KEY", NEW_KEK)
+        .run(None)
+        .await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let new = ApiProcess::builder(&db)
+        .env("IAM_KEY_ENCRYPTION_KEY", NEW_KEK)
+        .start()
+        .await;
+    let new_token = access_token(&new.login("ada@example.com", "user-password-1").await);
+    assert_ne!(kid_of(&new_token), kid_of(&old_token));
+
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // The old replica cannot open the new key, so it keeps signing with its current one...
+    let still_old = access_token(&old.login("ada@example.com", "user-password-1").await);
+    assert_eq!(kid_of(&still_old), kid_of(&old_token));
+    assert!(old.logs().contains("cannot open the new signing key"));
+    // ...but it learned the new public key and accepts the new replica's tokens.
+    assert_eq!(old.get("/api/v1/me", Some(&new_token)).await.status(), 200);
+    assert_eq!(new.get("/api/v1/me", Some(&still_old)).await.status(), 200);
+}

@@ -398,26 +398,42 @@ async fn load_material(
         .max_by_key(|key| key.activates_at);
     let signer = match (active, current_signer) {
         (Some(key), Some(signer)) if signer.kid() == key.kid => Some(signer),
-        (Some(key), _) => {
-            let sealed = signing_keys::find_private(db, &key.kid)
-                .await?
-                .ok_or_else(|| AppError::Internal(format!("key {} vanished", key.kid)))?;
-            let der = decrypt_private_key(
-                kek,
-                &sealed.kid,
-                &sealed.key_encryption_key_id,
-                &sealed.private_key_ciphertext,
-            )?;
-            let signer = AccessTokenSigner::from_private_key_der(&key.kid, &der)
-                .map_err(|error| AppError::Internal(error.to_string()))?;
-            Some(Arc::new(signer))
-        }
+        (Some(key), current) => match open_signer(db, kek, &key.kid).await {
+            Ok(signer) => Some(signer),
+            // On a reload, a key this replica cannot open (e.g. sealed under a new
+            // IAM_KEY_ENCRYPTION_KEY during its rollout) must not also stop it from
+            // verifying tokens of the new key: keep signing with the current key.
+            Err(error) if current.is_some() => {
+                tracing::warn!(%error, kid = %key.kid, "cannot open the new signing key; still signing with the current one");
+                current
+            }
+            Err(error) => return Err(error),
+        },
         (None, _) => None,
     };
     Ok(KeyMaterial {
         signer,
         verification: Arc::new(verification),
     })
+}
+
+async fn open_signer(
+    db: &PgPool,
+    kek: &KeyEncryptionKey,
+    kid: &str,
+) -> Result<Arc<AccessTokenSigner>, AppError> {
+    let sealed = signing_keys::find_private(db, kid)
+        .await?
+        .ok_or_else(|| AppError::Internal(format!("key {kid} vanished")))?;
+    let der = decrypt_private_key(
+        kek,
+        &sealed.kid,
+        &sealed.key_encryption_key_id,
+        &sealed.private_key_ciphertext,
+    )?;
+    let signer = AccessTokenSigner::from_private_key_der(kid, &der)
+        .map_err(|error| AppError::Internal(error.to_string()))?;
+    Ok(Arc::new(signer))
 }
 
 /// Reloads the key ring every `interval` until the process ends.
