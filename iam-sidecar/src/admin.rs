@@ -1,0 +1,62 @@
+//! The admin port: readiness and metrics, kept off the main port, which belongs to the
+//! upstream entirely.
+
+use std::sync::Arc;
+
+use salvo::http::StatusCode;
+use salvo::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use salvo::prelude::*;
+use serde_json::json;
+
+use crate::metrics::Metrics;
+use crate::verifier::TokenVerifier;
+
+/// `GET /healthcheck`: 200 once a key set has loaded, 503 before.
+#[derive(Debug)]
+struct Healthcheck {
+    verifier: Arc<TokenVerifier>,
+    env: String,
+}
+
+#[async_trait]
+impl Handler for Healthcheck {
+    async fn handle(&self, _: &mut Request, _: &mut Depot, res: &mut Response, _: &mut FlowCtrl) {
+        let ready = self.verifier.is_ready();
+        if !ready {
+            res.status_code(StatusCode::SERVICE_UNAVAILABLE);
+        }
+        res.headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        res.render(Json(json!({
+            "status": if ready { "ok" } else { "starting" },
+            "keys": if ready { "loaded" } else { "not loaded" },
+            "env": self.env,
+            "version": env!("CARGO_PKG_VERSION"),
+        })));
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+#[derive(Debug)]
+struct MetricsEndpoint {
+    metrics: Arc<Metrics>,
+}
+
+#[async_trait]
+impl Handler for MetricsEndpoint {
+    async fn handle(&self, _: &mut Request, _: &mut Depot, res: &mut Response, _: &mut FlowCtrl) {
+        res.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        res.body(self.metrics.render());
+    }
+}
+
+/// The admin-port service.
+pub fn service(verifier: Arc<TokenVerifier>, metrics: Arc<Metrics>, env: String) -> Service {
+    let router = Router::new()
+        .push(Router::with_path("healthcheck").get(Healthcheck { verifier, env }))
+        .push(Router::with_path("metrics").get(MetricsEndpoint { metrics }));
+    Service::new(router)
+}

@@ -1,0 +1,128 @@
+//! iam-sidecar: a reverse proxy placed next to another service. It verifies Bearer tokens
+//! locally against the IAM's JWKS and passes identity headers to the service.
+
+mod admin;
+mod config;
+mod metrics;
+mod proxy;
+mod rules;
+mod verifier;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use iam_core::VerificationRules;
+use iam_core::config::Profile;
+use salvo::conn::TcpListener;
+use salvo::prelude::*;
+
+use crate::config::SidecarConfig;
+use crate::metrics::Metrics;
+use crate::proxy::{Gate, UpstreamClient};
+use crate::verifier::TokenVerifier;
+
+/// How long in-flight requests may take to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Verifying reverse proxy for one service.
+#[derive(Debug, Parser)]
+#[command(name = "iam-sidecar", version, about)]
+struct Cli {
+    /// Configuration profile (UPSTREAM_URL is required in every profile).
+    #[arg(long, default_value = "local")]
+    config: Profile,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match SidecarConfig::from_env(cli.config) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("iam-sidecar: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    iam_core::telemetry::init_logging(config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.worker_count)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("iam-sidecar: cannot start the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("iam-sidecar: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn bind(host: &str, port: u16) -> Result<Server<salvo::conn::tcp::TcpAcceptor>, String> {
+    let acceptor = TcpListener::new((host.to_owned(), port))
+        .try_bind()
+        .await
+        .map_err(|error| format!("cannot listen on {host}:{port}: {error}"))?;
+    Ok(Server::new(acceptor))
+}
+
+async fn run(config: SidecarConfig) -> Result<(), String> {
+    let metrics = Arc::new(Metrics::default());
+    let rules = VerificationRules {
+        issuer: config.issuer.clone(),
+        audience: config.audience.clone(),
+        leeway_seconds: config.leeway_seconds,
+    };
+    let verifier = Arc::new(TokenVerifier::new(
+        config.jwks_url.clone(),
+        config.jwks_refresh_interval,
+        rules,
+        Arc::clone(&metrics),
+    )?);
+    verifier.spawn_refresher();
+
+    let gate = Gate {
+        policy: config.policy,
+        verifier: Arc::clone(&verifier),
+        metrics: Arc::clone(&metrics),
+    };
+    let client = UpstreamClient::new(config.upstream_timeout, Arc::clone(&metrics));
+    let main_service = proxy::service(gate, config.upstream_url.clone(), client);
+    let admin_service = admin::service(verifier, metrics, config.env_label.clone());
+
+    let main_server = bind(&config.host, config.port).await?;
+    let admin_server = bind(&config.host, config.admin_port).await?;
+    for holding in main_server.holdings() {
+        tracing::info!(
+            address = %holding.local_addr,
+            upstream = %config.upstream_url,
+            rules = config.rule_count,
+            env = %config.env_label,
+            "iam-sidecar listening"
+        );
+    }
+    for holding in admin_server.holdings() {
+        tracing::info!(address = %holding.local_addr, "admin endpoints listening");
+    }
+    let handles = [main_server.handle(), admin_server.handle()];
+    tokio::spawn(async move {
+        iam_core::shutdown::wait_for_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        for handle in handles {
+            handle.stop_graceful(Some(SHUTDOWN_GRACE));
+        }
+    });
+    tokio::join!(
+        main_server.serve(main_service),
+        admin_server.serve(admin_service)
+    );
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! The sidecar's counters, rendered in the Prometheus text format on the admin port.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use iam_core::Reason;
+
+/// Every reason a token can be refused, in a fixed order for the metric labels.
+const REASONS: [Reason; 13] = [
+    Reason::TooLarge,
+    Reason::Malformed,
+    Reason::AlgorithmNotAllowed,
+    Reason::WrongType,
+    Reason::MissingKeyId,
+    Reason::UnknownKeyId,
+    Reason::BadSignature,
+    Reason::InvalidClaims,
+    Reason::WrongIssuer,
+    Reason::WrongAudience,
+    Reason::Expired,
+    Reason::NotYetValid,
+    Reason::IssuedInFuture,
+];
+
+/// What became of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Forwarded,
+    ForwardedPublic,
+    Unauthenticated,
+    Forbidden,
+    KeysUnavailable,
+    BadPath,
+}
+
+const OUTCOMES: [(Outcome, &str); 6] = [
+    (Outcome::Forwarded, "forwarded"),
+    (Outcome::ForwardedPublic, "forwarded_public"),
+    (Outcome::Unauthenticated, "unauthenticated"),
+    (Outcome::Forbidden, "forbidden"),
+    (Outcome::KeysUnavailable, "keys_unavailable"),
+    (Outcome::BadPath, "bad_path"),
+];
+
+/// Why the upstream did not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamFailure {
+    Unreachable,
+    Timeout,
+}
+
+/// Counters shared by the proxy, the verifier and the admin endpoint.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    outcomes: [AtomicU64; OUTCOMES.len()],
+    rejections: [AtomicU64; REASONS.len()],
+    upstream_unreachable: AtomicU64,
+    upstream_timeout: AtomicU64,
+    jwks_refresh_failures: AtomicU64,
+    jwks_refreshes: AtomicU64,
+    jwks_keys: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts a request's outcome.
+    pub fn outcome(&self, outcome: Outcome) {
+        if let Some(index) = OUTCOMES.iter().position(|(known, _)| *known == outcome) {
+            self.outcomes[index].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a refused token by reason.
+    pub fn rejection(&self, reason: Reason) {
+        if let Some(index) = REASONS.iter().position(|known| *known == reason) {
+            self.rejections[index].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts an upstream failure.
+    pub fn upstream_failure(&self, failure: UpstreamFailure) {
+        match failure {
+            UpstreamFailure::Unreachable => &self.upstream_unreachable,
+            UpstreamFailure::Timeout => &self.upstream_timeout,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records a JWKS fetch: success with the number of keys, or failure.
+    pub fn jwks_refresh(&self, keys: Option<usize>) {
+        match keys {
+            Some(count) => {
+                self.jwks_refreshes.fetch_add(1, Ordering::Relaxed);
+                self.jwks_keys.store(count as u64, Ordering::Relaxed);
+            }
+            None => {
+                self.jwks_refresh_failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The Prometheus text exposition of every counter.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(2048);
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        out.push_str("# HELP iam_sidecar_requests_total Requests by outcome.\n");
+        out.push_str("# TYPE iam_sidecar_requests_total counter\n");
+        for ((_, label), counter) in OUTCOMES.iter().zip(&self.outcomes) {
+            let _ = writeln!(
+                out,
+                "iam_sidecar_requests_total{{outcome=\"{label}\"}} {}",
+                load(counter)
+            );
+        }
+        out.push_str(
+            "# HELP iam_sidecar_token_rejections_total Refused access tokens by reason.\n",
+        );
+        out.push_str("# TYPE iam_sidecar_token_rejections_total counter\n");
+        for (reason, counter) in REASONS.iter().zip(&self.rejections) {
+            let _ = writeln!(
+                out,
+                "iam_sidecar_token_rejections_total{{reason=\"{}\"}} {}",
+                reason.as_str(),
+                load(counter)
+            );
+        }
+        out.push_str("# HELP iam_sidecar_upstream_errors_total Upstream requests that failed.\n");
+        out.push_str("# TYPE iam_sidecar_upstream_errors_total counter\n");
+        let _ = writeln!(
+            out,
+            "iam_sidecar_upstream_errors_total{{kind=\"unreachable\"}} {}",
+            load(&self.upstream_unreachable)
+        );
+        let _ = writeln!(
+            out,
+            "iam_sidecar_upstream_errors_total{{kind=\"timeout\"}} {}",
+            load(&self.upstream_timeout)
+        );
+        out.push_str("# HELP iam_sidecar_jwks_refreshes_total Successful JWKS fetches.\n");
+        out.push_str("# TYPE iam_sidecar_jwks_refreshes_total counter\n");
+        let _ = writeln!(
+            out,
+            "iam_sidecar_jwks_refreshes_total {}",
+            load(&self.jwks_refreshes)
+        );
+        out.push_str("# HELP iam_sidecar_jwks_refresh_failures_total Failed JWKS fetches.\n");
+        out.push_str("# TYPE iam_sidecar_jwks_refresh_failures_total counter\n");
+        let _ = writeln!(
+            out,
+            "iam_sidecar_jwks_refresh_failures_total {}",
+            load(&self.jwks_refresh_failures)
+        );
+        out.push_str("# HELP iam_sidecar_jwks_keys Keys in the current verification set.\n");
+        out.push_str("# TYPE iam_sidecar_jwks_keys gauge\n");
+        let _ = writeln!(out, "iam_sidecar_jwks_keys {}", load(&self.jwks_keys));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_rendered_with_their_labels() {
+        let metrics = Metrics::default();
+        metrics.outcome(Outcome::Forwarded);
+        metrics.rejection(Reason::Expired);
+        metrics.rejection(Reason::Expired);
+        metrics.upstream_failure(UpstreamFailure::Timeout);
+        metrics.jwks_refresh(Some(2));
+        let text = metrics.render();
+        assert!(text.contains("iam_sidecar_requests_total{outcome=\"forwarded\"} 1"));
+        assert!(text.contains("iam_sidecar_token_rejections_total{reason=\"expired\"} 2"));
+        assert!(text.contains("iam_sidecar_upstream_errors_total{kind=\"timeout\"} 1"));
+        assert!(text.contains("iam_sidecar_jwks_keys 2"));
+    }
+}

@@ -1,0 +1,356 @@
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+use super::*;
+
+const EXAMPLE: &str = r#"
+    [[rule]]
+    path = "/health"
+    public = true
+
+    [[rule]]
+    path = "/orders"               # writes need more than reads
+    methods = ["POST", "DELETE"]
+    permissions = ["orders:write"]
+
+    [[rule]]
+    path = "/orders"
+    permissions = ["orders:read"]
+
+    [[rule]]
+    path = "/admin"
+    permissions = ["admin", "audit.read"]
+"#;
+
+/// Builds a policy from `PUBLIC_PATHS` and an inline array of rule tables.
+fn policy(public: &str, rules: &str) -> AccessPolicy {
+    let rules = Rules::parse(&format!("rule = [{rules}]")).unwrap();
+    AccessPolicy::new(parse_public_paths(public).unwrap(), rules)
+}
+
+/// "public", or "token[...]" with the permissions the token must hold.
+fn needs(policy: &AccessPolicy, method: &str, raw_path: &str) -> String {
+    match policy.decide(method, &normalize_path(raw_path).unwrap()) {
+        Access::Public => "public".into(),
+        Access::Authenticated {
+            required_permissions: p,
+        } => format!("token[{}]", p.join(",")),
+    }
+}
+
+/// Parses an inline array of rule tables and returns the (single-line) error message.
+fn rules_error(rules: &str) -> String {
+    let msg = Rules::parse(&format!("rule = [{rules}]"))
+        .unwrap_err()
+        .to_string();
+    assert!(!msg.contains('\n'), "not one line: {msg}");
+    msg
+}
+
+/// Checks `normalize_path` results; errors are written as their `Debug` form.
+fn check_normalized(cases: &[(&str, &str)]) {
+    for (raw, want) in cases {
+        let got = normalize_path(raw).unwrap_or_else(|e| format!("{e:?}"));
+        assert_eq!(got, *want, "normalize_path({raw:?})");
+    }
+}
+
+#[test]
+fn a_full_example_file_parses_and_decides() {
+    let rules = Rules::parse(EXAMPLE).unwrap();
+    assert_eq!(rules.len(), 4);
+    let p = AccessPolicy::new(vec![], rules);
+    assert_eq!(needs(&p, "GET", "/health"), "public");
+    assert_eq!(needs(&p, "POST", "/orders/7"), "token[orders:write]");
+    assert_eq!(needs(&p, "GET", "/orders/7"), "token[orders:read]");
+    assert_eq!(needs(&p, "GET", "/admin/users"), "token[admin,audit.read]");
+    assert_eq!(needs(&p, "GET", "/other"), "token[]");
+}
+
+#[test]
+fn an_empty_file_is_valid_and_every_path_needs_a_token() {
+    assert!(Rules::parse("").unwrap().len() == 0);
+    assert!(Rules::parse("# nothing here\n").unwrap().len() == 0);
+    let p = AccessPolicy::new(vec![], Rules::parse("").unwrap());
+    assert_eq!(needs(&p, "GET", "/anything"), "token[]");
+}
+
+#[test]
+fn invalid_rules_are_reported_by_number_and_path() {
+    let cases = [
+        (
+            r#"{ path = "/a", publik = true }"#,
+            "unknown field `publik`",
+        ),
+        (r#"{ methods = ["GET"] }"#, "missing field `path`"),
+        (r#"{ path = "orders" }"#, "must start with '/'"),
+        (r#"{ path = "/orders/" }"#, r#"(use "/orders")"#),
+        (r#"{ path = "/a//b" }"#, r#"(use "/a/b")"#),
+        (r#"{ path = "/a/./b" }"#, r#"(use "/a/b")"#),
+        (r#"{ path = "/a/../b" }"#, r#"(use "/b")"#),
+        (r#"{ path = "/admin." }"#, r#"(use "/admin")"#),
+        (
+            r#"{ path = "/a%20b" }"#,
+            "must not contain percent-encoding",
+        ),
+        (r#"{ path = "/a b" }"#, "would need percent-encoding"),
+        (r#"{ path = "/.." }"#, "climbs above the root"),
+        (
+            r#"{ path = "/a", methods = ["get"] }"#,
+            r#"method "get" is not"#,
+        ),
+        (
+            r#"{ path = "/a", methods = ["GE T"] }"#,
+            r#"method "GE T" is not"#,
+        ),
+        (
+            r#"{ path = "/a", methods = [] }"#,
+            "methods must not be empty",
+        ),
+        (
+            r#"{ path = "/a", permissions = ["a b"] }"#,
+            r#"permission "a b""#,
+        ),
+        (r#"{ path = "/a", permissions = [""] }"#, r#"permission """#),
+        (
+            r#"{ path = "/a", public = true, permissions = ["x"] }"#,
+            "public rule cannot",
+        ),
+    ];
+    for (rule, expected) in cases {
+        let msg = rules_error(&format!(r#"{{ path = "/ok" }}, {rule}"#));
+        assert!(msg.starts_with("rule 2"), "{msg}");
+        assert!(msg.contains(expected), "{rule} gave {msg}");
+    }
+    let msg = rules_error(r#"{ path = "/a", methods = ["get"] }"#);
+    assert!(msg.starts_with(r#"rule 1 (path "/a"): "#), "{msg}");
+}
+
+#[test]
+fn permissions_may_be_up_to_128_characters() {
+    let rule = |n: usize| format!(r#"{{ path = "/a", permissions = ["{}"] }}"#, "x".repeat(n));
+    assert!(Rules::parse(&format!("rule = [{}]", rule(128))).is_ok());
+    assert!(rules_error(&rule(129)).starts_with("rule 1"));
+}
+
+#[test]
+fn a_misspelt_table_or_broken_toml_is_rejected_with_its_line() {
+    let msg = Rules::parse("[[rules]]\npath = \"/a\"")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        msg,
+        "invalid TOML at line 1: unknown field `rules`, expected `rule`"
+    );
+    let msg = Rules::parse("[[rule]]\npath = \"/a\"\nmethods = [\n").unwrap_err();
+    assert!(
+        msg.to_string().starts_with("invalid TOML at line 3"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn load_names_the_file() {
+    let missing = Path::new("/nonexistent/rules.toml");
+    let msg = Rules::load(missing).unwrap_err().to_string();
+    assert!(
+        msg.starts_with("cannot read rules file /nonexistent/rules.toml: "),
+        "{msg}"
+    );
+    let file = std::env::temp_dir().join(format!("sidecar-rules-{}.toml", std::process::id()));
+    std::fs::write(&file, "[[rule]]\npath = \"x\"\n").unwrap();
+    let msg = Rules::load(&file).unwrap_err().to_string();
+    std::fs::remove_file(&file).unwrap();
+    let expected = format!("rules file {}: rule 1 (path \"x\"): ", file.display());
+    assert!(msg.starts_with(&expected), "{msg}");
+}
+
+#[test]
+fn public_paths_are_trimmed_and_empty_entries_ignored() {
+    let parsed = parse_public_paths(" /health , ,/docs/api,, ").unwrap();
+    assert_eq!(parsed, ["/health", "/docs/api"]);
+    assert!(parse_public_paths("").unwrap().is_empty());
+    for bad in ["health", "/docs/", "/a/./b", "/%61", "/a.", "//a"] {
+        let msg = parse_public_paths(&format!("/ok,{bad}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with(&format!("PUBLIC_PATHS entry {bad:?}: ")),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
+fn prefixes_match_whole_segments_only() {
+    let p = policy("/docs", r#"{ path = "/orders", permissions = ["o"] }"#);
+    assert_eq!(needs(&p, "GET", "/orders"), "token[o]");
+    assert_eq!(needs(&p, "GET", "/orders/1/items"), "token[o]");
+    assert_eq!(needs(&p, "GET", "/orders-archive"), "token[]");
+    assert_eq!(needs(&p, "GET", "/docs/x"), "public");
+    assert_eq!(needs(&p, "GET", "/docsx"), "token[]");
+    let root = policy("", r#"{ path = "/", permissions = ["r"] }"#);
+    assert_eq!(needs(&root, "GET", "/"), "token[r]");
+    assert_eq!(needs(&root, "GET", "/any/thing"), "token[r]");
+}
+
+#[test]
+fn methods_filter_rules_case_sensitively() {
+    let p = policy(
+        "",
+        r#"{ path = "/o", methods = ["DELETE"], permissions = ["w"] }"#,
+    );
+    assert_eq!(needs(&p, "DELETE", "/o/1"), "token[w]");
+    assert_eq!(needs(&p, "GET", "/o/1"), "token[]");
+    assert_eq!(needs(&p, "delete", "/o/1"), "token[]");
+}
+
+#[test]
+fn the_first_matching_rule_wins() {
+    let specific = r#"{ path = "/a/b", public = true }"#;
+    let general = r#"{ path = "/a", permissions = ["x"] }"#;
+    let p = policy("", &format!("{specific}, {general}"));
+    assert_eq!(needs(&p, "GET", "/a/b/c"), "public");
+    assert_eq!(needs(&p, "GET", "/a/c"), "token[x]");
+    let reversed = policy("", &format!("{general}, {specific}"));
+    assert_eq!(needs(&reversed, "GET", "/a/b/c"), "token[x]");
+}
+
+#[test]
+fn public_paths_are_checked_before_the_rules_file() {
+    let p = policy(
+        "/admin/status",
+        r#"{ path = "/admin", permissions = ["admin"] }"#,
+    );
+    assert_eq!(needs(&p, "GET", "/admin/status"), "public");
+    assert_eq!(needs(&p, "GET", "/admin/users"), "token[admin]");
+}
+
+#[test]
+fn empty_and_dot_segments_are_resolved() {
+    check_normalized(&[
+        ("/", "/"),
+        ("//a///b", "/a/b"),
+        ("/a/b/", "/a/b"),
+        ("/a/./b", "/a/b"),
+        ("/a/b/../c", "/a/c"),
+        ("/a/..", "/"),
+        ("/a/%2e%2e/b", "/b"),
+        ("/a/.%2E/b", "/b"),
+        ("/a/%2E/b", "/a/b"),
+    ]);
+}
+
+#[test]
+fn climbing_above_the_root_is_refused() {
+    check_normalized(&[
+        ("/%2E%2E/x", "AboveRoot"),
+        ("/..", "AboveRoot"),
+        ("/a/../../b", "AboveRoot"),
+    ]);
+}
+
+#[test]
+fn encoded_separators_and_control_characters_are_refused() {
+    check_normalized(&[
+        ("/a%2Fb", "ForbiddenCharacter('/')"),
+        ("/a%2fb", "ForbiddenCharacter('/')"),
+        ("/a%5Cb", "ForbiddenCharacter('\\\\')"),
+        ("/a\\b", "ForbiddenCharacter('\\\\')"),
+        ("/a%00", "ForbiddenCharacter('\\0')"),
+        ("/a%0A", "ForbiddenCharacter('\\n')"),
+        ("/a\tb", "ForbiddenCharacter('\\t')"),
+        ("/a%7f", "ForbiddenCharacter('\\u{7f}')"),
+        ("/a%C2%85", "ForbiddenCharacter('\\u{85}')"),
+        ("/public/..;/admin", "ForbiddenCharacter(';')"),
+        ("/admin%3bx=1", "ForbiddenCharacter(';')"),
+    ]);
+}
+
+#[test]
+fn trailing_dots_are_stripped_but_dot_only_segments_are_refused() {
+    check_normalized(&[
+        ("/admin.", "/admin"),
+        ("/admin..", "/admin"),
+        ("/admin%2e", "/admin"),
+        ("/a.b./c", "/a.b/c"),
+        ("/...", "OnlyDots"),
+        ("/a/%2e%2e%2e", "OnlyDots"),
+    ]);
+}
+
+#[test]
+fn the_result_is_re_encoded_for_forwarding() {
+    check_normalized(&[
+        ("/files/a%20b", "/files/a%20b"),
+        ("/files/a b", "/files/a%20b"),
+        ("/q%3Fx%23y%25", "/q%3Fx%23y%25"),
+        ("/%61dmin", "/admin"),
+        ("/a:b@c!$&'()*+,=-_~", "/a:b@c!$&'()*+,=-_~"),
+        ("/caf%C3%A9", "/caf%C3%A9"),
+        ("/caf%c3%a9", "/caf%C3%A9"),
+        ("/café", "/caf%C3%A9"),
+    ]);
+}
+
+#[test]
+fn malformed_input_is_refused() {
+    check_normalized(&[
+        ("/%zz", "MalformedEscape"),
+        ("/a%", "MalformedEscape"),
+        ("/a%2", "MalformedEscape"),
+        ("/%C3", "InvalidUtf8"),
+        ("/%FF", "InvalidUtf8"),
+        ("", "NotAbsolute"),
+        ("a/b", "NotAbsolute"),
+        ("*", "NotAbsolute"),
+    ]);
+}
+
+#[test]
+fn normalisation_is_idempotent() {
+    for raw in ["//a/./b/../c.", "/caf%c3%a9/x y", "/%2525", "/a%3Fb", "/"] {
+        let once = normalize_path(raw).unwrap();
+        assert_eq!(normalize_path(&once).unwrap(), once, "{raw}");
+    }
+}
+
+#[test]
+fn path_tricks_do_not_bypass_the_admin_rule() {
+    let p = policy("/orders", r#"{ path = "/admin", permissions = ["admin"] }"#);
+    let tricks = [
+        "/orders/../admin",
+        "//admin",
+        "/admin.",
+        "/%61dmin",
+        "/./admin/",
+        "/admin%2e/x",
+    ];
+    for raw in tricks {
+        assert_eq!(needs(&p, "GET", raw), "token[admin]", "{raw}");
+    }
+}
+
+#[test]
+fn paths_are_case_sensitive_so_upper_case_falls_back_to_token_required() {
+    // Never more public than `/admin`; see `AccessPolicy::decide` for the upstream caveat.
+    let p = policy("", r#"{ path = "/admin", permissions = ["admin"] }"#);
+    assert_eq!(needs(&p, "GET", "/ADMIN"), "token[]");
+}
+
+#[test]
+fn missing_permission_returns_the_first_one_not_held() {
+    let required = ["a", "b", "c"].map(String::from);
+    assert_eq!(
+        missing_permission(&required, &["c", "a"].map(String::from)),
+        Some("b")
+    );
+    assert_eq!(
+        missing_permission(&required, &["c", "b", "a", "d"].map(String::from)),
+        None
+    );
+    assert_eq!(missing_permission(&[], &[]), None);
+    let wildcard = ["*", "orders:*"].map(String::from);
+    assert_eq!(
+        missing_permission(&["orders:read".into()], &wildcard),
+        Some("orders:read")
+    );
+}

@@ -1,0 +1,202 @@
+//! Token verification against a locally cached JWKS, over the one verifier in iam-core.
+//!
+//! Keys are fetched at start (retrying with back-off) and every refresh interval (sooner if
+//! the JWKS's `Cache-Control: max-age` says so); an unknown `kid` triggers one refetch, at most
+//! one in flight and at most once per 5 s. When a fetch fails the last good set is kept.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use iam_core::{
+    AccessTokenClaims, KeySet, PublicJwks, Reason, VerificationRules, verify_access_token,
+};
+use tokio::sync::Mutex;
+
+use crate::metrics::Metrics;
+
+/// How often an unknown `kid` may trigger a refetch.
+const UNKNOWN_KID_REFETCH_SPACING: Duration = Duration::from_secs(5);
+/// The longest back-off between attempts while no key set has loaded yet.
+const MAX_START_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Why a request's token was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyError {
+    /// No key set has ever loaded: the sidecar cannot judge tokens yet.
+    KeysUnavailable,
+    /// The token was refused.
+    Rejected(Reason),
+}
+
+/// Verifies access tokens with the cached key set.
+#[derive(Debug)]
+pub struct TokenVerifier {
+    keys: RwLock<Option<Arc<KeySet>>>,
+    rules: VerificationRules,
+    jwks_url: String,
+    refresh_interval: Duration,
+    client: reqwest::Client,
+    /// Single-flight gate for refetches caused by unknown key ids, with the last attempt.
+    refetch_gate: Mutex<Option<Instant>>,
+    metrics: Arc<Metrics>,
+}
+
+impl TokenVerifier {
+    /// A verifier with no keys yet; call [`Self::spawn_refresher`] to load them.
+    pub fn new(
+        jwks_url: String,
+        refresh_interval: Duration,
+        rules: VerificationRules,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|error| format!("cannot build the JWKS client: {error}"))?;
+        Ok(TokenVerifier {
+            keys: RwLock::new(None),
+            rules,
+            jwks_url,
+            refresh_interval,
+            client,
+            refetch_gate: Mutex::new(None),
+            metrics,
+        })
+    }
+
+    /// Whether a key set has loaded (readiness).
+    pub fn is_ready(&self) -> bool {
+        self.current().is_some()
+    }
+
+    fn current(&self) -> Option<Arc<KeySet>> {
+        match self.keys.read() {
+            Ok(slot) => slot.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Verifies `token` now; an unknown `kid` gets one refetch before it is refused.
+    pub async fn verify(&self, token: &str) -> Result<AccessTokenClaims, VerifyError> {
+        let keys = self.current().ok_or(VerifyError::KeysUnavailable)?;
+        let now = chrono::Utc::now().timestamp();
+        match verify_access_token(token, &keys, &self.rules, now) {
+            Err(Reason::UnknownKeyId) => {
+                self.refetch_for_unknown_kid().await;
+                let keys = self.current().ok_or(VerifyError::KeysUnavailable)?;
+                verify_access_token(token, &keys, &self.rules, now).map_err(VerifyError::Rejected)
+            }
+            result => result.map_err(VerifyError::Rejected),
+        }
+    }
+
+    async fn refetch_for_unknown_kid(&self) {
+        // Requests arriving during a refetch wait for it rather than starting their own.
+        let mut last_attempt = self.refetch_gate.lock().await;
+        if last_attempt.is_some_and(|at| at.elapsed() < UNKNOWN_KID_REFETCH_SPACING) {
+            return;
+        }
+        *last_attempt = Some(Instant::now());
+        let _ = self.fetch().await;
+    }
+
+    /// Fetches the JWKS and installs it; returns the `max-age` it was served with. A failed
+    /// fetch keeps the current set.
+    async fn fetch(&self) -> Result<Option<Duration>, String> {
+        let result = self.fetch_key_set().await;
+        match result {
+            Ok((set, count, max_age)) => {
+                if let Ok(mut slot) = self.keys.write() {
+                    *slot = Some(Arc::new(set));
+                }
+                self.metrics.jwks_refresh(Some(count));
+                Ok(max_age)
+            }
+            Err(error) => {
+                self.metrics.jwks_refresh(None);
+                Err(error)
+            }
+        }
+    }
+
+    async fn fetch_key_set(&self) -> Result<(KeySet, usize, Option<Duration>), String> {
+        let response = self
+            .client
+            .get(&self.jwks_url)
+            .send()
+            .await
+            .map_err(|error| format!("cannot fetch {}: {error}", self.jwks_url))?;
+        if !response.status().is_success() {
+            return Err(format!("{} answered {}", self.jwks_url, response.status()));
+        }
+        let max_age = response
+            .headers()
+            .get(reqwest::header::CACHE_CONTROL)
+            .and_then(|value| value.to_str().ok())
+            .and_then(max_age);
+        let jwks: PublicJwks = response
+            .json()
+            .await
+            .map_err(|error| format!("{} is not a JWKS: {error}", self.jwks_url))?;
+        let count = jwks.keys.len();
+        let set = KeySet::from_jwks(&jwks).map_err(|error| error.to_string())?;
+        Ok((set, count, max_age))
+    }
+
+    /// Loads the keys (retrying with back-off until the first success), then refreshes them
+    /// every interval, or sooner when the JWKS's `max-age` is shorter.
+    pub fn spawn_refresher(self: &Arc<Self>) {
+        let verifier = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                let wait = match verifier.fetch().await {
+                    Ok(max_age) => {
+                        backoff = Duration::from_millis(100);
+                        max_age
+                            .map_or(verifier.refresh_interval, |age| {
+                                age.min(verifier.refresh_interval)
+                            })
+                            .max(Duration::from_secs(1))
+                    }
+                    Err(error) if verifier.is_ready() => {
+                        tracing::warn!(%error, "JWKS refresh failed; keeping the last good key set");
+                        verifier.refresh_interval
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "no JWKS yet");
+                        let wait = backoff;
+                        backoff = (backoff * 2).min(MAX_START_BACKOFF);
+                        wait
+                    }
+                };
+                tokio::time::sleep(wait).await;
+            }
+        });
+    }
+}
+
+/// The `max-age` directive of a `Cache-Control` value.
+fn max_age(cache_control: &str) -> Option<Duration> {
+    cache_control.split(',').find_map(|directive| {
+        let (name, value) = directive.trim().split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("max-age")
+            .then(|| value.trim().trim_matches('"').parse().ok())
+            .flatten()
+            .map(Duration::from_secs)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_age_is_read_from_cache_control() {
+        assert_eq!(max_age("public, max-age=60"), Some(Duration::from_secs(60)));
+        assert_eq!(max_age("Max-Age=5"), Some(Duration::from_secs(5)));
+        assert_eq!(max_age("no-store"), None);
+        assert_eq!(max_age("max-age=soon"), None);
+    }
+}
