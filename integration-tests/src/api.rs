@@ -21,6 +21,8 @@ pub struct ApiProcessBuilder {
     binary: &'static str,
     envs: Vec<(String, String)>,
     args: Vec<String>,
+    /// Where readiness is checked; `None` means `/api/v1/healthcheck` on `PORT`.
+    health_url: Option<String>,
 }
 
 impl ApiProcessBuilder {
@@ -110,6 +112,9 @@ impl ApiProcessBuilder {
             child,
             binary: self.binary,
             base_url: format!("http://127.0.0.1:{port}"),
+            health_url: self
+                .health_url
+                .unwrap_or_else(|| format!("http://127.0.0.1:{port}/api/v1/healthcheck")),
             log_path,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -125,6 +130,8 @@ pub struct ApiProcess {
     child: Child,
     binary: &'static str,
     pub base_url: String,
+    /// The readiness endpoint.
+    pub health_url: String,
     pub log_path: PathBuf,
     pub client: reqwest::Client,
 }
@@ -147,6 +154,7 @@ impl ApiProcess {
                 ("RUST_LOG".into(), "info".into()),
             ],
             args: vec!["--config=local".into(), "--migrate=true".into()],
+            health_url: None,
         }
     }
 
@@ -167,6 +175,26 @@ impl ApiProcess {
                 ("RUST_LOG".into(), "info".into()),
             ],
             args: vec!["--config=local".into()],
+            health_url: None,
+        }
+    }
+
+    /// Defaults for `iam-sidecar` in front of `upstream_url`, verifying against `jwks_url`;
+    /// readiness is checked on its admin port.
+    pub fn sidecar_builder(upstream_url: &str, jwks_url: &str) -> ApiProcessBuilder {
+        let admin_port = free_port();
+        ApiProcessBuilder {
+            binary: "iam-sidecar",
+            envs: vec![
+                ("HOST".into(), "127.0.0.1".into()),
+                ("PORT".into(), free_port().to_string()),
+                ("ADMIN_PORT".into(), admin_port.to_string()),
+                ("UPSTREAM_URL".into(), upstream_url.to_owned()),
+                ("JWKS_URL".into(), jwks_url.to_owned()),
+                ("RUST_LOG".into(), "info".into()),
+            ],
+            args: vec!["--config=local".into()],
+            health_url: Some(format!("http://127.0.0.1:{admin_port}/healthcheck")),
         }
     }
 
@@ -181,11 +209,7 @@ impl ApiProcess {
                     self.logs()
                 );
             }
-            if let Ok(response) = self
-                .client
-                .get(self.url("/api/v1/healthcheck"))
-                .send()
-                .await
+            if let Ok(response) = self.client.get(&self.health_url).send().await
                 && response.status() == 200
             {
                 return;
@@ -202,7 +226,7 @@ impl ApiProcess {
 
     /// Whether the healthcheck answers 200 right now.
     pub async fn is_healthy(&self) -> bool {
-        matches!(self.client.get(self.url("/api/v1/healthcheck")).send().await, Ok(response) if response.status() == 200)
+        matches!(self.client.get(&self.health_url).send().await, Ok(response) if response.status() == 200)
     }
 
     /// Everything the process has logged so far.

@@ -7,6 +7,8 @@
 
 pub mod api;
 pub mod database;
+pub mod forge;
+pub mod upstream;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
