@@ -28,6 +28,9 @@ impl SeenRequest {
     }
 }
 
+/// Size of the body `GET /download` answers with.
+pub const DOWNLOAD_BYTES: usize = 24 * 1024 * 1024;
+
 #[derive(Debug, Clone)]
 struct Recorder {
     seen: Arc<Mutex<Vec<SeenRequest>>>,
@@ -59,8 +62,13 @@ impl Handler for Recorder {
             body_len,
         };
         self.seen.lock().expect("lock").push(seen.clone());
-        if req.uri().path() == "/slow" {
-            tokio::time::sleep(Duration::from_secs(3)).await;
+        match req.uri().path() {
+            "/slow" => tokio::time::sleep(Duration::from_secs(3)).await,
+            "/download" => {
+                res.body(vec![b'y'; DOWNLOAD_BYTES]);
+                return;
+            }
+            _ => {}
         }
         res.render(Json(seen));
     }

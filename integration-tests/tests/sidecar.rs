@@ -647,3 +647,26 @@ async fn an_authenticated_websocket_upgrade_passes_through() {
     let read = anonymous.read(&mut buffer).await.expect("read");
     assert!(String::from_utf8_lossy(&buffer[..read]).starts_with("HTTP/1.1 401"));
 }
+
+#[tokio::test]
+async fn large_bodies_stream_through_in_both_directions() {
+    let stack = stack().await;
+    let upload = vec![b'x'; 24 * 1024 * 1024];
+    let response = stack
+        .sidecar
+        .client
+        .put(stack.sidecar.url("/files/big"))
+        .bearer_auth(&stack.token)
+        .body(upload)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 200);
+    let seen: Value = response.json().await.expect("json");
+    assert_eq!(seen["body_len"], 24 * 1024 * 1024);
+
+    let download = stack.get("/download", Some(&stack.token)).await;
+    assert_eq!(download.status(), 200);
+    let body = download.bytes().await.expect("body");
+    assert_eq!(body.len(), integration_tests::upstream::DOWNLOAD_BYTES);
+}
