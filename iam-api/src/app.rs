@@ -4,13 +4,16 @@
 use std::time::Instant;
 
 use salvo::catcher::Catcher;
+use salvo::http::Method;
 use salvo::http::header::{CACHE_CONTROL, HeaderValue, X_CONTENT_TYPE_OPTIONS};
 use salvo::oapi::security::{Http, HttpAuthScheme};
 use salvo::oapi::swagger_ui::SwaggerUi;
 use salvo::oapi::{Content, OpenApi, Ref, RefOr, SecurityScheme};
 use salvo::prelude::*;
 
+use crate::config::ApiConfig;
 use crate::http::error::{PROBLEM_JSON, problem_catcher};
+use crate::http::rate_limit::ClientRateLimit;
 use crate::http::{health, me, roles, tokens, users};
 use crate::state::AppState;
 
@@ -26,6 +29,21 @@ fn api_router() -> Router {
         .push(tokens::router())
         .push(me::router())
         .push(roles::router())
+}
+
+/// Paths whose POSTs count against the per-client limit: the endpoints anyone can call that
+/// cost a password hash.
+const RATE_LIMITED_PATHS: [&str; 2] = ["/api/v1/tokens", "/api/v1/users"];
+
+/// The API routes with the deployment's per-client limit (`RATE_LIMIT_PER_MINUTE`).
+fn api_router_for(config: &ApiConfig) -> Router {
+    let router = api_router();
+    match config.rate_limit_per_minute {
+        Some(limit) => router.hoop_when(ClientRateLimit::per_minute(limit), |req, _| {
+            req.method() == Method::POST && RATE_LIMITED_PATHS.contains(&req.uri().path())
+        }),
+        None => router,
+    }
 }
 
 /// The OpenAPI 3.1 document, generated from the handlers so it cannot drift.
@@ -66,6 +84,7 @@ fn document_problem_bodies(document: &mut OpenApi) {
 /// The whole service with its state.
 pub fn service(state: AppState) -> Service {
     let state_env = state.config.env_label.clone();
+    let state_config = std::sync::Arc::clone(&state.config);
     let router = Router::new()
         .hoop(affix_state::inject(state))
         .push(openapi_document().into_router(OPENAPI_PATH))
@@ -74,7 +93,7 @@ pub fn service(state: AppState) -> Service {
                 .title("IAM API")
                 .into_router("/docs"),
         )
-        .push(api_router());
+        .push(api_router_for(&state_config));
     let access_log = AccessLog {
         env: state_env.clone(),
     };

@@ -42,6 +42,7 @@ struct RawEnvironment {
     password_hash_iterations: Option<String>,
     password_hash_parallelism: Option<String>,
     password_hash_queue: Option<String>,
+    rate_limit_per_minute: Option<String>,
     bootstrap_admin_email: Option<String>,
     bootstrap_admin_password: Option<String>,
     log_format: Option<String>,
@@ -76,6 +77,8 @@ pub struct ApiConfig {
     pub key_refresh_interval: Duration,
     pub password_hash: HashParameters,
     pub password_hash_queue: usize,
+    /// POSTs to `/tokens` and `/users` allowed per client address per minute; `None` = off.
+    pub rate_limit_per_minute: Option<u32>,
     pub bootstrap_admin: Option<BootstrapAdmin>,
     pub log_format: LogFormat,
 }
@@ -259,6 +262,14 @@ impl ApiConfig {
             64,
         );
 
+        // Off by default in local (tests and development log in a lot from one address).
+        let default_rate_limit = if strict { 300 } else { 0 };
+        let rate_limit: u32 = problems.parse_or(
+            "RATE_LIMIT_PER_MINUTE",
+            raw.rate_limit_per_minute.as_deref(),
+            default_rate_limit,
+        );
+        let rate_limit_per_minute = (rate_limit > 0).then_some(rate_limit);
         let bootstrap_admin = bootstrap_admin(&mut problems, &raw);
 
         let default_format = if strict {
@@ -292,6 +303,7 @@ impl ApiConfig {
             key_refresh_interval: Duration::from_secs(jwks_refresh.max(1)),
             password_hash,
             password_hash_queue,
+            rate_limit_per_minute,
             bootstrap_admin,
             log_format,
         })

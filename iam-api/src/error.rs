@@ -57,6 +57,8 @@ pub enum AppError {
     UnsupportedMediaType,
     #[error("too many failed logins; retry after {retry_after_seconds} s")]
     Throttled { retry_after_seconds: u64 },
+    #[error("too many requests from this client; retry after {retry_after_seconds} s")]
+    RateLimited { retry_after_seconds: u64 },
     #[error("the service is busy; retry after {retry_after_seconds} s")]
     Busy { retry_after_seconds: u64 },
     #[error("the database is unavailable: {0}")]

@@ -255,7 +255,10 @@ pub async fn serve(state: AppState) -> Result<(), StartupError> {
             ))
         })?;
     let db = state.db.clone();
-    let server = Server::new(acceptor);
+    let mut server = Server::new(acceptor);
+    server
+        .http1_mut()
+        .max_buf_size(iam_core::config::MAX_REQUEST_HEAD_BYTES);
     for holding in server.holdings() {
         tracing::info!(address = %holding.local_addr, env = %state.config.env_label, "iam-api listening");
     }

@@ -86,7 +86,10 @@ async fn run(config: JwksConfig) -> Result<(), (u8, String)> {
                 format!("cannot listen on {}:{}: {error}", address.0, address.1),
             )
         })?;
-    let server = Server::new(acceptor);
+    let mut server = Server::new(acceptor);
+    server
+        .http1_mut()
+        .max_buf_size(iam_core::config::MAX_REQUEST_HEAD_BYTES);
     for holding in server.holdings() {
         tracing::info!(address = %holding.local_addr, env = %config.env_label, "iam-jwks listening");
     }

@@ -70,7 +70,11 @@ async fn bind(host: &str, port: u16) -> Result<Server<salvo::conn::tcp::TcpAccep
         .try_bind()
         .await
         .map_err(|error| format!("cannot listen on {host}:{port}: {error}"))?;
-    Ok(Server::new(acceptor))
+    let mut server = Server::new(acceptor);
+    server
+        .http1_mut()
+        .max_buf_size(iam_core::config::MAX_REQUEST_HEAD_BYTES);
+    Ok(server)
 }
 
 async fn run(config: SidecarConfig) -> Result<(), String> {

@@ -119,6 +119,14 @@ fn describe(error: &AppError) -> (StatusCode, &'static str, &'static str, String
             "Too many failed logins",
             format!("too many failed logins; retry after {retry_after_seconds} s"),
         ),
+        AppError::RateLimited {
+            retry_after_seconds,
+        } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many requests",
+            format!("too many requests from this client; retry after {retry_after_seconds} s"),
+        ),
         AppError::Busy {
             retry_after_seconds,
         } => (
@@ -161,6 +169,9 @@ fn extra_headers(error: &AppError, headers: &mut HeaderMap) {
             );
         }
         AppError::Throttled {
+            retry_after_seconds,
+        }
+        | AppError::RateLimited {
             retry_after_seconds,
         }
         | AppError::Busy {

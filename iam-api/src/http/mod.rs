@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 pub mod health;
 pub mod me;
+pub mod rate_limit;
 pub mod roles;
 pub mod tokens;
 pub mod users;
