@@ -95,3 +95,37 @@ pub fn interop_verifier() -> PathBuf {
     }
     directory.join("verify.mjs")
 }
+
+/// The pinned schemathesis version the fuzz test runs.
+const SCHEMATHESIS_VERSION: &str = "4.32.5";
+
+/// The `st` command of schemathesis, installed from PyPI into a virtual environment under
+/// the target directory on first use.
+pub fn schemathesis() -> PathBuf {
+    static INSTALLED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let installed = INSTALLED.get_or_init(|| {
+        let venv = target_dir().join(format!("schemathesis-{SCHEMATHESIS_VERSION}"));
+        let st = venv.join("bin/st");
+        if st.exists() {
+            return Ok(st);
+        }
+        let run = |program: &std::path::Path, args: &[&str]| -> Result<(), String> {
+            match std::process::Command::new(program).args(args).status() {
+                Ok(status) if status.success() => Ok(()),
+                Ok(status) => Err(format!("{} {args:?} failed with {status}", program.display())),
+                Err(error) => Err(format!(
+                    "the fuzz test needs python3 with venv and pip (apt-get install python3-venv): {error}"
+                )),
+            }
+        };
+        let venv_arg = venv.to_string_lossy().into_owned();
+        run(std::path::Path::new("python3"), &["-m", "venv", &venv_arg])?;
+        let requirement = format!("schemathesis=={SCHEMATHESIS_VERSION}");
+        run(&venv.join("bin/pip"), &["install", "--quiet", "--disable-pip-version-check", &requirement])?;
+        Ok(st)
+    });
+    match installed {
+        Ok(st) => st.clone(),
+        Err(why) => panic!("{why}"),
+    }
+}
