@@ -239,6 +239,11 @@ impl ApiProcess {
         format!("{}{path}", self.base_url)
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("process is running")
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         let pid = self.child.id().expect("process is running");

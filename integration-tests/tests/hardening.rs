@@ -278,3 +278,55 @@ async fn oversized_headers_and_tokens_are_refused_with_4xx() {
     // The service still answers normally afterwards.
     assert_eq!(api.get("/api/v1/healthcheck", None).await.status(), 200);
 }
+
+#[tokio::test]
+async fn an_acknowledged_registration_survives_a_crash_right_after_the_answer() {
+    let db = TestDatabase::create().await;
+    let mut api = ApiProcess::start(&db).await;
+    let user = api.register("durable@example.com", "password-1").await;
+    // SIGKILL: no graceful shutdown, nothing flushed after the answer.
+    let pid = api.pid();
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    api.wait(Duration::from_secs(10)).await;
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE id = $1::uuid")
+        .bind(string(&user["id"]))
+        .fetch_one(&db.pool().await)
+        .await
+        .expect("count");
+    assert_eq!(stored, 1);
+}
+
+#[tokio::test]
+async fn unicode_emails_are_refused_deliberately_and_punycode_is_accepted() {
+    let db = TestDatabase::create().await;
+    let api = ApiProcess::start(&db).await;
+    // An IDN domain must be sent in its xn-- form; a Cyrillic "а" that looks like a Latin "a"
+    // must not create a look-alike of an existing account.
+    for email in [
+        "ada@bücher.de",
+        "\u{430}da@example.com",
+        "ada@exam\u{200b}ple.com",
+    ] {
+        let response = api
+            .post_json(
+                "/api/v1/users",
+                None,
+                &json!({"email": email, "password": "password-1"}),
+            )
+            .await;
+        let problem = expect_problem(response, 422).await;
+        assert_eq!(problem["errors"][0]["field"], "email", "{email}");
+    }
+    let accepted = api
+        .post_json(
+            "/api/v1/users",
+            None,
+            &json!({"email": "ada@xn--bcher-kva.de", "password": "password-1"}),
+        )
+        .await;
+    assert_eq!(accepted.status(), 201);
+}

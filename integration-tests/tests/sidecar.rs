@@ -186,7 +186,7 @@ async fn spoofed_identity_headers_are_stripped_on_public_paths_too() {
 
 #[tokio::test]
 async fn bad_tokens_get_401_and_never_reach_the_upstream() {
-    let stack = stack().await;
+    let stack = stack_with(|builder| builder.env("RUST_LOG", "debug")).await;
     let (kid, key) = forge::service_signing_key(&stack.db).await;
     let attacker = openssl::pkey::PKey::from_rsa(Rsa::generate(2048).expect("rsa")).expect("pkey");
     let jwks: Value = stack
@@ -332,6 +332,10 @@ async fn bad_tokens_get_401_and_never_reach_the_upstream() {
         metrics.contains("iam_sidecar_token_rejections_total{reason=\"expired\"} 1"),
         "{metrics}"
     );
+    // Tokens, good or bad, never reach the sidecar's log, even at debug level.
+    let logs = stack.sidecar.logs();
+    assert!(logs.contains("access token refused"), "debug logging is on");
+    assert!(!logs.contains(&stack.token) && !logs.contains(&genuine));
 }
 
 #[tokio::test]
