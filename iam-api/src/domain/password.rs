@@ -8,9 +8,9 @@ use std::fmt;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 
-use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::PasswordVerifier as _;
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::oneshot;
 
 /// Shortest accepted password, in characters.
@@ -129,7 +129,10 @@ impl PasswordHasherPool {
     ) -> Result<Self, String> {
         let hasher = parameters.hasher()?;
         let dummy_password = Password(uuid::Uuid::new_v4().to_string());
-        let dummy_hash = hash(&hasher, &dummy_password).map_err(|error| error.to_string())?;
+        let mut scratch = HashMemory::new(parameters);
+        let dummy_hash = hash(&hasher, parameters, &mut scratch, &dummy_password)
+            .map_err(|error| error.to_string())?;
+        drop(scratch);
         let (queue, jobs) = sync_channel::<Job>(queue_capacity);
         let jobs = Arc::new(Mutex::new(jobs));
         for index in 0..threads.max(1) {
@@ -187,7 +190,40 @@ impl PasswordHasherPool {
     }
 }
 
+/// One worker's argon2 memory, allocated on its first hash and reused for every later one.
+/// Allocating 19 MiB per hash made the allocator keep freed blocks around, and resident
+/// memory grew far past threads × memory cost under a login flood; allocating lazily keeps
+/// an idle process small.
+struct HashMemory {
+    block_count: usize,
+    blocks: Vec<Block>,
+}
+
+impl HashMemory {
+    fn new(parameters: HashParameters) -> Self {
+        HashMemory {
+            block_count: parameters
+                .argon2_params()
+                .map_or(0, |params| params.block_count()),
+            blocks: Vec::new(),
+        }
+    }
+
+    fn blocks(&mut self) -> &mut [Block] {
+        if self.blocks.len() != self.block_count {
+            self.blocks = vec![Block::new(); self.block_count];
+        }
+        &mut self.blocks
+    }
+}
+
+/// Length of the hashes we write (argon2's default output length).
+const OUTPUT_LEN: usize = 32;
+/// Length of the salts we draw.
+const SALT_LEN: usize = 16;
+
 fn run_worker(hasher: &Argon2<'static>, parameters: HashParameters, jobs: &Mutex<Receiver<Job>>) {
+    let mut memory = HashMemory::new(parameters);
     loop {
         // Hold the lock only while taking a job, never while hashing.
         let job = match jobs.lock() {
@@ -197,51 +233,93 @@ fn run_worker(hasher: &Argon2<'static>, parameters: HashParameters, jobs: &Mutex
         let Ok(job) = job else { return };
         match job {
             Job::Hash { password, reply } => {
-                let _ = reply.send(hash(hasher, &password));
+                let _ = reply.send(hash(hasher, parameters, &mut memory, &password));
             }
             Job::Verify {
                 password,
                 stored_hash,
                 reply,
             } => {
-                let _ = reply.send(verify(hasher, parameters, &password, &stored_hash));
+                let outcome = verify(hasher, parameters, &mut memory, &password, &stored_hash);
+                let _ = reply.send(outcome);
             }
         }
     }
 }
 
-fn hash(hasher: &Argon2<'static>, password: &Password) -> Result<String, HashingError> {
+fn failed(error: impl std::fmt::Display) -> HashingError {
+    HashingError::Failed(error.to_string())
+}
+
+/// A new PHC string for `password` with a fresh random salt, hashed in `memory`.
+fn hash(
+    hasher: &Argon2<'static>,
+    parameters: HashParameters,
+    memory: &mut HashMemory,
+    password: &Password,
+) -> Result<String, HashingError> {
+    let mut salt = [0u8; SALT_LEN];
+    openssl::rand::rand_bytes(&mut salt).map_err(failed)?;
+    let mut output = [0u8; OUTPUT_LEN];
     hasher
-        .hash_password(password.as_bytes())
-        .map(|hash| hash.to_string())
-        .map_err(|error| HashingError::Failed(error.to_string()))
+        .hash_password_into_with_memory(password.as_bytes(), &salt, &mut output, memory.blocks())
+        .map_err(failed)?;
+    let params = parameters.argon2_params().map_err(failed)?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(failed)?,
+        salt: Some(Salt::new(&salt).map_err(failed)?),
+        hash: Some(Output::new(&output).map_err(failed)?),
+    };
+    Ok(phc.to_string())
 }
 
 fn verify(
     hasher: &Argon2<'static>,
     parameters: HashParameters,
+    memory: &mut HashMemory,
     password: &Password,
     stored_hash: &str,
 ) -> Result<VerifyOutcome, HashingError> {
     let parsed = PasswordHash::new(stored_hash)
         .map_err(|error| HashingError::Failed(format!("stored hash is unreadable: {error}")))?;
-    // The stored hash's own parameters are used, so older hashes keep verifying.
-    let matches = hasher.verify_password(password.as_bytes(), &parsed).is_ok();
-    let rehashed = if matches && !uses_parameters(&parsed, parameters) {
-        Some(hash(hasher, password)?)
-    } else {
-        None
+    if !uses_parameters(&parsed, parameters) {
+        // Older parameters: verify with them (allocating, rare), then upgrade the hash.
+        let matches = hasher.verify_password(password.as_bytes(), &parsed).is_ok();
+        let rehashed = if matches {
+            Some(hash(hasher, parameters, memory, password)?)
+        } else {
+            None
+        };
+        return Ok(VerifyOutcome { matches, rehashed });
+    }
+    let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+        return Err(HashingError::Failed(
+            "stored hash lacks salt or output".to_owned(),
+        ));
     };
-    Ok(VerifyOutcome { matches, rehashed })
+    let mut output = vec![0u8; expected.len()];
+    hasher
+        .hash_password_into_with_memory(password.as_bytes(), salt, &mut output, memory.blocks())
+        .map_err(failed)?;
+    // Constant time, so the comparison reveals nothing about how much of the hash matched.
+    let matches = openssl::memcmp::eq(&output, expected.as_bytes());
+    Ok(VerifyOutcome {
+        matches,
+        rehashed: None,
+    })
 }
 
-/// Whether a stored hash is argon2id at exactly the configured parameters.
+/// Whether a stored hash is argon2id version 19 at exactly the configured parameters.
 fn uses_parameters(parsed: &PasswordHash, parameters: HashParameters) -> bool {
     let is_argon2id = parsed.algorithm.as_str() == Algorithm::Argon2id.ident().as_str();
     let Ok(stored) = Params::try_from(parsed) else {
         return false;
     };
+    let is_current_version = parsed.version == Some(Version::V0x13.into());
     is_argon2id
+        && is_current_version
         && stored.m_cost() == parameters.memory_kib
         && stored.t_cost() == parameters.iterations
         && stored.p_cost() == parameters.parallelism
@@ -305,6 +383,32 @@ mod tests {
         assert!(!wrong.expect("verify").matches);
         let unknown = pool.verify(password("correct horse"), None).await;
         assert!(!unknown.expect("verify").matches);
+    }
+
+    #[tokio::test]
+    async fn hashes_verify_with_the_reference_argon2_implementation() {
+        let pool = PasswordHasherPool::start(CHEAP, 1, 4).expect("pool");
+        let ours = pool.hash(password("correct horse")).await.expect("hash");
+        let parsed = PasswordHash::new(&ours).expect("phc");
+        let reference = CHEAP.hasher().expect("hasher");
+        assert!(reference.verify_password(b"correct horse", &parsed).is_ok());
+        assert!(reference.verify_password(b"wrong horse", &parsed).is_err());
+        // And a hash made by the reference implementation verifies with ours.
+        let theirs =
+            argon2::password_hash::PasswordHasher::hash_password(&reference, b"correct horse")
+                .expect("reference hash")
+                .to_string();
+        let outcome = pool
+            .verify(password("correct horse"), Some(&theirs))
+            .await
+            .expect("verify");
+        assert_eq!(
+            outcome,
+            VerifyOutcome {
+                matches: true,
+                rehashed: None
+            }
+        );
     }
 
     #[tokio::test]
