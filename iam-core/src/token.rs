@@ -188,7 +188,9 @@ pub fn verify_access_token(
     Ok(claims)
 }
 
-fn validate_claims(
+/// Checks `iss`, `aud` and the validity window (`exp`, `nbf`, `iat` with leeway) of claims
+/// whose signature has already been verified; [`verify_access_token`] calls it last.
+pub fn validate_claims(
     claims: &AccessTokenClaims,
     rules: &VerificationRules,
     now: i64,

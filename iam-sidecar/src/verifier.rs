@@ -3,10 +3,14 @@
 //! Keys are fetched at start (retrying with back-off) and every refresh interval (sooner if
 //! the JWKS's `Cache-Control: max-age` says so); an unknown `kid` triggers one refetch, at most
 //! one in flight and at most once per 5 s. When a fetch fails the last good set is kept.
+//! Tokens that verified are remembered (until the next key set or 10,000 of them), so a
+//! client's repeated requests with one token cost a look-up plus the expiry check.
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use iam_core::token::validate_claims;
 use iam_core::{
     AccessTokenClaims, KeySet, PublicJwks, Reason, VerificationRules, verify_access_token,
 };
@@ -16,6 +20,8 @@ use crate::metrics::Metrics;
 
 /// How often an unknown `kid` may trigger a refetch.
 const UNKNOWN_KID_REFETCH_SPACING: Duration = Duration::from_secs(5);
+/// How many verified tokens are remembered; beyond it the memory is cleared and refilled.
+const MAX_REMEMBERED_TOKENS: usize = 10_000;
 /// The longest back-off between attempts while no key set has loaded yet.
 const MAX_START_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -38,6 +44,11 @@ pub struct TokenVerifier {
     client: reqwest::Client,
     /// Single-flight gate for refetches caused by unknown key ids, with the last attempt.
     refetch_gate: Mutex<Option<Instant>>,
+    /// Tokens whose signature verified with the current key set. A client sends the same
+    /// token with every request until it expires, so a repeat costs a map look-up instead of
+    /// an RSA verification. Cleared whenever a key set is installed (a key may have been
+    /// withdrawn); the claims' validity window is still checked on every use.
+    verified: RwLock<HashMap<String, Arc<AccessTokenClaims>>>,
     metrics: Arc<Metrics>,
 }
 
@@ -60,6 +71,7 @@ impl TokenVerifier {
             refresh_interval,
             client,
             refetch_gate: Mutex::new(None),
+            verified: RwLock::new(HashMap::new()),
             metrics,
         })
     }
@@ -77,16 +89,39 @@ impl TokenVerifier {
     }
 
     /// Verifies `token` now; an unknown `kid` gets one refetch before it is refused.
-    pub async fn verify(&self, token: &str) -> Result<AccessTokenClaims, VerifyError> {
-        let keys = self.current().ok_or(VerifyError::KeysUnavailable)?;
+    pub async fn verify(&self, token: &str) -> Result<Arc<AccessTokenClaims>, VerifyError> {
         let now = chrono::Utc::now().timestamp();
-        match verify_access_token(token, &keys, &self.rules, now) {
+        if let Some(claims) = self.remembered(token) {
+            return match validate_claims(&claims, &self.rules, now) {
+                Ok(()) => Ok(claims),
+                Err(reason) => Err(VerifyError::Rejected(reason)),
+            };
+        }
+        let keys = self.current().ok_or(VerifyError::KeysUnavailable)?;
+        let claims = match verify_access_token(token, &keys, &self.rules, now) {
             Err(Reason::UnknownKeyId) => {
                 self.refetch_for_unknown_kid().await;
                 let keys = self.current().ok_or(VerifyError::KeysUnavailable)?;
-                verify_access_token(token, &keys, &self.rules, now).map_err(VerifyError::Rejected)
+                verify_access_token(token, &keys, &self.rules, now)
+                    .map_err(VerifyError::Rejected)?
             }
-            result => result.map_err(VerifyError::Rejected),
+            result => result.map_err(VerifyError::Rejected)?,
+        };
+        let claims = Arc::new(claims);
+        self.remember(token, &claims);
+        Ok(claims)
+    }
+
+    fn remembered(&self, token: &str) -> Option<Arc<AccessTokenClaims>> {
+        self.verified.read().ok()?.get(token).cloned()
+    }
+
+    fn remember(&self, token: &str, claims: &Arc<AccessTokenClaims>) {
+        if let Ok(mut verified) = self.verified.write() {
+            if verified.len() >= MAX_REMEMBERED_TOKENS {
+                verified.clear();
+            }
+            verified.insert(token.to_owned(), Arc::clone(claims));
         }
     }
 
@@ -108,6 +143,10 @@ impl TokenVerifier {
             Ok((set, count, max_age)) => {
                 if let Ok(mut slot) = self.keys.write() {
                     *slot = Some(Arc::new(set));
+                }
+                // Tokens verified with the previous set are verified again with this one.
+                if let Ok(mut verified) = self.verified.write() {
+                    verified.clear();
                 }
                 self.metrics.jwks_refresh(Some(count));
                 Ok(max_age)

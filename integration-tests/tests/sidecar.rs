@@ -674,3 +674,26 @@ async fn large_bodies_stream_through_in_both_directions() {
     let body = download.bytes().await.expect("body");
     assert_eq!(body.len(), integration_tests::upstream::DOWNLOAD_BYTES);
 }
+
+#[tokio::test]
+async fn a_remembered_token_is_still_refused_once_it_expires() {
+    let db = TestDatabase::create().await;
+    let api = ApiProcess::builder(&db)
+        .env("ACCESS_TOKEN_TTL", "2")
+        .start()
+        .await;
+    let jwks = ApiProcess::jwks_builder(&db).start().await;
+    let upstream = EchoUpstream::start().await;
+    let sidecar = ApiProcess::sidecar_builder(&upstream.url, &jwks.url("/.well-known/jwks.json"))
+        .env("JWT_LEEWAY", "0")
+        .start()
+        .await;
+    let (_, token) = api.user_with_token("ada@example.com").await;
+    // Verified once, then answered from memory.
+    for _ in 0..3 {
+        assert_eq!(sidecar.get("/x", Some(&token)).await.status(), 200);
+    }
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    expect_problem(sidecar.get("/x", Some(&token)).await, 401).await;
+    assert_eq!(upstream.requests().len(), 3);
+}
