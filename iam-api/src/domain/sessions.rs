@@ -2,7 +2,6 @@
 
 use chrono::{DateTime, Utc};
 use iam_core::token::{AccessTokenClaims, IssuancePolicy, TokenSubject};
-use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::email::Email;
@@ -89,9 +88,10 @@ pub async fn login(state: &AppState, email: &str, password: &str) -> Result<Toke
         role: &user.role,
         permissions: &user.permissions,
     };
-    let pair = issue_pair(&mut tx, state, &holder, None, now).await?;
+    let minted = mint(state, &holder, None, now)?;
+    refresh_tokens::insert(&mut *tx, &minted.row()).await?;
     tx.commit().await?;
-    Ok(pair)
+    Ok(minted.pair)
 }
 
 /// Refresh grant: exchanges a valid refresh token for a new pair and retires it. A token
@@ -103,9 +103,12 @@ pub async fn refresh(state: &AppState, presented: &str) -> Result<TokenPair, App
     let token_hash = refresh::hash(presented);
     let now = Utc::now();
     let mut tx = state.db.begin().await?;
-    let Some(record) = refresh_tokens::find_by_hash_for_update(&mut *tx, &token_hash).await? else {
+    // One statement finds and locks the token and reads its holder's current role.
+    let Some(found) = refresh_tokens::find_with_holder_for_update(&mut *tx, &token_hash).await?
+    else {
         return Err(AppError::InvalidRefreshToken);
     };
+    let record = found.token();
     match refresh::judge(&record, now) {
         PresentedToken::Valid => {}
         PresentedToken::Expired => return Err(AppError::InvalidRefreshToken),
@@ -121,23 +124,25 @@ pub async fn refresh(state: &AppState, presented: &str) -> Result<TokenPair, App
             return Err(AppError::InvalidRefreshToken);
         }
     }
-    let Some(user) = users::find_by_id(&mut *tx, record.user_id).await? else {
+    let (Some(email), Some(role), Some(permissions)) =
+        (&found.email, &found.role, &found.permissions)
+    else {
         return Err(AppError::InvalidRefreshToken);
     };
-    refresh_tokens::mark_used(&mut *tx, record.id, now).await?;
     let holder = Holder {
-        id: user.id,
-        email: &user.email,
-        role: &user.role,
-        permissions: &user.permissions,
+        id: record.user_id,
+        email,
+        role,
+        permissions,
     };
     let lineage = Lineage {
         family_id: record.family_id,
         parent_id: Some(record.id),
     };
-    let pair = issue_pair(&mut tx, state, &holder, Some(lineage), now).await?;
+    let minted = mint(state, &holder, Some(lineage), now)?;
+    refresh_tokens::rotate(&mut *tx, record.id, now, &minted.row()).await?;
     tx.commit().await?;
-    Ok(pair)
+    Ok(minted.pair)
 }
 
 /// Revokes the family of a refresh token (logout). Unknown tokens are ignored, as RFC 7009
@@ -155,13 +160,39 @@ pub async fn revoke(state: &AppState, presented: &str) -> Result<(), AppError> {
     Ok(())
 }
 
-async fn issue_pair(
-    connection: &mut PgConnection,
+/// A new token pair and the refresh-token row that must be stored with it.
+struct Minted {
+    pair: TokenPair,
+    refresh_hash: [u8; 32],
+    id: Uuid,
+    lineage: Lineage,
+    user_id: Uuid,
+    issued_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+}
+
+impl Minted {
+    fn row(&self) -> NewRefreshToken<'_> {
+        NewRefreshToken {
+            id: self.id,
+            token_hash: &self.refresh_hash,
+            family_id: self.lineage.family_id,
+            parent_id: self.lineage.parent_id,
+            user_id: self.user_id,
+            issued_at: self.issued_at,
+            expires_at: self.expires_at,
+        }
+    }
+}
+
+/// Signs an access token for `holder` and draws its refresh token; no database work, so the
+/// caller decides how to store the refresh token inside its transaction.
+fn mint(
     state: &AppState,
     holder: &Holder<'_>,
     lineage: Option<Lineage>,
     now: DateTime<Utc>,
-) -> Result<TokenPair, AppError> {
+) -> Result<Minted, AppError> {
     let config = &state.config;
     let access_ttl = config.access_token_ttl.as_secs();
     let refresh_ttl = config.refresh_token_ttl.as_secs();
@@ -190,25 +221,20 @@ async fn issue_pair(
         family_id: id,
         parent_id: None,
     });
-    refresh_tokens::insert(
-        connection,
-        &NewRefreshToken {
-            id,
-            token_hash: &refresh_token.hash,
-            family_id: lineage.family_id,
-            parent_id: lineage.parent_id,
-            user_id: holder.id,
-            issued_at: now,
-            expires_at: now
-                + chrono::Duration::seconds(i64::try_from(refresh_ttl).unwrap_or(i64::MAX)),
+    Ok(Minted {
+        pair: TokenPair {
+            access_token,
+            expires_in: access_ttl,
+            refresh_token: refresh_token.value,
+            refresh_expires_in: refresh_ttl,
         },
-    )
-    .await?;
-    Ok(TokenPair {
-        access_token,
-        expires_in: access_ttl,
-        refresh_token: refresh_token.value,
-        refresh_expires_in: refresh_ttl,
+        refresh_hash: refresh_token.hash,
+        id,
+        lineage,
+        user_id: holder.id,
+        issued_at: now,
+        // TTLs are bounded to ten years by the configuration.
+        expires_at: now + chrono::Duration::seconds(i64::try_from(refresh_ttl).unwrap_or(0)),
     })
 }
 

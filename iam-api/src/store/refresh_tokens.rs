@@ -63,17 +63,79 @@ pub async fn find_by_hash_for_update<'e>(
     .await
 }
 
-/// Marks a token as exchanged for a new one.
-pub async fn mark_used<'e>(
+/// A stored token with the current state of its user, for a refresh in one round trip.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RefreshTokenWithHolder {
+    pub id: Uuid,
+    pub family_id: Uuid,
+    pub user_id: Uuid,
+    pub expires_at: DateTime<Utc>,
+    pub used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// `None` when the user has been deleted (the token row goes with it, so this is only
+    /// seen in a race with the deletion).
+    pub email: Option<String>,
+    pub role: Option<String>,
+    pub permissions: Option<Vec<String>>,
+}
+
+impl RefreshTokenWithHolder {
+    /// The token part.
+    pub fn token(&self) -> RefreshTokenRecord {
+        RefreshTokenRecord {
+            id: self.id,
+            family_id: self.family_id,
+            user_id: self.user_id,
+            expires_at: self.expires_at,
+            used_at: self.used_at,
+            revoked_at: self.revoked_at,
+        }
+    }
+}
+
+/// Like [`find_by_hash_for_update`], with the holder's email, role and permissions joined
+/// in, so a refresh needs one statement before it writes.
+pub async fn find_with_holder_for_update<'e>(
     executor: impl PgExecutor<'e>,
-    id: Uuid,
+    token_hash: &[u8],
+) -> Result<Option<RefreshTokenWithHolder>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT t.id, t.family_id, t.user_id, t.expires_at, t.used_at, t.revoked_at,
+                u.email, u.role, r.permissions
+         FROM refresh_tokens t
+         LEFT JOIN users u ON u.id = t.user_id
+         LEFT JOIN roles r ON r.name = u.role
+         WHERE t.token_hash = $1
+         FOR UPDATE OF t",
+    )
+    .bind(token_hash)
+    .fetch_optional(executor)
+    .await
+}
+
+/// Retires `used_id` and stores its successor, in one statement.
+pub async fn rotate<'e>(
+    executor: impl PgExecutor<'e>,
+    used_id: Uuid,
     now: DateTime<Utc>,
+    successor: &NewRefreshToken<'_>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE refresh_tokens SET used_at = $2 WHERE id = $1")
-        .bind(id)
-        .bind(now)
-        .execute(executor)
-        .await?;
+    sqlx::query(
+        "WITH used AS (UPDATE refresh_tokens SET used_at = $2 WHERE id = $1)
+         INSERT INTO refresh_tokens (id, token_hash, family_id, parent_id, user_id, issued_at, expires_at)
+         VALUES ($3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(used_id)
+    .bind(now)
+    .bind(successor.id)
+    .bind(successor.token_hash)
+    .bind(successor.family_id)
+    .bind(successor.parent_id)
+    .bind(successor.user_id)
+    .bind(successor.issued_at)
+    .bind(successor.expires_at)
+    .execute(executor)
+    .await?;
     Ok(())
 }
 
