@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use iam_core::VerificationRules;
 use iam_core::config::{ConfigProblems, Profile, available_cpus, normalize_postgres_url};
 use iam_core::telemetry::LogFormat;
 use serde::Deserialize;
@@ -70,6 +71,8 @@ pub struct ApiConfig {
     pub issuer: String,
     pub audience: String,
     pub leeway: Duration,
+    /// Issuer, audience and leeway as the verifier takes them, built once.
+    verification_rules: VerificationRules,
     pub key_encryption_key: KeyEncryptionKey,
     pub key_rotation_grace: Duration,
     /// Rotate automatically when the newest key is this old (`KEY_ROTATION_INTERVAL`).
@@ -284,6 +287,11 @@ impl ApiConfig {
         let audience = non_empty_or(raw.jwt_audience, "iam");
 
         problems.into_result()?;
+        let verification_rules = VerificationRules {
+            issuer: issuer.clone(),
+            audience: audience.clone(),
+            leeway_seconds: i64::try_from(leeway).unwrap_or(i64::MAX),
+        };
         Ok(ApiConfig {
             profile,
             env_label: non_empty_or(raw.env, "DEFAULT"),
@@ -297,6 +305,7 @@ impl ApiConfig {
             issuer,
             audience,
             leeway: Duration::from_secs(leeway),
+            verification_rules,
             key_encryption_key,
             key_rotation_grace: Duration::from_secs(key_rotation_grace),
             key_rotation_interval,
@@ -311,6 +320,11 @@ impl ApiConfig {
 }
 
 impl ApiConfig {
+    /// What access tokens presented to this service must satisfy.
+    pub fn verification_rules(&self) -> &VerificationRules {
+        &self.verification_rules
+    }
+
     /// How rotations are timed under this configuration.
     pub fn rotation_policy(&self) -> RotationPolicy {
         RotationPolicy {

@@ -11,6 +11,8 @@ pub mod shutdown;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
 pub mod token;
+pub mod verified;
 
 pub use jwk::{KeySet, PublicJwk, PublicJwks};
 pub use token::{AccessTokenClaims, Reason, VerificationRules, verify_access_token};
+pub use verified::VerifiedTokens;

@@ -6,13 +6,12 @@
 //! Tokens that verified are remembered (until the next key set or 10,000 of them), so a
 //! client's repeated requests with one token cost a look-up plus the expiry check.
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use iam_core::token::validate_claims;
 use iam_core::{
-    AccessTokenClaims, KeySet, PublicJwks, Reason, VerificationRules, verify_access_token,
+    AccessTokenClaims, KeySet, PublicJwks, Reason, VerificationRules, VerifiedTokens,
+    verify_access_token,
 };
 use tokio::sync::Mutex;
 
@@ -44,11 +43,8 @@ pub struct TokenVerifier {
     client: reqwest::Client,
     /// Single-flight gate for refetches caused by unknown key ids, with the last attempt.
     refetch_gate: Mutex<Option<Instant>>,
-    /// Tokens whose signature verified with the current key set. A client sends the same
-    /// token with every request until it expires, so a repeat costs a map look-up instead of
-    /// an RSA verification. Cleared whenever a key set is installed (a key may have been
-    /// withdrawn); the claims' validity window is still checked on every use.
-    verified: RwLock<HashMap<String, Arc<AccessTokenClaims>>>,
+    /// Tokens that verified with the current key set (cleared whenever a set is installed).
+    verified: VerifiedTokens,
     metrics: Arc<Metrics>,
 }
 
@@ -71,7 +67,7 @@ impl TokenVerifier {
             refresh_interval,
             client,
             refetch_gate: Mutex::new(None),
-            verified: RwLock::new(HashMap::new()),
+            verified: VerifiedTokens::new(MAX_REMEMBERED_TOKENS),
             metrics,
         })
     }
@@ -91,11 +87,8 @@ impl TokenVerifier {
     /// Verifies `token` now; an unknown `kid` gets one refetch before it is refused.
     pub async fn verify(&self, token: &str) -> Result<Arc<AccessTokenClaims>, VerifyError> {
         let now = chrono::Utc::now().timestamp();
-        if let Some(claims) = self.remembered(token) {
-            return match validate_claims(&claims, &self.rules, now) {
-                Ok(()) => Ok(claims),
-                Err(reason) => Err(VerifyError::Rejected(reason)),
-            };
+        if let Some(recalled) = self.verified.recall(token, &self.rules, now) {
+            return recalled.map_err(VerifyError::Rejected);
         }
         let keys = self.current().ok_or(VerifyError::KeysUnavailable)?;
         let claims = match verify_access_token(token, &keys, &self.rules, now) {
@@ -108,21 +101,8 @@ impl TokenVerifier {
             result => result.map_err(VerifyError::Rejected)?,
         };
         let claims = Arc::new(claims);
-        self.remember(token, &claims);
+        self.verified.remember(token, Arc::clone(&claims));
         Ok(claims)
-    }
-
-    fn remembered(&self, token: &str) -> Option<Arc<AccessTokenClaims>> {
-        self.verified.read().ok()?.get(token).cloned()
-    }
-
-    fn remember(&self, token: &str, claims: &Arc<AccessTokenClaims>) {
-        if let Ok(mut verified) = self.verified.write() {
-            if verified.len() >= MAX_REMEMBERED_TOKENS {
-                verified.clear();
-            }
-            verified.insert(token.to_owned(), Arc::clone(claims));
-        }
     }
 
     async fn refetch_for_unknown_kid(&self) {
@@ -145,9 +125,7 @@ impl TokenVerifier {
                     *slot = Some(Arc::new(set));
                 }
                 // Tokens verified with the previous set are verified again with this one.
-                if let Ok(mut verified) = self.verified.write() {
-                    verified.clear();
-                }
+                self.verified.forget_all();
                 self.metrics.jwks_refresh(Some(count));
                 Ok(max_age)
             }

@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use iam_core::token::AccessTokenSigner;
-use iam_core::{KeySet, PublicJwk, PublicJwks};
+use iam_core::{
+    AccessTokenClaims, KeySet, PublicJwk, PublicJwks, Reason, VerificationRules, VerifiedTokens,
+    verify_access_token,
+};
 use openssl::pkey::{PKey, Private};
 use openssl::rsa::Rsa;
 use openssl::symm::{Cipher, decrypt_aead, encrypt_aead};
@@ -334,7 +337,12 @@ struct KeyMaterial {
 #[derive(Debug, Clone)]
 pub struct KeyRing {
     material: Arc<RwLock<Arc<KeyMaterial>>>,
+    /// Access tokens that verified with the current keys; forgotten on every reload.
+    verified: Arc<VerifiedTokens>,
 }
+
+/// How many verified access tokens each replica remembers.
+const REMEMBERED_TOKENS: usize = 10_000;
 
 impl KeyRing {
     /// Loads the keys published at the moment.
@@ -342,6 +350,7 @@ impl KeyRing {
         let material = load_material(db, kek, None).await?;
         Ok(KeyRing {
             material: Arc::new(RwLock::new(Arc::new(material))),
+            verified: Arc::new(VerifiedTokens::new(REMEMBERED_TOKENS)),
         })
     }
 
@@ -352,6 +361,8 @@ impl KeyRing {
         if let Ok(mut slot) = self.material.write() {
             *slot = Arc::new(material);
         }
+        // A key may have left the published set: verify every token afresh.
+        self.verified.forget_all();
         Ok(())
     }
 
@@ -370,9 +381,21 @@ impl KeyRing {
             .ok_or_else(|| AppError::Internal("no active signing key".to_owned()))
     }
 
-    /// The published keys, for verifying tokens.
-    pub fn verification_keys(&self) -> Arc<KeySet> {
-        Arc::clone(&self.current().verification)
+    /// Verifies an access token against the published keys at `now` (unix seconds); a
+    /// token that verified before is recalled instead of checked by RSA again.
+    pub fn verify(
+        &self,
+        token: &str,
+        rules: &VerificationRules,
+        now: i64,
+    ) -> Result<Arc<AccessTokenClaims>, Reason> {
+        if let Some(recalled) = self.verified.recall(token, rules, now) {
+            return recalled;
+        }
+        let keys = Arc::clone(&self.current().verification);
+        let claims = Arc::new(verify_access_token(token, &keys, rules, now)?);
+        self.verified.remember(token, Arc::clone(&claims));
+        Ok(claims)
     }
 }
 

@@ -2,7 +2,7 @@
 //! re-reads the user so that a deleted user or a changed role takes effect at once.
 
 use chrono::Utc;
-use iam_core::{Reason, VerificationRules, verify_access_token};
+use iam_core::Reason;
 use salvo::http::header::AUTHORIZATION;
 use salvo::prelude::*;
 use uuid::Uuid;
@@ -28,14 +28,13 @@ fn bearer_token(req: &Request) -> Option<&str> {
 /// from the database, not from the token).
 pub async fn authenticate(req: &Request, state: &AppState) -> Result<UserRecord, AppError> {
     let token = bearer_token(req).ok_or(AppError::Unauthenticated(BearerFailure::Missing))?;
-    let config = &state.config;
-    let rules = VerificationRules {
-        issuer: config.issuer.clone(),
-        audience: config.audience.clone(),
-        leeway_seconds: i64::try_from(config.leeway.as_secs()).unwrap_or(i64::MAX),
-    };
-    let keys = state.keys.verification_keys();
-    let claims = verify_access_token(token, &keys, &rules, Utc::now().timestamp())
+    let claims = state
+        .keys
+        .verify(
+            token,
+            state.config.verification_rules(),
+            Utc::now().timestamp(),
+        )
         .map_err(|reason| AppError::Unauthenticated(BearerFailure::Invalid(reason)))?;
     let user_id = Uuid::parse_str(&claims.sub)
         .map_err(|_| AppError::Unauthenticated(BearerFailure::Invalid(Reason::InvalidClaims)))?;
