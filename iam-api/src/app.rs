@@ -11,10 +11,13 @@ use salvo::oapi::swagger_ui::SwaggerUi;
 use salvo::oapi::{Content, OpenApi, Ref, RefOr, SecurityScheme};
 use salvo::prelude::*;
 
+use std::sync::Arc;
+
 use crate::config::ApiConfig;
 use crate::http::error::{PROBLEM_JSON, problem_catcher};
 use crate::http::rate_limit::ClientRateLimit;
 use crate::http::{health, me, roles, tokens, users};
+use crate::metrics::ApiMetrics;
 use crate::state::AppState;
 
 /// Where the OpenAPI document is served.
@@ -84,7 +87,8 @@ fn document_problem_bodies(document: &mut OpenApi) {
 /// The whole service with its state.
 pub fn service(state: AppState) -> Service {
     let state_env = state.config.env_label.clone();
-    let state_config = std::sync::Arc::clone(&state.config);
+    let state_config = Arc::clone(&state.config);
+    let metrics = Arc::clone(&state.metrics);
     let router = Router::new()
         .hoop(affix_state::inject(state))
         .push(openapi_document().into_router(OPENAPI_PATH))
@@ -93,9 +97,11 @@ pub fn service(state: AppState) -> Service {
                 .title("IAM API")
                 .into_router("/docs"),
         )
+        .push(Router::with_path("metrics").get(metrics_endpoint))
         .push(api_router_for(&state_config));
     let access_log = AccessLog {
         env: state_env.clone(),
+        metrics,
     };
     // Service-level hoops also run for requests no route matches.
     Service::new(router)
@@ -116,6 +122,21 @@ async fn security_headers(
         .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
 }
 
+/// `GET /metrics`: Prometheus exposition.
+#[handler]
+async fn metrics_endpoint(depot: &mut Depot, res: &mut Response) {
+    match crate::http::app_state(depot) {
+        Ok(state) => {
+            res.headers_mut().insert(
+                salvo::http::header::CONTENT_TYPE,
+                HeaderValue::from_static(iam_core::metrics::CONTENT_TYPE),
+            );
+            res.body(state.metrics.render(&state.db));
+        }
+        Err(error) => error.render(res),
+    }
+}
+
 /// API answers are per-user and often secret: no shared cache may keep them.
 #[handler]
 async fn no_store(req: &mut Request, depot: &mut Depot, res: &mut Response, ctrl: &mut FlowCtrl) {
@@ -126,11 +147,12 @@ async fn no_store(req: &mut Request, depot: &mut Depot, res: &mut Response, ctrl
     }
 }
 
-/// One log line per request: environment, method, path (never the query, which may carry
-/// secrets), status and latency.
+/// One log line per request (environment, method, path but never the query, which may
+/// carry secrets, status and latency) and the request metrics by route template.
 #[derive(Debug)]
 struct AccessLog {
     env: String,
+    metrics: Arc<ApiMetrics>,
 }
 
 #[async_trait]
@@ -144,12 +166,17 @@ impl Handler for AccessLog {
     ) {
         let started = Instant::now();
         ctrl.call_next(req, depot, res).await;
+        let elapsed = started.elapsed().as_secs_f64();
+        let status = res.status_code.map_or(200, |status| status.as_u16());
+        self.metrics
+            .http
+            .observe(req.method().as_str(), req.matched_path(), status, elapsed);
         tracing::info!(
             env = %self.env,
             method = %req.method(),
             path = req.uri().path(),
-            status = res.status_code.map_or(200, |status| status.as_u16()),
-            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            status,
+            latency_ms = elapsed * 1000.0,
             "request"
         );
     }

@@ -11,6 +11,7 @@ use crate::domain::keys::{self, SigningKeyState};
 use crate::domain::password::{Password, PasswordHasherPool};
 use crate::domain::users::{self, AdminOutcome};
 use crate::error::AppError;
+use crate::metrics::HashPoolObserver;
 use crate::startup::StartupError;
 use crate::store::signing_keys::{self, SigningKeyRecord};
 
@@ -105,8 +106,8 @@ pub async fn create_admin(
     let line = line.strip_suffix('\r').unwrap_or(line);
     let password =
         Password::parse(line).map_err(|why| StartupError::Config(format!("password {why}")))?;
-    let hasher =
-        PasswordHasherPool::start(config.password_hash, 1, 1).map_err(StartupError::Config)?;
+    let hasher = PasswordHasherPool::start(config.password_hash, 1, 1, HashPoolObserver::default())
+        .map_err(StartupError::Config)?;
     let (user, outcome) = users::create_or_promote_admin(db, &hasher, &email, &password).await?;
     let what = match outcome {
         AdminOutcome::Created => "created admin",

@@ -7,6 +7,7 @@ mod config;
 mod domain;
 mod error;
 mod http;
+mod metrics;
 mod startup;
 mod state;
 mod store;

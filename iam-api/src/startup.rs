@@ -19,6 +19,7 @@ use crate::domain::keys::{self, KeyRing};
 use crate::domain::password::PasswordHasherPool;
 use crate::domain::sessions;
 use crate::domain::users::{self, AdminOutcome};
+use crate::metrics::ApiMetrics;
 use crate::state::AppState;
 
 /// The SQL migrations, embedded at build time.
@@ -204,10 +205,12 @@ pub async fn build_state(config: ApiConfig, db: PgPool) -> Result<AppState, Star
              development key. Never use this outside local development."
         );
     }
+    let metrics = ApiMetrics::new();
     let hasher = PasswordHasherPool::start(
         config.password_hash,
         config.worker_count,
         config.password_hash_queue,
+        metrics.hash_pool.clone(),
     )
     .map_err(StartupError::Config)?;
     keys::ensure_active_key(&db, &config.key_encryption_key).await?;
@@ -239,6 +242,7 @@ pub async fn build_state(config: ApiConfig, db: PgPool) -> Result<AppState, Star
         config: Arc::new(config),
         hasher,
         keys: ring,
+        metrics,
     })
 }
 

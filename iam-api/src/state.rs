@@ -7,12 +7,15 @@ use sqlx::PgPool;
 use crate::config::ApiConfig;
 use crate::domain::keys::KeyRing;
 use crate::domain::password::PasswordHasherPool;
+use crate::metrics::ApiMetrics;
 
-/// Database pool, configuration, password hashing pool and signing keys. Cheap to clone.
+/// Database pool, configuration, password hashing pool, signing keys and metrics. Cheap to
+/// clone.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub db: PgPool,
     pub config: Arc<ApiConfig>,
     pub hasher: PasswordHasherPool,
     pub keys: KeyRing,
+    pub metrics: Arc<ApiMetrics>,
 }

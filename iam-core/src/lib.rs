@@ -6,6 +6,8 @@
 
 pub mod config;
 pub mod jwk;
+#[cfg(feature = "telemetry")]
+pub mod metrics;
 #[cfg(feature = "runtime")]
 pub mod shutdown;
 #[cfg(feature = "telemetry")]

@@ -1,6 +1,7 @@
 //! The JWKS, OpenID discovery and healthcheck endpoints.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use salvo::catcher::Catcher;
 use salvo::http::StatusCode;
@@ -13,6 +14,7 @@ use sqlx::PgPool;
 
 use crate::config::JwksConfig;
 use crate::key_cache::KeyCache;
+use crate::metrics::JwksMetrics;
 
 /// Where the key set is published.
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
@@ -136,15 +138,59 @@ async fn problem_catcher(res: &mut Response, ctrl: &mut FlowCtrl) {
     ctrl.skip_rest();
 }
 
-#[handler]
-async fn nosniff(req: &mut Request, depot: &mut Depot, res: &mut Response, ctrl: &mut FlowCtrl) {
-    ctrl.call_next(req, depot, res).await;
-    res.headers_mut()
-        .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+/// Adds `nosniff` to every answer and records the request metrics by route template.
+#[derive(Debug)]
+struct Observe {
+    metrics: Arc<JwksMetrics>,
+}
+
+#[async_trait]
+impl Handler for Observe {
+    async fn handle(
+        &self,
+        req: &mut Request,
+        depot: &mut Depot,
+        res: &mut Response,
+        ctrl: &mut FlowCtrl,
+    ) {
+        let started = Instant::now();
+        ctrl.call_next(req, depot, res).await;
+        res.headers_mut()
+            .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        let status = res.status_code.map_or(200, |status| status.as_u16());
+        self.metrics.http.observe(
+            req.method().as_str(),
+            req.matched_path(),
+            status,
+            started.elapsed().as_secs_f64(),
+        );
+    }
+}
+
+/// `GET /metrics`: Prometheus exposition.
+#[derive(Debug)]
+struct MetricsEndpoint {
+    metrics: Arc<JwksMetrics>,
+}
+
+#[async_trait]
+impl Handler for MetricsEndpoint {
+    async fn handle(&self, _: &mut Request, _: &mut Depot, res: &mut Response, _: &mut FlowCtrl) {
+        res.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(iam_core::metrics::CONTENT_TYPE),
+        );
+        res.body(self.metrics.render());
+    }
 }
 
 /// The whole service.
-pub fn service(config: &JwksConfig, cache: KeyCache, db: PgPool) -> Result<Service, String> {
+pub fn service(
+    config: &JwksConfig,
+    cache: KeyCache,
+    db: PgPool,
+    metrics: Arc<JwksMetrics>,
+) -> Result<Service, String> {
     let cache_control =
         HeaderValue::from_str(&format!("public, max-age={}", config.max_age.as_secs()))
             .map_err(|error| error.to_string())?;
@@ -169,9 +215,12 @@ pub fn service(config: &JwksConfig, cache: KeyCache, db: PgPool) -> Result<Servi
         .push(Router::with_path("api/v1/healthcheck").get(Healthcheck {
             db,
             env: config.env_label.clone(),
+        }))
+        .push(Router::with_path("metrics").get(MetricsEndpoint {
+            metrics: Arc::clone(&metrics),
         }));
     Ok(Service::new(router)
-        .hoop(nosniff)
+        .hoop(Observe { metrics })
         .catcher(Catcher::new(problem_catcher)))
 }
 

@@ -12,6 +12,8 @@ use iam_core::{KeySet, PublicJwk, PublicJwks};
 use sqlx::PgPool;
 use sqlx::types::Json;
 
+use crate::metrics::JwksMetrics;
+
 /// A serialised JWKS and its entity tag.
 #[derive(Debug)]
 pub struct JwksDocument {
@@ -44,6 +46,7 @@ impl JwksDocument {
 pub struct KeyCache {
     document: Arc<RwLock<Arc<JwksDocument>>>,
     database_reachable: Arc<AtomicBool>,
+    metrics: Arc<JwksMetrics>,
 }
 
 /// Reads the keys that may sign now or may have signed a still-valid token, from the view
@@ -66,7 +69,7 @@ async fn load_published(db: &PgPool) -> Result<PublicJwks, String> {
 impl KeyCache {
     /// Loads the first document, retrying with back-off until it succeeds: the process does
     /// not serve before it has keys to publish.
-    pub async fn load_first(db: &PgPool) -> Self {
+    pub async fn load_first(db: &PgPool, metrics: Arc<JwksMetrics>) -> Self {
         let mut delay = Duration::from_millis(200);
         loop {
             match load_published(db)
@@ -75,12 +78,15 @@ impl KeyCache {
             {
                 Ok(document) => {
                     tracing::info!(keys = document.key_count, "loaded the signing keys");
+                    metrics.reload(Some(document.key_count));
                     return KeyCache {
                         document: Arc::new(RwLock::new(Arc::new(document))),
                         database_reachable: Arc::new(AtomicBool::new(true)),
+                        metrics,
                     };
                 }
                 Err(error) => {
+                    metrics.reload(None);
                     tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot load the signing keys yet");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
@@ -103,6 +109,7 @@ impl KeyCache {
             .and_then(|jwks| JwksDocument::new(&jwks))
         {
             Ok(document) => {
+                self.metrics.reload(Some(document.key_count));
                 if document.etag != self.current().etag {
                     tracing::info!(keys = document.key_count, "published key set changed");
                 }
@@ -114,6 +121,7 @@ impl KeyCache {
                 }
             }
             Err(error) => {
+                self.metrics.reload(None);
                 if self.database_reachable.swap(false, Ordering::Relaxed) {
                     tracing::warn!(%error, "cannot reload the signing keys; serving the last good set");
                 }

@@ -4,9 +4,11 @@
 mod config;
 mod http;
 mod key_cache;
+mod metrics;
 
 use std::process::ExitCode;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
@@ -72,10 +74,11 @@ async fn run(config: JwksConfig) -> Result<(), (u8, String)> {
         .max_connections(config.pool_size)
         .acquire_timeout(Duration::from_secs(2))
         .connect_lazy_with(options);
-    let cache = KeyCache::load_first(&db).await;
+    let metrics = metrics::JwksMetrics::new();
+    let cache = KeyCache::load_first(&db, Arc::clone(&metrics)).await;
     cache.spawn_reloader(db.clone(), config.refresh_interval);
 
-    let service = http::service(&config, cache, db.clone()).map_err(|error| (2, error))?;
+    let service = http::service(&config, cache, db.clone(), metrics).map_err(|error| (2, error))?;
     let address = (config.host.clone(), config.port);
     let acceptor = TcpListener::new(address.clone())
         .try_bind()

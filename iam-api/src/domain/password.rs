@@ -11,7 +11,11 @@ use std::sync::{Arc, Mutex};
 use argon2::password_hash::PasswordVerifier as _;
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
+use std::time::Instant;
+
 use tokio::sync::oneshot;
+
+use crate::metrics::HashPoolObserver;
 
 /// Shortest accepted password, in characters.
 pub const MIN_PASSWORD_CHARS: usize = 8;
@@ -93,7 +97,7 @@ pub struct VerifyOutcome {
     pub rehashed: Option<String>,
 }
 
-enum Job {
+enum Work {
     Hash {
         password: Password,
         reply: oneshot::Sender<Result<String, HashingError>>,
@@ -105,10 +109,16 @@ enum Job {
     },
 }
 
+struct Job {
+    work: Work,
+    queued_at: Instant,
+}
+
 /// A fixed pool of hashing threads behind a bounded queue. Cheap to clone.
 #[derive(Clone)]
 pub struct PasswordHasherPool {
     queue: SyncSender<Job>,
+    observer: HashPoolObserver,
     /// A hash of a random password: unknown emails are verified against it so that they take
     /// as long as wrong passwords.
     dummy_hash: Arc<str>,
@@ -126,6 +136,7 @@ impl PasswordHasherPool {
         parameters: HashParameters,
         threads: usize,
         queue_capacity: usize,
+        observer: HashPoolObserver,
     ) -> Result<Self, String> {
         let hasher = parameters.hasher()?;
         let dummy_password = Password(uuid::Uuid::new_v4().to_string());
@@ -138,13 +149,15 @@ impl PasswordHasherPool {
         for index in 0..threads.max(1) {
             let jobs = Arc::clone(&jobs);
             let hasher = hasher.clone();
+            let observer = observer.clone();
             std::thread::Builder::new()
                 .name(format!("password-hash-{index}"))
-                .spawn(move || run_worker(&hasher, parameters, &jobs))
+                .spawn(move || run_worker(&hasher, parameters, &jobs, &observer))
                 .map_err(|error| format!("cannot start a password hashing thread: {error}"))?;
         }
         Ok(PasswordHasherPool {
             queue,
+            observer,
             dummy_hash: dummy_hash.into(),
         })
     }
@@ -152,7 +165,7 @@ impl PasswordHasherPool {
     /// Hashes a new password into a PHC string.
     pub async fn hash(&self, password: Password) -> Result<String, HashingError> {
         let (reply, answer) = oneshot::channel();
-        self.submit(Job::Hash { password, reply })?;
+        self.submit(Work::Hash { password, reply })?;
         answer.await.map_err(|_| HashingError::Stopped)?
     }
 
@@ -166,7 +179,7 @@ impl PasswordHasherPool {
         let known = stored_hash.is_some();
         let stored_hash = stored_hash.unwrap_or(&self.dummy_hash).to_owned();
         let (reply, answer) = oneshot::channel();
-        self.submit(Job::Verify {
+        self.submit(Work::Verify {
             password,
             stored_hash,
             reply,
@@ -182,10 +195,18 @@ impl PasswordHasherPool {
         })
     }
 
-    fn submit(&self, job: Job) -> Result<(), HashingError> {
-        self.queue.try_send(job).map_err(|error| match error {
-            TrySendError::Full(_) => HashingError::Busy,
-            TrySendError::Disconnected(_) => HashingError::Stopped,
+    fn submit(&self, work: Work) -> Result<(), HashingError> {
+        self.observer.queued.inc();
+        let job = Job {
+            work,
+            queued_at: Instant::now(),
+        };
+        self.queue.try_send(job).map_err(|error| {
+            self.observer.queued.dec();
+            match error {
+                TrySendError::Full(_) => HashingError::Busy,
+                TrySendError::Disconnected(_) => HashingError::Stopped,
+            }
         })
     }
 }
@@ -222,7 +243,12 @@ const OUTPUT_LEN: usize = 32;
 /// Length of the salts we draw.
 const SALT_LEN: usize = 16;
 
-fn run_worker(hasher: &Argon2<'static>, parameters: HashParameters, jobs: &Mutex<Receiver<Job>>) {
+fn run_worker(
+    hasher: &Argon2<'static>,
+    parameters: HashParameters,
+    jobs: &Mutex<Receiver<Job>>,
+    observer: &HashPoolObserver,
+) {
     let mut memory = HashMemory::new(parameters);
     loop {
         // Hold the lock only while taking a job, never while hashing.
@@ -231,11 +257,13 @@ fn run_worker(hasher: &Argon2<'static>, parameters: HashParameters, jobs: &Mutex
             Err(_) => return,
         };
         let Ok(job) = job else { return };
-        match job {
-            Job::Hash { password, reply } => {
+        observer.queued.dec();
+        observer.waited(job.queued_at.elapsed().as_secs_f64());
+        match job.work {
+            Work::Hash { password, reply } => {
                 let _ = reply.send(hash(hasher, parameters, &mut memory, &password));
             }
-            Job::Verify {
+            Work::Verify {
                 password,
                 stored_hash,
                 reply,
@@ -359,7 +387,8 @@ mod tests {
             iterations: 2,
             parallelism: 1,
         };
-        let pool = PasswordHasherPool::start(default, 1, 4).expect("pool");
+        let pool =
+            PasswordHasherPool::start(default, 1, 4, HashPoolObserver::default()).expect("pool");
         let hash = pool.hash(password("correct horse")).await.expect("hash");
         assert!(
             hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
@@ -369,7 +398,8 @@ mod tests {
 
     #[tokio::test]
     async fn verification_accepts_the_right_password_only() {
-        let pool = PasswordHasherPool::start(CHEAP, 1, 4).expect("pool");
+        let pool =
+            PasswordHasherPool::start(CHEAP, 1, 4, HashPoolObserver::default()).expect("pool");
         let hash = pool.hash(password("correct horse")).await.expect("hash");
         let right = pool.verify(password("correct horse"), Some(&hash)).await;
         assert_eq!(
@@ -387,7 +417,8 @@ mod tests {
 
     #[tokio::test]
     async fn hashes_verify_with_the_reference_argon2_implementation() {
-        let pool = PasswordHasherPool::start(CHEAP, 1, 4).expect("pool");
+        let pool =
+            PasswordHasherPool::start(CHEAP, 1, 4, HashPoolObserver::default()).expect("pool");
         let ours = pool.hash(password("correct horse")).await.expect("hash");
         let parsed = PasswordHash::new(&ours).expect("phc");
         let reference = CHEAP.hasher().expect("hasher");
@@ -413,13 +444,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_hash_with_old_parameters_is_rehashed_on_login() {
-        let old = PasswordHasherPool::start(CHEAP, 1, 4).expect("pool");
+        let old =
+            PasswordHasherPool::start(CHEAP, 1, 4, HashPoolObserver::default()).expect("pool");
         let stored = old.hash(password("correct horse")).await.expect("hash");
         let stronger = HashParameters {
             memory_kib: 128,
             ..CHEAP
         };
-        let pool = PasswordHasherPool::start(stronger, 1, 4).expect("pool");
+        let pool =
+            PasswordHasherPool::start(stronger, 1, 4, HashPoolObserver::default()).expect("pool");
         let outcome = pool
             .verify(password("correct horse"), Some(&stored))
             .await
@@ -436,7 +469,8 @@ mod tests {
             iterations: 4,
             parallelism: 1,
         };
-        let pool = PasswordHasherPool::start(slow, 1, 1).expect("pool");
+        let pool =
+            PasswordHasherPool::start(slow, 1, 1, HashPoolObserver::default()).expect("pool");
         let mut pending = Vec::new();
         let mut busy = 0;
         for _ in 0..8 {
@@ -457,7 +491,7 @@ mod tests {
             &self,
         ) -> Result<oneshot::Receiver<Result<String, HashingError>>, HashingError> {
             let (reply, answer) = oneshot::channel();
-            self.submit(Job::Hash {
+            self.submit(Work::Hash {
                 password: password("queued password"),
                 reply,
             })?;

@@ -105,7 +105,7 @@ pub async fn issue_tokens(
         refresh_token: body.optional_string("refresh_token"),
     };
     body.finish()?;
-    let pair = match request.grant_type.as_deref() {
+    let (grant, result) = match request.grant_type.as_deref() {
         None | Some("password") => {
             let (Some(email), Some(password)) =
                 (request.email.or(request.username), request.password)
@@ -114,7 +114,7 @@ pub async fn issue_tokens(
                     "the password grant needs email (or username) and password".to_owned(),
                 ));
             };
-            sessions::login(state, &email, &password).await?
+            ("password", sessions::login(state, &email, &password).await)
         }
         Some("refresh_token") => {
             let Some(refresh_token) = request.refresh_token else {
@@ -122,7 +122,10 @@ pub async fn issue_tokens(
                     "the refresh_token grant needs refresh_token".to_owned(),
                 ));
             };
-            sessions::refresh(state, &refresh_token).await?
+            (
+                "refresh_token",
+                sessions::refresh(state, &refresh_token).await,
+            )
         }
         Some(other) => {
             return Err(AppError::BadRequest(format!(
@@ -130,7 +133,21 @@ pub async fn issue_tokens(
             )));
         }
     };
-    Ok(Ok200(pair.into()))
+    state.metrics.grant(grant, grant_outcome(&result));
+    Ok(Ok200(result?.into()))
+}
+
+/// The metric label for how a grant ended.
+fn grant_outcome(result: &Result<TokenPair, AppError>) -> &'static str {
+    match result {
+        Ok(_) => "success",
+        Err(AppError::InvalidCredentials) => "invalid_credentials",
+        Err(AppError::InvalidRefreshToken) => "invalid_grant",
+        Err(AppError::Throttled { .. }) => "throttled",
+        Err(AppError::Busy { .. }) => "busy",
+        Err(AppError::DatabaseUnavailable(_)) => "unavailable",
+        Err(_) => "error",
+    }
 }
 
 /// Revokes a refresh token and its whole family. Answers 204 for unknown tokens too.

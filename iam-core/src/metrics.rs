@@ -1,0 +1,103 @@
+//! Prometheus metrics shared by the processes: the registry type, the HTTP request series
+//! every process exports, and the text encoding served at `GET /metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+
+pub use prometheus_client::registry::Registry;
+
+/// The media type of [`render`]'s output (OpenMetrics text, which Prometheus scrapes).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Labels of the HTTP request series. `route` is the route template (`/api/v1/users/{id}`),
+/// never the raw path, so that ids cannot blow up the series count.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Latency buckets from 0.25 ms to about 8 s.
+pub fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
+/// Request count and latency by method, route and status.
+#[derive(Debug, Clone)]
+pub struct HttpMetrics {
+    requests: Family<HttpLabels, Counter>,
+    duration: HistogramFamily<HttpLabels>,
+}
+
+impl HttpMetrics {
+    /// Creates the series and registers them in `registry` as `http_server_requests` and
+    /// `http_server_request_duration_seconds`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = HttpMetrics {
+            requests: Family::default(),
+            duration: Family::new_with_constructor(latency_histogram),
+        };
+        registry.register(
+            "http_server_requests",
+            "HTTP requests served, by method, route and status",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            "http_server_request_duration_seconds",
+            "Time to answer HTTP requests, by method, route and status",
+            metrics.duration.clone(),
+        );
+        metrics
+    }
+
+    /// Records one answered request.
+    pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        // salvo reports templates without the leading slash.
+        let route = match route {
+            "" => "unmatched".to_owned(),
+            route if route.starts_with('/') => route.to_owned(),
+            route => format!("/{route}"),
+        };
+        let labels = HttpLabels {
+            method: method.to_owned(),
+            route,
+            status,
+        };
+        self.requests.get_or_create(&labels).inc();
+        self.duration.get_or_create(&labels).observe(seconds);
+    }
+}
+
+/// The registry in the OpenMetrics text format.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::with_capacity(4096);
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, registry);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_series_are_rendered_with_route_templates() {
+        let mut registry = Registry::default();
+        let http = HttpMetrics::register(&mut registry);
+        http.observe("GET", "api/v1/users/{id}", 200, 0.002);
+        http.observe("GET", "", 404, 0.001);
+        let text = render(&registry);
+        assert!(text.contains(r#"http_server_requests_total{method="GET",route="/api/v1/users/{id}",status="200"} 1"#), "{text}");
+        assert!(text.contains(r#"route="unmatched",status="404""#), "{text}");
+        assert!(
+            text.contains("http_server_request_duration_seconds_bucket"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
