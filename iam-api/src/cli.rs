@@ -4,6 +4,7 @@ use std::io::Read as _;
 use std::path::Path;
 
 use chrono::Utc;
+use iam_core::process::ProcessError;
 
 use crate::config::ApiConfig;
 use crate::domain::email::Email;
@@ -12,11 +13,10 @@ use crate::domain::password::{Password, PasswordHasherPool};
 use crate::domain::users::{self, AdminOutcome};
 use crate::error::AppError;
 use crate::metrics::HashPoolObserver;
-use crate::startup::StartupError;
 use crate::store::signing_keys::{self, SigningKeyRecord};
 
 /// `keys list`: one line per key with its state and timestamps.
-pub async fn list_keys(db: &sqlx::PgPool) -> Result<(), StartupError> {
+pub async fn list_keys(db: &sqlx::PgPool) -> Result<(), ProcessError> {
     let keys = signing_keys::list_all(db).await.map_err(AppError::from)?;
     let now = Utc::now();
     println!(
@@ -47,10 +47,10 @@ pub async fn rotate_key(
     db: &sqlx::PgPool,
     config: &ApiConfig,
     pem_file: Option<&Path>,
-) -> Result<(), StartupError> {
+) -> Result<(), ProcessError> {
     let pem = match pem_file {
         Some(path) => Some(std::fs::read(path).map_err(|error| {
-            StartupError::Config(format!("cannot read {}: {error}", path.display()))
+            ProcessError::config(format!("cannot read {}: {error}", path.display()))
         })?),
         None => None,
     };
@@ -71,14 +71,14 @@ pub async fn rotate_key(
             );
             Ok(())
         }
-        Err(AppError::Validation(errors)) => Err(StartupError::Config(
+        Err(AppError::Validation(errors)) => Err(ProcessError::config(
             errors
                 .into_iter()
                 .map(|error| format!("{}: {}", error.field, error.message))
                 .collect::<Vec<_>>()
                 .join("; "),
         )),
-        Err(AppError::Conflict(why)) => Err(StartupError::Config(why)),
+        Err(AppError::Conflict(why)) => Err(ProcessError::config(why)),
         Err(error) => Err(error.into()),
     }
 }
@@ -89,25 +89,25 @@ pub async fn create_admin(
     config: &ApiConfig,
     email: &str,
     password_stdin: bool,
-) -> Result<(), StartupError> {
+) -> Result<(), ProcessError> {
     if !password_stdin {
-        return Err(StartupError::Config(
+        return Err(ProcessError::config(
             "pass the password on standard input with --password-stdin".to_owned(),
         ));
     }
     let email =
-        Email::parse(email).map_err(|why| StartupError::Config(format!("--email {why}")))?;
+        Email::parse(email).map_err(|why| ProcessError::config(format!("--email {why}")))?;
     let mut input = String::new();
     std::io::stdin()
         .read_to_string(&mut input)
-        .map_err(|error| StartupError::Config(format!("cannot read the password: {error}")))?;
+        .map_err(|error| ProcessError::config(format!("cannot read the password: {error}")))?;
     // Only the line ending that `echo` adds is removed; other whitespace is part of it.
     let line = input.strip_suffix('\n').unwrap_or(&input);
     let line = line.strip_suffix('\r').unwrap_or(line);
     let password =
-        Password::parse(line).map_err(|why| StartupError::Config(format!("password {why}")))?;
+        Password::parse(line).map_err(|why| ProcessError::config(format!("password {why}")))?;
     let hasher = PasswordHasherPool::start(config.password_hash, 1, 1, HashPoolObserver::default())
-        .map_err(StartupError::Config)?;
+        .map_err(ProcessError::config)?;
     let (user, outcome) = users::create_or_promote_admin(db, &hasher, &email, &password).await?;
     let what = match outcome {
         AdminOutcome::Created => "created admin",

@@ -17,9 +17,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use iam_core::config::Profile;
+use iam_core::process::{self, ProcessError};
 
 use crate::config::ApiConfig;
-use crate::startup::StartupError;
 
 /// The IAM identity service.
 #[derive(Debug, Parser)]
@@ -80,33 +80,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match ApiConfig::from_env(cli.config) {
         Ok(config) => config,
-        Err(message) => {
-            eprintln!("iam-api: {message}");
-            return ExitCode::from(2);
-        }
+        Err(message) => return process::exit_with("iam-api", &ProcessError::config(message)),
     };
     iam_core::telemetry::init_logging(config.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.worker_count)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("iam-api: cannot start the async runtime: {error}");
-            return ExitCode::from(1);
-        }
-    };
-    match runtime.block_on(run(cli, config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("iam-api: {error}");
-            ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(1))
-        }
-    }
+    process::run("iam-api", config.worker_count, run(cli, config))
 }
 
-async fn run(cli: Cli, config: ApiConfig) -> Result<(), StartupError> {
+async fn run(cli: Cli, config: ApiConfig) -> Result<(), ProcessError> {
     match cli.command {
         None => {
             let db = startup::open_database(&config, cli.migrate).await?;

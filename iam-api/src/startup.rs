@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use iam_core::config::Profile;
+use iam_core::process::ProcessError;
 use salvo::conn::TcpListener;
 use salvo::prelude::*;
 use sqlx::migrate::Migrator;
@@ -34,38 +35,19 @@ const TOKEN_PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 /// How long in-flight requests may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-/// Why start-up failed; decides the exit status.
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    /// Wrong configuration or schema: exit 2.
-    #[error("{0}")]
-    Config(String),
-    /// Anything else (database down, port taken): exit 1.
-    #[error("{0}")]
-    Runtime(String),
-}
-
-impl StartupError {
-    /// The process exit status for this error.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            StartupError::Config(_) => 2,
-            StartupError::Runtime(_) => 1,
-        }
-    }
-}
-
-impl From<crate::error::AppError> for StartupError {
+/// An application error during start-up or a command is a runtime failure (exit 1);
+/// configuration and schema problems are raised as `ProcessError::config` (exit 2).
+impl From<crate::error::AppError> for ProcessError {
     fn from(error: crate::error::AppError) -> Self {
-        StartupError::Runtime(error.to_string())
+        ProcessError::runtime(error.to_string())
     }
 }
 
 /// Connects to the database, creating it first in `local` when it does not exist, and
 /// applies migrations (`migrate`) or checks that the schema is current.
-pub async fn open_database(config: &ApiConfig, migrate: bool) -> Result<PgPool, StartupError> {
+pub async fn open_database(config: &ApiConfig, migrate: bool) -> Result<PgPool, ProcessError> {
     let mut options = PgConnectOptions::from_str(&config.database_url).map_err(|error| {
-        StartupError::Config(format!("POSTGRES_CONNECTION_STRING is invalid: {error}"))
+        ProcessError::config(format!("POSTGRES_CONNECTION_STRING is invalid: {error}"))
     })?;
     if let Some(user) = iam_core::config::fallback_database_user(&config.database_url) {
         options = options.username(&user);
@@ -76,14 +58,14 @@ pub async fn open_database(config: &ApiConfig, migrate: bool) -> Result<PgPool, 
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(options)
         .await
-        .map_err(|error| StartupError::Runtime(format!("cannot connect to PostgreSQL: {error}")))?;
+        .map_err(|error| ProcessError::runtime(format!("cannot connect to PostgreSQL: {error}")))?;
     if migrate {
         // sqlx takes a PostgreSQL advisory lock around the run, so replicas starting
         // together apply each migration once.
         MIGRATOR
             .run(&pool)
             .await
-            .map_err(|error| StartupError::Runtime(format!("migration failed: {error}")))?;
+            .map_err(|error| ProcessError::runtime(format!("migration failed: {error}")))?;
         tracing::info!("database schema is up to date");
     } else {
         check_schema(&pool).await?;
@@ -94,7 +76,7 @@ pub async fn open_database(config: &ApiConfig, migrate: bool) -> Result<PgPool, 
 async fn wait_for_database(
     options: &PgConnectOptions,
     profile: Profile,
-) -> Result<(), StartupError> {
+) -> Result<(), ProcessError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -107,17 +89,17 @@ async fn wait_for_database(
                 create_database(options).await?;
             }
             Err(error) if is_rejected_login(&error) => {
-                return Err(StartupError::Config(format!(
+                return Err(ProcessError::config(format!(
                     "PostgreSQL refused the login in POSTGRES_CONNECTION_STRING: {error}"
                 )));
             }
             Err(error) if is_missing_database(&error) => {
-                return Err(StartupError::Config(format!(
+                return Err(ProcessError::config(format!(
                     "the database in POSTGRES_CONNECTION_STRING does not exist: {error}"
                 )));
             }
             Err(error) if attempt >= STARTUP_CONNECT_ATTEMPTS => {
-                return Err(StartupError::Runtime(format!(
+                return Err(ProcessError::runtime(format!(
                     "cannot connect to PostgreSQL after {attempt} attempts: {error}"
                 )));
             }
@@ -139,13 +121,13 @@ fn is_rejected_login(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.code().is_some_and(|code| code.starts_with("28")))
 }
 
-async fn create_database(options: &PgConnectOptions) -> Result<(), StartupError> {
+async fn create_database(options: &PgConnectOptions) -> Result<(), ProcessError> {
     let name = options.get_database().unwrap_or("iam").to_owned();
     let maintenance = options.clone().database("postgres");
     let mut connection = sqlx::PgConnection::connect_with(&maintenance)
         .await
         .map_err(|error| {
-            StartupError::Runtime(format!("cannot create database {name}: {error}"))
+            ProcessError::runtime(format!("cannot create database {name}: {error}"))
         })?;
     let statement = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
     match sqlx::query(sqlx::AssertSqlSafe(statement))
@@ -156,7 +138,7 @@ async fn create_database(options: &PgConnectOptions) -> Result<(), StartupError>
         // 42P04 duplicate_database: another process was faster, which is fine.
         Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P04") => {}
         Err(error) => {
-            return Err(StartupError::Runtime(format!(
+            return Err(ProcessError::runtime(format!(
                 "cannot create database {name}: {error}"
             )));
         }
@@ -166,7 +148,7 @@ async fn create_database(options: &PgConnectOptions) -> Result<(), StartupError>
 }
 
 /// Without `--migrate=true`, a missing or older schema stops the process.
-async fn check_schema(pool: &PgPool) -> Result<(), StartupError> {
+async fn check_schema(pool: &PgPool) -> Result<(), ProcessError> {
     let applied: Result<Vec<i64>, sqlx::Error> =
         sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
             .fetch_all(pool)
@@ -176,7 +158,7 @@ async fn check_schema(pool: &PgPool) -> Result<(), StartupError> {
         // 42P01 undefined_table: never migrated.
         Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P01") => HashSet::new(),
         Err(error) => {
-            return Err(StartupError::Runtime(format!(
+            return Err(ProcessError::runtime(format!(
                 "cannot read the schema version: {error}"
             )));
         }
@@ -189,7 +171,7 @@ async fn check_schema(pool: &PgPool) -> Result<(), StartupError> {
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(StartupError::Config(format!(
+        Err(ProcessError::config(format!(
             "the database schema is missing or older than this binary (not applied: {}); run with --migrate=true",
             missing.join(", ")
         )))
@@ -198,7 +180,7 @@ async fn check_schema(pool: &PgPool) -> Result<(), StartupError> {
 
 /// Builds the shared state: hashing pool, signing keys (creating the first one), bootstrap
 /// admin, and the key reloader.
-pub async fn build_state(config: ApiConfig, db: PgPool) -> Result<AppState, StartupError> {
+pub async fn build_state(config: ApiConfig, db: PgPool) -> Result<AppState, ProcessError> {
     if config.key_encryption_key.is_development_key {
         tracing::warn!(
             "IAM_KEY_ENCRYPTION_KEY is not set: private keys are encrypted with the public \
@@ -212,7 +194,7 @@ pub async fn build_state(config: ApiConfig, db: PgPool) -> Result<AppState, Star
         config.password_hash_queue,
         metrics.hash_pool.clone(),
     )
-    .map_err(StartupError::Config)?;
+    .map_err(ProcessError::config)?;
     keys::ensure_active_key(&db, &config.key_encryption_key).await?;
     let ring = KeyRing::load(&db, &config.key_encryption_key).await?;
     keys::spawn_reloader(
@@ -247,13 +229,13 @@ pub async fn build_state(config: ApiConfig, db: PgPool) -> Result<AppState, Star
 }
 
 /// Serves until SIGTERM or SIGINT, then stops accepting and lets in-flight requests finish.
-pub async fn serve(state: AppState) -> Result<(), StartupError> {
+pub async fn serve(state: AppState) -> Result<(), ProcessError> {
     let address = (state.config.host.clone(), state.config.port);
     let acceptor = TcpListener::new(address.clone())
         .try_bind()
         .await
         .map_err(|error| {
-            StartupError::Runtime(format!(
+            ProcessError::runtime(format!(
                 "cannot listen on {}:{}: {error}",
                 address.0, address.1
             ))

@@ -9,6 +9,8 @@ pub mod jwk;
 #[cfg(feature = "telemetry")]
 pub mod metrics;
 #[cfg(feature = "runtime")]
+pub mod process;
+#[cfg(feature = "runtime")]
 pub mod shutdown;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;

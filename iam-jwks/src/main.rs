@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use iam_core::config::Profile;
+use iam_core::process::{self, ProcessError};
 use salvo::conn::TcpListener;
 use salvo::prelude::*;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -37,35 +38,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match JwksConfig::from_env(cli.config) {
         Ok(config) => config,
-        Err(message) => {
-            eprintln!("iam-jwks: {message}");
-            return ExitCode::from(2);
-        }
+        Err(message) => return process::exit_with("iam-jwks", &ProcessError::config(message)),
     };
     iam_core::telemetry::init_logging(config.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.worker_count)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("iam-jwks: cannot start the async runtime: {error}");
-            return ExitCode::from(1);
-        }
-    };
-    match runtime.block_on(run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err((code, message)) => {
-            eprintln!("iam-jwks: {message}");
-            ExitCode::from(code)
-        }
-    }
+    process::run("iam-jwks", config.worker_count, run(config))
 }
 
-async fn run(config: JwksConfig) -> Result<(), (u8, String)> {
-    let mut options = PgConnectOptions::from_str(&config.database_url)
-        .map_err(|error| (2, format!("POSTGRES_CONNECTION_STRING is invalid: {error}")))?;
+async fn run(config: JwksConfig) -> Result<(), ProcessError> {
+    let mut options = PgConnectOptions::from_str(&config.database_url).map_err(|error| {
+        ProcessError::config(format!("POSTGRES_CONNECTION_STRING is invalid: {error}"))
+    })?;
     if let Some(user) = iam_core::config::fallback_database_user(&config.database_url) {
         options = options.username(&user);
     }
@@ -78,16 +60,17 @@ async fn run(config: JwksConfig) -> Result<(), (u8, String)> {
     let cache = KeyCache::load_first(&db, Arc::clone(&metrics)).await;
     cache.spawn_reloader(db.clone(), config.refresh_interval);
 
-    let service = http::service(&config, cache, db.clone(), metrics).map_err(|error| (2, error))?;
+    let service =
+        http::service(&config, cache, db.clone(), metrics).map_err(ProcessError::config)?;
     let address = (config.host.clone(), config.port);
     let acceptor = TcpListener::new(address.clone())
         .try_bind()
         .await
         .map_err(|error| {
-            (
-                1,
-                format!("cannot listen on {}:{}: {error}", address.0, address.1),
-            )
+            ProcessError::runtime(format!(
+                "cannot listen on {}:{}: {error}",
+                address.0, address.1
+            ))
         })?;
     let mut server = Server::new(acceptor);
     server

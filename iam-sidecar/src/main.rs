@@ -15,6 +15,7 @@ use std::time::Duration;
 use clap::Parser;
 use iam_core::VerificationRules;
 use iam_core::config::Profile;
+use iam_core::process::{self, ProcessError};
 use salvo::conn::TcpListener;
 use salvo::prelude::*;
 
@@ -39,37 +40,22 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match SidecarConfig::from_env(cli.config) {
         Ok(config) => config,
-        Err(message) => {
-            eprintln!("iam-sidecar: {message}");
-            return ExitCode::from(2);
-        }
+        Err(message) => return process::exit_with("iam-sidecar", &ProcessError::config(message)),
     };
     iam_core::telemetry::init_logging(config.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.worker_count)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("iam-sidecar: cannot start the async runtime: {error}");
-            return ExitCode::from(1);
-        }
-    };
-    match runtime.block_on(run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("iam-sidecar: {message}");
-            ExitCode::from(1)
-        }
-    }
+    process::run("iam-sidecar", config.worker_count, run(config))
 }
 
-async fn bind(host: &str, port: u16) -> Result<Server<salvo::conn::tcp::TcpAcceptor>, String> {
+async fn bind(
+    host: &str,
+    port: u16,
+) -> Result<Server<salvo::conn::tcp::TcpAcceptor>, ProcessError> {
     let acceptor = TcpListener::new((host.to_owned(), port))
         .try_bind()
         .await
-        .map_err(|error| format!("cannot listen on {host}:{port}: {error}"))?;
+        .map_err(|error| {
+            ProcessError::runtime(format!("cannot listen on {host}:{port}: {error}"))
+        })?;
     let mut server = Server::new(acceptor);
     server
         .http1_mut()
@@ -77,19 +63,22 @@ async fn bind(host: &str, port: u16) -> Result<Server<salvo::conn::tcp::TcpAccep
     Ok(server)
 }
 
-async fn run(config: SidecarConfig) -> Result<(), String> {
+async fn run(config: SidecarConfig) -> Result<(), ProcessError> {
     let metrics = Arc::new(Metrics::default());
     let rules = VerificationRules {
         issuer: config.issuer.clone(),
         audience: config.audience.clone(),
         leeway_seconds: config.leeway_seconds,
     };
-    let verifier = Arc::new(TokenVerifier::new(
-        config.jwks_url.clone(),
-        config.jwks_refresh_interval,
-        rules,
-        Arc::clone(&metrics),
-    )?);
+    let verifier = Arc::new(
+        TokenVerifier::new(
+            config.jwks_url.clone(),
+            config.jwks_refresh_interval,
+            rules,
+            Arc::clone(&metrics),
+        )
+        .map_err(ProcessError::runtime)?,
+    );
     verifier.spawn_refresher();
 
     let gate = Gate {
