@@ -13,6 +13,9 @@ use salvo::prelude::*;
 
 use std::sync::Arc;
 
+use iam_core::telemetry;
+use tracing::Instrument as _;
+
 use crate::config::ApiConfig;
 use crate::http::error::{PROBLEM_JSON, problem_catcher};
 use crate::http::rate_limit::ClientRateLimit;
@@ -165,9 +168,13 @@ impl Handler for AccessLog {
         ctrl: &mut FlowCtrl,
     ) {
         let started = Instant::now();
-        ctrl.call_next(req, depot, res).await;
+        let span = telemetry::server_span(req.method().as_str(), req.uri().path(), req.headers());
+        ctrl.call_next(req, depot, res)
+            .instrument(span.clone())
+            .await;
         let elapsed = started.elapsed().as_secs_f64();
         let status = res.status_code.map_or(200, |status| status.as_u16());
+        telemetry::finish_server_span(&span, req.method().as_str(), req.matched_path(), status);
         self.metrics
             .http
             .observe(req.method().as_str(), req.matched_path(), status, elapsed);

@@ -82,8 +82,11 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(message) => return process::exit_with("iam-api", &ProcessError::config(message)),
     };
-    iam_core::telemetry::init_logging(config.log_format);
-    process::run("iam-api", config.worker_count, run(cli, config))
+    let telemetry = iam_core::telemetry::init(config.log_format, "iam-api", &config.env_label);
+    let workers = config.worker_count;
+    let code = process::run("iam-api", workers, run(cli, config));
+    telemetry.shutdown();
+    code
 }
 
 async fn run(cli: Cli, config: ApiConfig) -> Result<(), ProcessError> {

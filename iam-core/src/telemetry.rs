@@ -1,35 +1,159 @@
-//! Logging setup for the binaries: one subscriber, text or JSON lines on stdout.
+//! Logging and tracing for the binaries: one tracing subscriber writing text or JSON lines to
+//! stdout, plus, when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._TRACES_ENDPOINT`) is set, an
+//! OpenTelemetry layer exporting spans over OTLP/HTTP (`OTEL_EXPORTER_OTLP_PROTOCOL`
+//! `http/protobuf`, the default, or `http/json`). W3C `traceparent` is the propagation format.
 
+use opentelemetry::propagation::TextMapCompositePropagator;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::{Context, KeyValue, global};
+use opentelemetry_http::{HeaderExtractor, HeaderInjector};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
-/// How log lines are written (`LOG_FORMAT`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Text,
-    Json,
+pub use crate::config::LogFormat;
+
+/// Keeps the span exporter alive; [`TelemetryGuard::shutdown`] flushes buffered spans.
+#[derive(Debug)]
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
 }
 
-impl std::str::FromStr for LogFormat {
-    type Err = String;
-
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        match value.to_ascii_lowercase().as_str() {
-            "text" => Ok(LogFormat::Text),
-            "json" => Ok(LogFormat::Json),
-            other => Err(format!("expected json or text, got {other:?}")),
+impl TelemetryGuard {
+    /// Flushes and stops the exporter (call once the runtime has finished serving).
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(error) = provider.shutdown()
+        {
+            eprintln!("could not flush traces: {error}");
         }
     }
 }
 
-/// Installs the global subscriber. The level comes from `RUST_LOG` (default `info`).
-pub fn init_logging(format: LogFormat) {
+fn otlp_configured() -> bool {
+    [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ]
+    .iter()
+    .any(|name| std::env::var(name).is_ok_and(|value| !value.trim().is_empty()))
+}
+
+/// Installs logging (level from `RUST_LOG`, default `info`) and, when configured, trace
+/// export. `service` is the default `service.name` (`OTEL_SERVICE_NAME` overrides it);
+/// `environment` becomes `deployment.environment`.
+pub fn init(format: LogFormat, service: &str, environment: &str) -> TelemetryGuard {
+    global::set_text_map_propagator(TextMapCompositePropagator::new(vec![Box::new(
+        TraceContextPropagator::new(),
+    )]));
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stdout);
+    let provider = if otlp_configured() {
+        match tracer_provider(service, environment) {
+            Ok(provider) => Some(provider),
+            Err(error) => {
+                eprintln!("{service}: trace export disabled: {error}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let otel_layer = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer().with_tracer(provider.tracer(service.to_owned()))
+    });
+    let registry = tracing_subscriber::registry().with(filter).with(otel_layer);
     // A second initialisation (tests) is harmless, so its error is ignored.
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stdout))
+            .try_init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stdout),
+            )
+            .try_init(),
     };
+    TelemetryGuard { provider }
+}
+
+fn tracer_provider(service: &str, environment: &str) -> Result<SdkTracerProvider, String> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .build()
+        .map_err(|error| error.to_string())?;
+    let name = std::env::var("OTEL_SERVICE_NAME")
+        .ok()
+        .filter(|name| !name.trim().is_empty())
+        .unwrap_or_else(|| service.to_owned());
+    let resource = Resource::builder()
+        .with_service_name(name)
+        .with_attributes([
+            KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+            KeyValue::new("deployment.environment", environment.to_owned()),
+        ])
+        .build();
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource)
+        .build())
+}
+
+/// The trace context a request carries in its `traceparent` header, if any.
+pub fn extract_context(headers: &http::HeaderMap) -> Context {
+    global::get_text_map_propagator(|propagator| propagator.extract(&HeaderExtractor(headers)))
+}
+
+/// Writes the current span's context into `traceparent` of an outgoing request.
+pub fn inject_current_span(headers: &mut http::HeaderMap) {
+    let context = tracing::Span::current().context();
+    global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut HeaderInjector(headers));
+    });
+}
+
+/// Makes `span` a child of the context the request carried in.
+pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
+    let _ = span.set_parent(extract_context(headers));
+}
+
+/// A SERVER span for one request (OpenTelemetry HTTP semantic conventions), continuing the
+/// trace of the request's `traceparent`. Route and status are recorded by
+/// [`finish_server_span`] once known.
+pub fn server_span(method: &str, path: &str, headers: &http::HeaderMap) -> tracing::Span {
+    let span = tracing::info_span!(
+        "HTTP request",
+        otel.name = method,
+        otel.kind = "server",
+        http.request.method = method,
+        url.path = path,
+        http.route = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    continue_trace(&span, headers);
+    span
+}
+
+/// Records the matched route template and the status on a span from [`server_span`].
+pub fn finish_server_span(span: &tracing::Span, method: &str, route: &str, status: u16) {
+    if !route.is_empty() {
+        let route = if route.starts_with('/') {
+            route.to_owned()
+        } else {
+            format!("/{route}")
+        };
+        span.record("otel.name", format!("{method} {route}"));
+        span.record("http.route", route);
+    }
+    span.record("http.response.status_code", status);
+    if status >= 500 {
+        span.record("otel.status_code", "ERROR");
+    }
 }

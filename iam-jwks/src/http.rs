@@ -12,6 +12,9 @@ use salvo::prelude::*;
 use serde_json::json;
 use sqlx::PgPool;
 
+use iam_core::telemetry;
+use tracing::Instrument as _;
+
 use crate::config::JwksConfig;
 use crate::key_cache::KeyCache;
 use crate::metrics::JwksMetrics;
@@ -154,10 +157,14 @@ impl Handler for Observe {
         ctrl: &mut FlowCtrl,
     ) {
         let started = Instant::now();
-        ctrl.call_next(req, depot, res).await;
+        let span = telemetry::server_span(req.method().as_str(), req.uri().path(), req.headers());
+        ctrl.call_next(req, depot, res)
+            .instrument(span.clone())
+            .await;
         res.headers_mut()
             .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
         let status = res.status_code.map_or(200, |status| status.as_u16());
+        telemetry::finish_server_span(&span, req.method().as_str(), req.matched_path(), status);
         self.metrics.http.observe(
             req.method().as_str(),
             req.matched_path(),

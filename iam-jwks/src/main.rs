@@ -40,8 +40,11 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(message) => return process::exit_with("iam-jwks", &ProcessError::config(message)),
     };
-    iam_core::telemetry::init_logging(config.log_format);
-    process::run("iam-jwks", config.worker_count, run(config))
+    let telemetry = iam_core::telemetry::init(config.log_format, "iam-jwks", &config.env_label);
+    let workers = config.worker_count;
+    let code = process::run("iam-jwks", workers, run(config));
+    telemetry.shutdown();
+    code
 }
 
 async fn run(config: JwksConfig) -> Result<(), ProcessError> {

@@ -42,8 +42,11 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(message) => return process::exit_with("iam-sidecar", &ProcessError::config(message)),
     };
-    iam_core::telemetry::init_logging(config.log_format);
-    process::run("iam-sidecar", config.worker_count, run(config))
+    let telemetry = iam_core::telemetry::init(config.log_format, "iam-sidecar", &config.env_label);
+    let workers = config.worker_count;
+    let code = process::run("iam-sidecar", workers, run(config));
+    telemetry.shutdown();
+    code
 }
 
 async fn bind(

@@ -17,6 +17,9 @@ use salvo::prelude::*;
 use salvo_proxy::{Client, Proxy};
 use serde_json::json;
 
+use iam_core::telemetry;
+use tracing::Instrument as _;
+
 use crate::metrics::{Metrics, Outcome, UpstreamFailure};
 use crate::rules::{Access, AccessPolicy, missing_permission, normalize_path};
 use crate::verifier::{TokenVerifier, VerifyError};
@@ -128,6 +131,23 @@ impl Gate {
 #[async_trait]
 impl Handler for Gate {
     async fn handle(
+        &self,
+        req: &mut Request,
+        depot: &mut Depot,
+        res: &mut Response,
+        ctrl: &mut FlowCtrl,
+    ) {
+        let span = telemetry::server_span(req.method().as_str(), req.uri().path(), req.headers());
+        self.decide_and_forward(req, depot, res, ctrl)
+            .instrument(span.clone())
+            .await;
+        let status = res.status_code.map_or(200, |status| status.as_u16());
+        telemetry::finish_server_span(&span, req.method().as_str(), "", status);
+    }
+}
+
+impl Gate {
+    async fn decide_and_forward(
         &self,
         req: &mut Request,
         depot: &mut Depot,
@@ -305,19 +325,34 @@ impl Client for UpstreamClient {
 
     async fn execute(
         &self,
-        request: hyper::Request<ReqBody>,
+        mut request: hyper::Request<ReqBody>,
         client_upgrade: Option<OnUpgrade>,
     ) -> Result<hyper::Response<ResBody>, Self::Error> {
         let requested_upgrade = upgrade_type(request.headers());
-        let mut response =
-            match tokio::time::timeout(self.timeout, self.inner.request(request)).await {
-                Err(_) => return Ok(self.failure(UpstreamFailure::Timeout)),
-                Ok(Err(error)) => {
-                    tracing::warn!(%error, "upstream request failed");
-                    return Ok(self.failure(UpstreamFailure::Unreachable));
-                }
-                Ok(Ok(response)) => response,
-            };
+        // A CLIENT span for the upstream call; the upstream continues the trace from it.
+        let span = tracing::info_span!(
+            "HTTP upstream",
+            otel.name = request.method().as_str(),
+            otel.kind = "client",
+            http.request.method = request.method().as_str(),
+            url.full = %request.uri(),
+            http.response.status_code = tracing::field::Empty,
+        );
+        {
+            let _entered = span.enter();
+            telemetry::inject_current_span(request.headers_mut());
+        }
+        let sent = tokio::time::timeout(self.timeout, self.inner.request(request))
+            .instrument(span.clone());
+        let mut response = match sent.await {
+            Err(_) => return Ok(self.failure(UpstreamFailure::Timeout)),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "upstream request failed");
+                return Ok(self.failure(UpstreamFailure::Unreachable));
+            }
+            Ok(Ok(response)) => response,
+        };
+        span.record("http.response.status_code", response.status().as_u16());
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             let accepted = upgrade_type(response.headers());
             let same_protocol = matches!((&requested_upgrade, &accepted), (Some(asked), Some(given)) if asked.as_bytes().eq_ignore_ascii_case(given.as_bytes()));

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod database;
 pub mod forge;
+pub mod otlp;
 pub mod upstream;
 
 use std::path::PathBuf;

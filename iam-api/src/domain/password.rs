@@ -163,6 +163,7 @@ impl PasswordHasherPool {
     }
 
     /// Hashes a new password into a PHC string.
+    #[tracing::instrument(name = "password hash", skip_all)]
     pub async fn hash(&self, password: Password) -> Result<String, HashingError> {
         let (reply, answer) = oneshot::channel();
         self.submit(Work::Hash { password, reply })?;
@@ -171,6 +172,7 @@ impl PasswordHasherPool {
 
     /// Checks `password` against `stored_hash`, or against the dummy hash when there is no
     /// account, so both cases cost one full hash.
+    #[tracing::instrument(name = "password verify", skip_all)]
     pub async fn verify(
         &self,
         password: Password,

@@ -11,6 +11,7 @@ pub struct FailureRecord {
 }
 
 /// The failure record of `email`, if any.
+#[tracing::instrument(name = "db login_failures::find", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "login_failures", db.operation.name = "find"))]
 pub async fn find<'e>(
     executor: impl PgExecutor<'e>,
     email: &str,
@@ -23,6 +24,7 @@ pub async fn find<'e>(
 
 /// Counts one more failure at `now`; a record idle for longer than `forget_after_seconds`
 /// starts again from one.
+#[tracing::instrument(name = "db login_failures::record_failure", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "login_failures", db.operation.name = "record_failure"))]
 pub async fn record_failure<'e>(
     executor: impl PgExecutor<'e>,
     email: &str,
@@ -47,6 +49,7 @@ pub async fn record_failure<'e>(
 }
 
 /// Forgets the failures of `email` (after a successful login).
+#[tracing::instrument(name = "db login_failures::clear", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "login_failures", db.operation.name = "clear"))]
 pub async fn clear<'e>(executor: impl PgExecutor<'e>, email: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM login_failures WHERE email = $1")
         .bind(email)

@@ -28,6 +28,7 @@ pub struct NewRefreshToken<'a> {
 }
 
 /// Stores a new refresh token.
+#[tracing::instrument(name = "db refresh_tokens::insert", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "refresh_tokens", db.operation.name = "insert"))]
 pub async fn insert<'e>(
     executor: impl PgExecutor<'e>,
     token: &NewRefreshToken<'_>,
@@ -50,6 +51,7 @@ pub async fn insert<'e>(
 
 /// The token with this hash, locked until the transaction ends, so that two concurrent
 /// refreshes with one token are serialised and the second sees it used.
+#[tracing::instrument(name = "db refresh_tokens::find_by_hash_for_update", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "refresh_tokens", db.operation.name = "find_by_hash_for_update"))]
 pub async fn find_by_hash_for_update<'e>(
     executor: impl PgExecutor<'e>,
     token_hash: &[u8],
@@ -95,6 +97,7 @@ impl RefreshTokenWithHolder {
 
 /// Like [`find_by_hash_for_update`], with the holder's email, role and permissions joined
 /// in, so a refresh needs one statement before it writes.
+#[tracing::instrument(name = "db refresh_tokens::find_with_holder_for_update", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "refresh_tokens", db.operation.name = "find_with_holder_for_update"))]
 pub async fn find_with_holder_for_update<'e>(
     executor: impl PgExecutor<'e>,
     token_hash: &[u8],
@@ -114,6 +117,7 @@ pub async fn find_with_holder_for_update<'e>(
 }
 
 /// Retires `used_id` and stores its successor, in one statement.
+#[tracing::instrument(name = "db refresh_tokens::rotate", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "refresh_tokens", db.operation.name = "rotate"))]
 pub async fn rotate<'e>(
     executor: impl PgExecutor<'e>,
     used_id: Uuid,
@@ -140,6 +144,7 @@ pub async fn rotate<'e>(
 }
 
 /// Revokes every not yet revoked token of a family; returns how many.
+#[tracing::instrument(name = "db refresh_tokens::revoke_family", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "refresh_tokens", db.operation.name = "revoke_family"))]
 pub async fn revoke_family<'e>(
     executor: impl PgExecutor<'e>,
     family_id: Uuid,
@@ -156,6 +161,7 @@ pub async fn revoke_family<'e>(
 }
 
 /// Deletes tokens that expired before `cutoff`; returns how many.
+#[tracing::instrument(name = "db refresh_tokens::delete_expired_before", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "refresh_tokens", db.operation.name = "delete_expired_before"))]
 pub async fn delete_expired_before<'e>(
     executor: impl PgExecutor<'e>,
     cutoff: DateTime<Utc>,

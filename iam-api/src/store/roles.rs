@@ -15,6 +15,7 @@ pub struct RoleRecord {
 pub const NAME_PRIMARY_KEY: &str = "roles_pkey";
 
 /// Inserts a custom role; fails on [`NAME_PRIMARY_KEY`] when it exists.
+#[tracing::instrument(name = "db roles::insert", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "roles", db.operation.name = "insert"))]
 pub async fn insert<'e>(
     executor: impl PgExecutor<'e>,
     name: &str,
@@ -33,6 +34,7 @@ pub async fn insert<'e>(
 }
 
 /// Every role, by name.
+#[tracing::instrument(name = "db roles::list", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "roles", db.operation.name = "list"))]
 pub async fn list<'e>(executor: impl PgExecutor<'e>) -> Result<Vec<RoleRecord>, sqlx::Error> {
     sqlx::query_as("SELECT name, description, permissions, built_in FROM roles ORDER BY name")
         .fetch_all(executor)
@@ -40,6 +42,7 @@ pub async fn list<'e>(executor: impl PgExecutor<'e>) -> Result<Vec<RoleRecord>, 
 }
 
 /// The role with this name.
+#[tracing::instrument(name = "db roles::find", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "roles", db.operation.name = "find"))]
 pub async fn find<'e>(
     executor: impl PgExecutor<'e>,
     name: &str,
@@ -51,6 +54,7 @@ pub async fn find<'e>(
 }
 
 /// Replaces description and permissions; `None` when there is no such role.
+#[tracing::instrument(name = "db roles::replace", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "roles", db.operation.name = "replace"))]
 pub async fn replace<'e>(
     executor: impl PgExecutor<'e>,
     name: &str,
@@ -70,6 +74,7 @@ pub async fn replace<'e>(
 
 /// Deletes a custom role; returns whether a row went. Fails on the users' role foreign key
 /// while a user still has it.
+#[tracing::instrument(name = "db roles::delete_custom", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "roles", db.operation.name = "delete_custom"))]
 pub async fn delete_custom<'e>(
     executor: impl PgExecutor<'e>,
     name: &str,

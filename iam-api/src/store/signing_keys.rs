@@ -39,6 +39,7 @@ pub struct NewSigningKey<'a> {
 pub const KEY_LIFECYCLE_LOCK: i64 = 0x1a3_5157_0001;
 
 /// Takes the key-lifecycle lock until the current transaction ends.
+#[tracing::instrument(name = "db signing_keys::lock_lifecycle", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "signing_keys", db.operation.name = "lock_lifecycle"))]
 pub async fn lock_lifecycle<'e>(executor: impl PgExecutor<'e>) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(KEY_LIFECYCLE_LOCK)
@@ -48,6 +49,7 @@ pub async fn lock_lifecycle<'e>(executor: impl PgExecutor<'e>) -> Result<(), sql
 }
 
 /// Stores a key.
+#[tracing::instrument(name = "db signing_keys::insert", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "signing_keys", db.operation.name = "insert"))]
 pub async fn insert<'e>(
     executor: impl PgExecutor<'e>,
     key: &NewSigningKey<'_>,
@@ -67,6 +69,7 @@ pub async fn insert<'e>(
 }
 
 /// Every key, oldest activation first.
+#[tracing::instrument(name = "db signing_keys::list_all", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "signing_keys", db.operation.name = "list_all"))]
 pub async fn list_all<'e>(
     executor: impl PgExecutor<'e>,
 ) -> Result<Vec<SigningKeyRecord>, sqlx::Error> {
@@ -79,6 +82,7 @@ pub async fn list_all<'e>(
 }
 
 /// Keys still published at `now` (not yet past `unpublish_at`).
+#[tracing::instrument(name = "db signing_keys::list_published", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "signing_keys", db.operation.name = "list_published"))]
 pub async fn list_published<'e>(
     executor: impl PgExecutor<'e>,
     now: DateTime<Utc>,
@@ -94,6 +98,7 @@ pub async fn list_published<'e>(
 }
 
 /// The encrypted private key of `kid`.
+#[tracing::instrument(name = "db signing_keys::find_private", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "signing_keys", db.operation.name = "find_private"))]
 pub async fn find_private<'e>(
     executor: impl PgExecutor<'e>,
     kid: &str,
@@ -108,6 +113,7 @@ pub async fn find_private<'e>(
 
 /// Schedules the retirement of every key that signs at `retires_at` or later and is not
 /// retired yet.
+#[tracing::instrument(name = "db signing_keys::retire_signing_keys", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "signing_keys", db.operation.name = "retire_signing_keys"))]
 pub async fn retire_signing_keys<'e>(
     executor: impl PgExecutor<'e>,
     retires_at: DateTime<Utc>,

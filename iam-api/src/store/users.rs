@@ -30,6 +30,7 @@ pub const EMAIL_UNIQUE_INDEX: &str = "users_email_key";
 pub const ROLE_FOREIGN_KEY: &str = "users_role_fkey";
 
 /// Inserts a user; fails on [`EMAIL_UNIQUE_INDEX`] when the email is taken.
+#[tracing::instrument(name = "db users::insert", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "insert"))]
 pub async fn insert<'e>(
     executor: impl PgExecutor<'e>,
     id: Uuid,
@@ -54,6 +55,7 @@ pub async fn insert<'e>(
 }
 
 /// The user with this id, with its permissions.
+#[tracing::instrument(name = "db users::find_by_id", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "find_by_id"))]
 pub async fn find_by_id<'e>(
     executor: impl PgExecutor<'e>,
     id: Uuid,
@@ -68,6 +70,7 @@ pub async fn find_by_id<'e>(
 }
 
 /// The credentials of the user with this (normalised) email.
+#[tracing::instrument(name = "db users::find_credentials_by_email", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "find_credentials_by_email"))]
 pub async fn find_credentials_by_email<'e>(
     executor: impl PgExecutor<'e>,
     email: &str,
@@ -84,6 +87,7 @@ pub async fn find_credentials_by_email<'e>(
 
 /// Up to `limit` users with ids greater than `after`, in id order (ids are UUIDv7, so this
 /// is creation order).
+#[tracing::instrument(name = "db users::list_after", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "list_after"))]
 pub async fn list_after<'e>(
     executor: impl PgExecutor<'e>,
     after: Option<Uuid>,
@@ -103,6 +107,7 @@ pub async fn list_after<'e>(
 
 /// Sets a user's role; `None` when there is no such user. Fails on [`ROLE_FOREIGN_KEY`]
 /// when the role does not exist.
+#[tracing::instrument(name = "db users::update_role", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "update_role"))]
 pub async fn update_role<'e>(
     executor: impl PgExecutor<'e>,
     id: Uuid,
@@ -123,6 +128,7 @@ pub async fn update_role<'e>(
 }
 
 /// Replaces a user's password hash (rehash on login).
+#[tracing::instrument(name = "db users::update_password_hash", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "update_password_hash"))]
 pub async fn update_password_hash<'e>(
     executor: impl PgExecutor<'e>,
     id: Uuid,

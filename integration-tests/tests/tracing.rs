@@ -1,0 +1,100 @@
+//! One trace across sidecar → api → database, exported over OTLP/HTTP to an in-test receiver.
+
+use std::time::{Duration, Instant};
+
+use integration_tests::otlp::OtlpReceiver;
+use integration_tests::{ApiProcess, TestDatabase};
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+#[tokio::test]
+async fn a_request_through_the_sidecar_to_me_is_one_trace_with_a_database_span() {
+    let receiver = OtlpReceiver::start().await;
+    let db = TestDatabase::create().await;
+    let otel = |builder: integration_tests::ApiProcessBuilder| {
+        builder
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url.clone())
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+            .env("ENV", "tracing-test")
+    };
+    let mut api = otel(ApiProcess::builder(&db)).start().await;
+    let jwks = ApiProcess::jwks_builder(&db).start().await;
+    let mut sidecar = otel(ApiProcess::sidecar_builder(
+        &api.base_url,
+        &jwks.url("/.well-known/jwks.json"),
+    ))
+    .start()
+    .await;
+    let (_, token) = api.user_with_token("ada@example.com").await;
+
+    let response = sidecar
+        .client
+        .get(sidecar.url("/api/v1/me"))
+        .bearer_auth(&token)
+        .header("traceparent", format!("00-{TRACE_ID}-00f067aa0ba902b7-01"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 200);
+
+    // A graceful stop flushes the exporters.
+    sidecar.terminate();
+    api.terminate();
+    sidecar.wait(Duration::from_secs(20)).await;
+    api.wait(Duration::from_secs(20)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let spans = loop {
+        let spans: Vec<_> = receiver
+            .spans()
+            .into_iter()
+            .filter(|span| span.trace_id == TRACE_ID)
+            .collect();
+        let services: Vec<&str> = spans.iter().map(|span| span.service.as_str()).collect();
+        if services.contains(&"iam-sidecar")
+            && services.contains(&"iam-api")
+            && spans.iter().any(|s| s.name.starts_with("db "))
+        {
+            break spans;
+        }
+        assert!(Instant::now() < deadline, "incomplete trace: {spans:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    let sidecar_server = spans
+        .iter()
+        .find(|s| s.service == "iam-sidecar" && s.kind == 2)
+        .expect("sidecar SERVER span");
+    assert_eq!(
+        sidecar_server.parent_span_id, "00f067aa0ba902b7",
+        "continues the incoming traceparent"
+    );
+    let upstream_call = spans
+        .iter()
+        .find(|s| s.service == "iam-sidecar" && s.kind == 3)
+        .expect("sidecar CLIENT span");
+    let api_server = spans
+        .iter()
+        .find(|s| {
+            s.service == "iam-api"
+                && s.kind == 2
+                && s.attribute("http.route").as_deref() == Some("/api/v1/me")
+        })
+        .expect("api SERVER span for /api/v1/me");
+    assert_eq!(
+        api_server.parent_span_id, upstream_call.span_id,
+        "the api continues the sidecar's call"
+    );
+    assert_eq!(
+        api_server.attribute("http.request.method").as_deref(),
+        Some("GET")
+    );
+    let database = spans
+        .iter()
+        .find(|s| s.service == "iam-api" && s.name.starts_with("db users::"))
+        .expect("database span");
+    assert_eq!(
+        database.attribute("db.system.name").as_deref(),
+        Some("postgresql")
+    );
+}
