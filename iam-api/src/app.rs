@@ -181,9 +181,11 @@ impl Handler for AccessLog {
         tracing::info!(
             env = %self.env,
             method = %req.method(),
+            route = req.matched_path(),
             path = req.uri().path(),
             status,
             latency_ms = elapsed * 1000.0,
+            trace_id = telemetry::trace_id(&span).as_deref(),
             "request"
         );
     }

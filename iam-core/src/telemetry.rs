@@ -157,3 +157,13 @@ pub fn finish_server_span(span: &tracing::Span, method: &str, route: &str, statu
         span.record("otel.status_code", "ERROR");
     }
 }
+
+/// The trace id of `span` (32 hex digits) when it belongs to a valid trace, for log lines.
+pub fn trace_id(span: &tracing::Span) -> Option<String> {
+    use opentelemetry::trace::TraceContextExt as _;
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    span_context
+        .is_valid()
+        .then(|| span_context.trace_id().to_string())
+}

@@ -165,6 +165,14 @@ impl Handler for Observe {
             .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
         let status = res.status_code.map_or(200, |status| status.as_u16());
         telemetry::finish_server_span(&span, req.method().as_str(), req.matched_path(), status);
+        tracing::info!(
+            method = %req.method(),
+            route = req.matched_path(),
+            status,
+            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            trace_id = telemetry::trace_id(&span).as_deref(),
+            "request"
+        );
         self.metrics.http.observe(
             req.method().as_str(),
             req.matched_path(),

@@ -137,12 +137,22 @@ impl Handler for Gate {
         res: &mut Response,
         ctrl: &mut FlowCtrl,
     ) {
+        let started = std::time::Instant::now();
         let span = telemetry::server_span(req.method().as_str(), req.uri().path(), req.headers());
         self.decide_and_forward(req, depot, res, ctrl)
             .instrument(span.clone())
             .await;
         let status = res.status_code.map_or(200, |status| status.as_u16());
         telemetry::finish_server_span(&span, req.method().as_str(), "", status);
+        // The path may identify resources of the upstream; it is logged like any proxy does.
+        tracing::info!(
+            method = %req.method(),
+            path = req.uri().path(),
+            status,
+            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            trace_id = telemetry::trace_id(&span).as_deref(),
+            "request"
+        );
     }
 }
 
@@ -335,7 +345,9 @@ impl Client for UpstreamClient {
             otel.name = request.method().as_str(),
             otel.kind = "client",
             http.request.method = request.method().as_str(),
-            url.full = %request.uri(),
+            // The path only: a query string may carry secrets.
+            url.path = request.uri().path(),
+            server.address = request.uri().host().unwrap_or(""),
             http.response.status_code = tracing::field::Empty,
         );
         {

@@ -136,6 +136,7 @@ impl TokenVerifier {
         }
     }
 
+    #[tracing::instrument(name = "JWKS fetch", skip_all, fields(otel.kind = "client", url.full = %self.jwks_url))]
     async fn fetch_key_set(&self) -> Result<(KeySet, usize, Option<Duration>), String> {
         let response = self
             .client
