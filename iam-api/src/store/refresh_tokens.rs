@@ -27,42 +27,45 @@ pub struct NewRefreshToken<'a> {
     pub expires_at: DateTime<Utc>,
 }
 
+/// SQL of [`insert`].
+const INSERT_SQL: &str = "INSERT INTO refresh_tokens (id, token_hash, family_id, parent_id, user_id, issued_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
 /// Stores a new refresh token.
-#[tracing::instrument(name = "db refresh_tokens::insert", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "refresh_tokens", db.operation.name = "insert"))]
+#[tracing::instrument(name = "db refresh_tokens::insert", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "refresh_tokens", db.operation.name = "insert", db.query.text = INSERT_SQL))]
 pub async fn insert<'e>(
     executor: impl PgExecutor<'e>,
     token: &NewRefreshToken<'_>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO refresh_tokens (id, token_hash, family_id, parent_id, user_id, issued_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(token.id)
-    .bind(token.token_hash)
-    .bind(token.family_id)
-    .bind(token.parent_id)
-    .bind(token.user_id)
-    .bind(token.issued_at)
-    .bind(token.expires_at)
-    .execute(executor)
-    .await?;
+    sqlx::query(INSERT_SQL)
+        .bind(token.id)
+        .bind(token.token_hash)
+        .bind(token.family_id)
+        .bind(token.parent_id)
+        .bind(token.user_id)
+        .bind(token.issued_at)
+        .bind(token.expires_at)
+        .execute(executor)
+        .await?;
     Ok(())
 }
 
+/// SQL of [`find_by_hash_for_update`].
+const FIND_BY_HASH_FOR_UPDATE_SQL: &str =
+    "SELECT id, family_id, user_id, expires_at, used_at, revoked_at
+         FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE";
+
 /// The token with this hash, locked until the transaction ends, so that two concurrent
 /// refreshes with one token are serialised and the second sees it used.
-#[tracing::instrument(name = "db refresh_tokens::find_by_hash_for_update", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "refresh_tokens", db.operation.name = "find_by_hash_for_update"))]
+#[tracing::instrument(name = "db refresh_tokens::find_by_hash_for_update", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "refresh_tokens", db.operation.name = "find_by_hash_for_update", db.query.text = FIND_BY_HASH_FOR_UPDATE_SQL))]
 pub async fn find_by_hash_for_update<'e>(
     executor: impl PgExecutor<'e>,
     token_hash: &[u8],
 ) -> Result<Option<RefreshTokenRecord>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, family_id, user_id, expires_at, used_at, revoked_at
-         FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE",
-    )
-    .bind(token_hash)
-    .fetch_optional(executor)
-    .await
+    sqlx::query_as(FIND_BY_HASH_FOR_UPDATE_SQL)
+        .bind(token_hash)
+        .fetch_optional(executor)
+        .await
 }
 
 /// A stored token with the current state of its user, for a refresh in one round trip.
@@ -95,78 +98,86 @@ impl RefreshTokenWithHolder {
     }
 }
 
-/// Like [`find_by_hash_for_update`], with the holder's email, role and permissions joined
-/// in, so a refresh needs one statement before it writes.
-#[tracing::instrument(name = "db refresh_tokens::find_with_holder_for_update", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "refresh_tokens", db.operation.name = "find_with_holder_for_update"))]
-pub async fn find_with_holder_for_update<'e>(
-    executor: impl PgExecutor<'e>,
-    token_hash: &[u8],
-) -> Result<Option<RefreshTokenWithHolder>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT t.id, t.family_id, t.user_id, t.expires_at, t.used_at, t.revoked_at,
+/// SQL of [`find_with_holder_for_update`].
+const FIND_WITH_HOLDER_FOR_UPDATE_SQL: &str =
+    "SELECT t.id, t.family_id, t.user_id, t.expires_at, t.used_at, t.revoked_at,
                 u.email, u.role, r.permissions
          FROM refresh_tokens t
          LEFT JOIN users u ON u.id = t.user_id
          LEFT JOIN roles r ON r.name = u.role
          WHERE t.token_hash = $1
-         FOR UPDATE OF t",
-    )
-    .bind(token_hash)
-    .fetch_optional(executor)
-    .await
+         FOR UPDATE OF t";
+
+/// Like [`find_by_hash_for_update`], with the holder's email, role and permissions joined
+/// in, so a refresh needs one statement before it writes.
+#[tracing::instrument(name = "db refresh_tokens::find_with_holder_for_update", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "refresh_tokens", db.operation.name = "find_with_holder_for_update", db.query.text = FIND_WITH_HOLDER_FOR_UPDATE_SQL))]
+pub async fn find_with_holder_for_update<'e>(
+    executor: impl PgExecutor<'e>,
+    token_hash: &[u8],
+) -> Result<Option<RefreshTokenWithHolder>, sqlx::Error> {
+    sqlx::query_as(FIND_WITH_HOLDER_FOR_UPDATE_SQL)
+        .bind(token_hash)
+        .fetch_optional(executor)
+        .await
 }
 
+/// SQL of [`rotate`].
+const ROTATE_SQL: &str = "WITH used AS (UPDATE refresh_tokens SET used_at = $2 WHERE id = $1)
+         INSERT INTO refresh_tokens (id, token_hash, family_id, parent_id, user_id, issued_at, expires_at)
+         VALUES ($3, $4, $5, $6, $7, $8, $9)";
+
 /// Retires `used_id` and stores its successor, in one statement.
-#[tracing::instrument(name = "db refresh_tokens::rotate", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "refresh_tokens", db.operation.name = "rotate"))]
+#[tracing::instrument(name = "db refresh_tokens::rotate", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "refresh_tokens", db.operation.name = "rotate", db.query.text = ROTATE_SQL))]
 pub async fn rotate<'e>(
     executor: impl PgExecutor<'e>,
     used_id: Uuid,
     now: DateTime<Utc>,
     successor: &NewRefreshToken<'_>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "WITH used AS (UPDATE refresh_tokens SET used_at = $2 WHERE id = $1)
-         INSERT INTO refresh_tokens (id, token_hash, family_id, parent_id, user_id, issued_at, expires_at)
-         VALUES ($3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(used_id)
-    .bind(now)
-    .bind(successor.id)
-    .bind(successor.token_hash)
-    .bind(successor.family_id)
-    .bind(successor.parent_id)
-    .bind(successor.user_id)
-    .bind(successor.issued_at)
-    .bind(successor.expires_at)
-    .execute(executor)
-    .await?;
+    sqlx::query(ROTATE_SQL)
+        .bind(used_id)
+        .bind(now)
+        .bind(successor.id)
+        .bind(successor.token_hash)
+        .bind(successor.family_id)
+        .bind(successor.parent_id)
+        .bind(successor.user_id)
+        .bind(successor.issued_at)
+        .bind(successor.expires_at)
+        .execute(executor)
+        .await?;
     Ok(())
 }
 
+/// SQL of [`revoke_family`].
+const REVOKE_FAMILY_SQL: &str =
+    "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL";
+
 /// Revokes every not yet revoked token of a family; returns how many.
-#[tracing::instrument(name = "db refresh_tokens::revoke_family", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "refresh_tokens", db.operation.name = "revoke_family"))]
+#[tracing::instrument(name = "db refresh_tokens::revoke_family", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "refresh_tokens", db.operation.name = "revoke_family", db.query.text = REVOKE_FAMILY_SQL))]
 pub async fn revoke_family<'e>(
     executor: impl PgExecutor<'e>,
     family_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
-    let result = sqlx::query(
-        "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL",
-    )
-    .bind(family_id)
-    .bind(now)
-    .execute(executor)
-    .await?;
+    let result = sqlx::query(REVOKE_FAMILY_SQL)
+        .bind(family_id)
+        .bind(now)
+        .execute(executor)
+        .await?;
     Ok(result.rows_affected())
 }
 
+/// SQL of [`delete_expired_before`].
+const DELETE_EXPIRED_BEFORE_SQL: &str = "DELETE FROM refresh_tokens WHERE expires_at < $1";
+
 /// Deletes tokens that expired before `cutoff`; returns how many.
-#[tracing::instrument(name = "db refresh_tokens::delete_expired_before", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "refresh_tokens", db.operation.name = "delete_expired_before"))]
+#[tracing::instrument(name = "db refresh_tokens::delete_expired_before", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "refresh_tokens", db.operation.name = "delete_expired_before", db.query.text = DELETE_EXPIRED_BEFORE_SQL))]
 pub async fn delete_expired_before<'e>(
     executor: impl PgExecutor<'e>,
     cutoff: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
-    let result = sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < $1")
+    let result = sqlx::query(DELETE_EXPIRED_BEFORE_SQL)
         .bind(cutoff)
         .execute(executor)
         .await?;

@@ -38,94 +38,103 @@ pub struct NewSigningKey<'a> {
 /// Session-level advisory lock id that serialises key creation and rotation across replicas.
 pub const KEY_LIFECYCLE_LOCK: i64 = 0x1a3_5157_0001;
 
+/// SQL of [`lock_lifecycle`].
+const LOCK_LIFECYCLE_SQL: &str = "SELECT pg_advisory_xact_lock($1)";
+
 /// Takes the key-lifecycle lock until the current transaction ends.
-#[tracing::instrument(name = "db signing_keys::lock_lifecycle", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "signing_keys", db.operation.name = "lock_lifecycle"))]
+#[tracing::instrument(name = "db signing_keys::lock_lifecycle", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "signing_keys", db.operation.name = "lock_lifecycle", db.query.text = LOCK_LIFECYCLE_SQL))]
 pub async fn lock_lifecycle<'e>(executor: impl PgExecutor<'e>) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+    sqlx::query(LOCK_LIFECYCLE_SQL)
         .bind(KEY_LIFECYCLE_LOCK)
         .execute(executor)
         .await?;
     Ok(())
 }
 
+/// SQL of [`insert`].
+const INSERT_SQL: &str = "INSERT INTO signing_keys (kid, public_jwk, private_key_ciphertext, key_encryption_key_id, activates_at)
+         VALUES ($1, $2, $3, $4, $5)";
+
 /// Stores a key.
-#[tracing::instrument(name = "db signing_keys::insert", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "signing_keys", db.operation.name = "insert"))]
+#[tracing::instrument(name = "db signing_keys::insert", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "signing_keys", db.operation.name = "insert", db.query.text = INSERT_SQL))]
 pub async fn insert<'e>(
     executor: impl PgExecutor<'e>,
     key: &NewSigningKey<'_>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO signing_keys (kid, public_jwk, private_key_ciphertext, key_encryption_key_id, activates_at)
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(key.kid)
-    .bind(Json(key.public_jwk))
-    .bind(key.private_key_ciphertext)
-    .bind(key.key_encryption_key_id)
-    .bind(key.activates_at)
-    .execute(executor)
-    .await?;
+    sqlx::query(INSERT_SQL)
+        .bind(key.kid)
+        .bind(Json(key.public_jwk))
+        .bind(key.private_key_ciphertext)
+        .bind(key.key_encryption_key_id)
+        .bind(key.activates_at)
+        .execute(executor)
+        .await?;
     Ok(())
 }
 
+/// SQL of [`list_all`].
+const LIST_ALL_SQL: &str =
+    "SELECT kid, public_jwk, created_at, activates_at, retires_at, unpublish_at
+         FROM signing_keys ORDER BY activates_at, kid";
+
 /// Every key, oldest activation first.
-#[tracing::instrument(name = "db signing_keys::list_all", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "signing_keys", db.operation.name = "list_all"))]
+#[tracing::instrument(name = "db signing_keys::list_all", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "signing_keys", db.operation.name = "list_all", db.query.text = LIST_ALL_SQL))]
 pub async fn list_all<'e>(
     executor: impl PgExecutor<'e>,
 ) -> Result<Vec<SigningKeyRecord>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT kid, public_jwk, created_at, activates_at, retires_at, unpublish_at
-         FROM signing_keys ORDER BY activates_at, kid",
-    )
-    .fetch_all(executor)
-    .await
+    sqlx::query_as(LIST_ALL_SQL).fetch_all(executor).await
 }
 
+/// SQL of [`list_published`].
+const LIST_PUBLISHED_SQL: &str =
+    "SELECT kid, public_jwk, created_at, activates_at, retires_at, unpublish_at
+         FROM signing_keys WHERE unpublish_at IS NULL OR unpublish_at > $1
+         ORDER BY activates_at, kid";
+
 /// Keys still published at `now` (not yet past `unpublish_at`).
-#[tracing::instrument(name = "db signing_keys::list_published", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "signing_keys", db.operation.name = "list_published"))]
+#[tracing::instrument(name = "db signing_keys::list_published", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "signing_keys", db.operation.name = "list_published", db.query.text = LIST_PUBLISHED_SQL))]
 pub async fn list_published<'e>(
     executor: impl PgExecutor<'e>,
     now: DateTime<Utc>,
 ) -> Result<Vec<SigningKeyRecord>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT kid, public_jwk, created_at, activates_at, retires_at, unpublish_at
-         FROM signing_keys WHERE unpublish_at IS NULL OR unpublish_at > $1
-         ORDER BY activates_at, kid",
-    )
-    .bind(now)
-    .fetch_all(executor)
-    .await
+    sqlx::query_as(LIST_PUBLISHED_SQL)
+        .bind(now)
+        .fetch_all(executor)
+        .await
 }
 
+/// SQL of [`find_private`].
+const FIND_PRIVATE_SQL: &str =
+    "SELECT kid, private_key_ciphertext, key_encryption_key_id FROM signing_keys WHERE kid = $1";
+
 /// The encrypted private key of `kid`.
-#[tracing::instrument(name = "db signing_keys::find_private", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "signing_keys", db.operation.name = "find_private"))]
+#[tracing::instrument(name = "db signing_keys::find_private", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "signing_keys", db.operation.name = "find_private", db.query.text = FIND_PRIVATE_SQL))]
 pub async fn find_private<'e>(
     executor: impl PgExecutor<'e>,
     kid: &str,
 ) -> Result<Option<EncryptedPrivateKey>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT kid, private_key_ciphertext, key_encryption_key_id FROM signing_keys WHERE kid = $1",
-    )
-    .bind(kid)
-    .fetch_optional(executor)
-    .await
+    sqlx::query_as(FIND_PRIVATE_SQL)
+        .bind(kid)
+        .fetch_optional(executor)
+        .await
 }
+
+/// SQL of [`retire_signing_keys`].
+const RETIRE_SIGNING_KEYS_SQL: &str = "UPDATE signing_keys SET retires_at = $1, unpublish_at = $2
+         WHERE retires_at IS NULL AND activates_at <= $1";
 
 /// Schedules the retirement of every key that signs at `retires_at` or later and is not
 /// retired yet.
-#[tracing::instrument(name = "db signing_keys::retire_signing_keys", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "signing_keys", db.operation.name = "retire_signing_keys"))]
+#[tracing::instrument(name = "db signing_keys::retire_signing_keys", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "signing_keys", db.operation.name = "retire_signing_keys", db.query.text = RETIRE_SIGNING_KEYS_SQL))]
 pub async fn retire_signing_keys<'e>(
     executor: impl PgExecutor<'e>,
     retires_at: DateTime<Utc>,
     unpublish_at: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
-    let result = sqlx::query(
-        "UPDATE signing_keys SET retires_at = $1, unpublish_at = $2
-         WHERE retires_at IS NULL AND activates_at <= $1",
-    )
-    .bind(retires_at)
-    .bind(unpublish_at)
-    .execute(executor)
-    .await?;
+    let result = sqlx::query(RETIRE_SIGNING_KEYS_SQL)
+        .bind(retires_at)
+        .bind(unpublish_at)
+        .execute(executor)
+        .await?;
     Ok(result.rows_affected())
 }

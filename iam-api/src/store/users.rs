@@ -29,8 +29,16 @@ pub const EMAIL_UNIQUE_INDEX: &str = "users_email_key";
 /// Name of the foreign key from `users.role` to `roles.name`.
 pub const ROLE_FOREIGN_KEY: &str = "users_role_fkey";
 
+/// SQL of [`insert`].
+const INSERT_SQL: &str = "WITH inserted AS (
+             INSERT INTO users (id, email, password_hash, role) VALUES ($1, $2, $3, $4)
+             RETURNING id, email, role, created_at
+         )
+         SELECT u.id, u.email, u.role, u.created_at, r.permissions
+         FROM inserted u JOIN roles r ON r.name = u.role";
+
 /// Inserts a user; fails on [`EMAIL_UNIQUE_INDEX`] when the email is taken.
-#[tracing::instrument(name = "db users::insert", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "insert"))]
+#[tracing::instrument(name = "db users::insert", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "insert", db.query.text = INSERT_SQL))]
 pub async fn insert<'e>(
     executor: impl PgExecutor<'e>,
     id: Uuid,
@@ -38,103 +46,105 @@ pub async fn insert<'e>(
     password_hash: &str,
     role: &str,
 ) -> Result<UserRecord, sqlx::Error> {
-    sqlx::query_as(
-        "WITH inserted AS (
-             INSERT INTO users (id, email, password_hash, role) VALUES ($1, $2, $3, $4)
-             RETURNING id, email, role, created_at
-         )
-         SELECT u.id, u.email, u.role, u.created_at, r.permissions
-         FROM inserted u JOIN roles r ON r.name = u.role",
-    )
-    .bind(id)
-    .bind(email)
-    .bind(password_hash)
-    .bind(role)
-    .fetch_one(executor)
-    .await
+    sqlx::query_as(INSERT_SQL)
+        .bind(id)
+        .bind(email)
+        .bind(password_hash)
+        .bind(role)
+        .fetch_one(executor)
+        .await
 }
 
+/// SQL of [`find_by_id`].
+const FIND_BY_ID_SQL: &str = "SELECT u.id, u.email, u.role, u.created_at, r.permissions
+         FROM users u JOIN roles r ON r.name = u.role WHERE u.id = $1";
+
 /// The user with this id, with its permissions.
-#[tracing::instrument(name = "db users::find_by_id", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "find_by_id"))]
+#[tracing::instrument(name = "db users::find_by_id", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "find_by_id", db.query.text = FIND_BY_ID_SQL))]
 pub async fn find_by_id<'e>(
     executor: impl PgExecutor<'e>,
     id: Uuid,
 ) -> Result<Option<UserRecord>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT u.id, u.email, u.role, u.created_at, r.permissions
-         FROM users u JOIN roles r ON r.name = u.role WHERE u.id = $1",
-    )
-    .bind(id)
-    .fetch_optional(executor)
-    .await
+    sqlx::query_as(FIND_BY_ID_SQL)
+        .bind(id)
+        .fetch_optional(executor)
+        .await
 }
 
+/// SQL of [`find_credentials_by_email`].
+const FIND_CREDENTIALS_BY_EMAIL_SQL: &str =
+    "SELECT u.id, u.email, u.role, u.password_hash, r.permissions
+         FROM users u JOIN roles r ON r.name = u.role
+         WHERE lower(u.email) = lower($1)";
+
 /// The credentials of the user with this (normalised) email.
-#[tracing::instrument(name = "db users::find_credentials_by_email", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "find_credentials_by_email"))]
+#[tracing::instrument(name = "db users::find_credentials_by_email", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "find_credentials_by_email", db.query.text = FIND_CREDENTIALS_BY_EMAIL_SQL))]
 pub async fn find_credentials_by_email<'e>(
     executor: impl PgExecutor<'e>,
     email: &str,
 ) -> Result<Option<UserCredentials>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT u.id, u.email, u.role, u.password_hash, r.permissions
-         FROM users u JOIN roles r ON r.name = u.role
-         WHERE lower(u.email) = lower($1)",
-    )
-    .bind(email)
-    .fetch_optional(executor)
-    .await
+    sqlx::query_as(FIND_CREDENTIALS_BY_EMAIL_SQL)
+        .bind(email)
+        .fetch_optional(executor)
+        .await
 }
+
+/// SQL of [`list_after`].
+const LIST_AFTER_SQL: &str = "SELECT u.id, u.email, u.role, u.created_at, r.permissions
+         FROM users u JOIN roles r ON r.name = u.role
+         WHERE $1::uuid IS NULL OR u.id > $1
+         ORDER BY u.id LIMIT $2";
 
 /// Up to `limit` users with ids greater than `after`, in id order (ids are UUIDv7, so this
 /// is creation order).
-#[tracing::instrument(name = "db users::list_after", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "list_after"))]
+#[tracing::instrument(name = "db users::list_after", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "list_after", db.query.text = LIST_AFTER_SQL))]
 pub async fn list_after<'e>(
     executor: impl PgExecutor<'e>,
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<UserRecord>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT u.id, u.email, u.role, u.created_at, r.permissions
-         FROM users u JOIN roles r ON r.name = u.role
-         WHERE $1::uuid IS NULL OR u.id > $1
-         ORDER BY u.id LIMIT $2",
-    )
-    .bind(after)
-    .bind(limit)
-    .fetch_all(executor)
-    .await
+    sqlx::query_as(LIST_AFTER_SQL)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(executor)
+        .await
 }
+
+/// SQL of [`update_role`].
+const UPDATE_ROLE_SQL: &str = "WITH updated AS (
+             UPDATE users SET role = $2, updated_at = now() WHERE id = $1
+             RETURNING id, email, role, created_at
+         )
+         SELECT u.id, u.email, u.role, u.created_at, r.permissions
+         FROM updated u JOIN roles r ON r.name = u.role";
 
 /// Sets a user's role; `None` when there is no such user. Fails on [`ROLE_FOREIGN_KEY`]
 /// when the role does not exist.
-#[tracing::instrument(name = "db users::update_role", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "update_role"))]
+#[tracing::instrument(name = "db users::update_role", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "update_role", db.query.text = UPDATE_ROLE_SQL))]
 pub async fn update_role<'e>(
     executor: impl PgExecutor<'e>,
     id: Uuid,
     role: &str,
 ) -> Result<Option<UserRecord>, sqlx::Error> {
-    sqlx::query_as(
-        "WITH updated AS (
-             UPDATE users SET role = $2, updated_at = now() WHERE id = $1
-             RETURNING id, email, role, created_at
-         )
-         SELECT u.id, u.email, u.role, u.created_at, r.permissions
-         FROM updated u JOIN roles r ON r.name = u.role",
-    )
-    .bind(id)
-    .bind(role)
-    .fetch_optional(executor)
-    .await
+    sqlx::query_as(UPDATE_ROLE_SQL)
+        .bind(id)
+        .bind(role)
+        .fetch_optional(executor)
+        .await
 }
 
+/// SQL of [`update_password_hash`].
+const UPDATE_PASSWORD_HASH_SQL: &str =
+    "UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1";
+
 /// Replaces a user's password hash (rehash on login).
-#[tracing::instrument(name = "db users::update_password_hash", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "update_password_hash"))]
+#[tracing::instrument(name = "db users::update_password_hash", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "update_password_hash", db.query.text = UPDATE_PASSWORD_HASH_SQL))]
 pub async fn update_password_hash<'e>(
     executor: impl PgExecutor<'e>,
     id: Uuid,
     password_hash: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1")
+    sqlx::query(UPDATE_PASSWORD_HASH_SQL)
         .bind(id)
         .bind(password_hash)
         .execute(executor)
