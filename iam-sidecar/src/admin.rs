@@ -47,7 +47,7 @@ impl Handler for MetricsEndpoint {
     async fn handle(&self, _: &mut Request, _: &mut Depot, res: &mut Response, _: &mut FlowCtrl) {
         res.headers_mut().insert(
             CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            HeaderValue::from_static(iam_core::metrics::CONTENT_TYPE),
         );
         res.body(self.metrics.render());
     }

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use iam_core::Reason;
+use iam_core::metrics::{HttpMetrics, Registry, render};
 
 /// Every reason a token can be refused, in a fixed order for the metric labels.
 const REASONS: [Reason; 13] = [
@@ -50,8 +51,11 @@ pub enum UpstreamFailure {
 }
 
 /// Counters shared by the proxy, the verifier and the admin endpoint.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
+    /// Request count and latency (the shared HTTP series), in a registry of their own.
+    pub http: HttpMetrics,
+    registry: Registry,
     outcomes: [AtomicU64; OUTCOMES.len()],
     rejections: [AtomicU64; REASONS.len()],
     upstream_unreachable: AtomicU64,
@@ -59,6 +63,24 @@ pub struct Metrics {
     jwks_refresh_failures: AtomicU64,
     jwks_refreshes: AtomicU64,
     jwks_keys: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let http = HttpMetrics::register(&mut registry);
+        Metrics {
+            http,
+            registry,
+            outcomes: Default::default(),
+            rejections: Default::default(),
+            upstream_unreachable: AtomicU64::default(),
+            upstream_timeout: AtomicU64::default(),
+            jwks_refresh_failures: AtomicU64::default(),
+            jwks_refreshes: AtomicU64::default(),
+            jwks_keys: AtomicU64::default(),
+        }
+    }
 }
 
 impl Metrics {
@@ -98,12 +120,12 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition of every counter.
+    /// The OpenMetrics text exposition of every series.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(2048);
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        out.push_str("# HELP iam_sidecar_requests_total Requests by outcome.\n");
-        out.push_str("# TYPE iam_sidecar_requests_total counter\n");
+        out.push_str("# HELP iam_sidecar_requests Requests by outcome.\n");
+        out.push_str("# TYPE iam_sidecar_requests counter\n");
         for ((_, label), counter) in OUTCOMES.iter().zip(&self.outcomes) {
             let _ = writeln!(
                 out,
@@ -111,10 +133,8 @@ impl Metrics {
                 load(counter)
             );
         }
-        out.push_str(
-            "# HELP iam_sidecar_token_rejections_total Refused access tokens by reason.\n",
-        );
-        out.push_str("# TYPE iam_sidecar_token_rejections_total counter\n");
+        out.push_str("# HELP iam_sidecar_token_rejections Refused access tokens by reason.\n");
+        out.push_str("# TYPE iam_sidecar_token_rejections counter\n");
         for (reason, counter) in REASONS.iter().zip(&self.rejections) {
             let _ = writeln!(
                 out,
@@ -123,8 +143,8 @@ impl Metrics {
                 load(counter)
             );
         }
-        out.push_str("# HELP iam_sidecar_upstream_errors_total Upstream requests that failed.\n");
-        out.push_str("# TYPE iam_sidecar_upstream_errors_total counter\n");
+        out.push_str("# HELP iam_sidecar_upstream_errors Upstream requests that failed.\n");
+        out.push_str("# TYPE iam_sidecar_upstream_errors counter\n");
         let _ = writeln!(
             out,
             "iam_sidecar_upstream_errors_total{{kind=\"unreachable\"}} {}",
@@ -135,15 +155,15 @@ impl Metrics {
             "iam_sidecar_upstream_errors_total{{kind=\"timeout\"}} {}",
             load(&self.upstream_timeout)
         );
-        out.push_str("# HELP iam_sidecar_jwks_refreshes_total Successful JWKS fetches.\n");
-        out.push_str("# TYPE iam_sidecar_jwks_refreshes_total counter\n");
+        out.push_str("# HELP iam_sidecar_jwks_refreshes Successful JWKS fetches.\n");
+        out.push_str("# TYPE iam_sidecar_jwks_refreshes counter\n");
         let _ = writeln!(
             out,
             "iam_sidecar_jwks_refreshes_total {}",
             load(&self.jwks_refreshes)
         );
-        out.push_str("# HELP iam_sidecar_jwks_refresh_failures_total Failed JWKS fetches.\n");
-        out.push_str("# TYPE iam_sidecar_jwks_refresh_failures_total counter\n");
+        out.push_str("# HELP iam_sidecar_jwks_refresh_failures Failed JWKS fetches.\n");
+        out.push_str("# TYPE iam_sidecar_jwks_refresh_failures counter\n");
         let _ = writeln!(
             out,
             "iam_sidecar_jwks_refresh_failures_total {}",
@@ -152,6 +172,8 @@ impl Metrics {
         out.push_str("# HELP iam_sidecar_jwks_keys Keys in the current verification set.\n");
         out.push_str("# TYPE iam_sidecar_jwks_keys gauge\n");
         let _ = writeln!(out, "iam_sidecar_jwks_keys {}", load(&self.jwks_keys));
+        // The shared HTTP series; their encoding ends with the closing `# EOF`.
+        out.push_str(&render(&self.registry));
         out
     }
 }
@@ -173,5 +195,7 @@ mod tests {
         assert!(text.contains("iam_sidecar_token_rejections_total{reason=\"expired\"} 2"));
         assert!(text.contains("iam_sidecar_upstream_errors_total{kind=\"timeout\"} 1"));
         assert!(text.contains("iam_sidecar_jwks_keys 2"));
+        assert!(text.contains("# TYPE iam_sidecar_requests counter"));
+        assert!(text.ends_with("# EOF\n"));
     }
 }

@@ -144,6 +144,13 @@ impl Handler for Gate {
             .await;
         let status = res.status_code.map_or(200, |status| status.as_u16());
         telemetry::finish_server_span(&span, req.method().as_str(), "", status);
+        // Every path belongs to the upstream; one route label keeps the series bounded.
+        self.metrics.http.observe(
+            req.method().as_str(),
+            "/*",
+            status,
+            started.elapsed().as_secs_f64(),
+        );
         // The path may identify resources of the upstream; it is logged like any proxy does.
         tracing::info!(
             method = %req.method(),

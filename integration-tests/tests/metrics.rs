@@ -89,6 +89,8 @@ async fn every_process_exports_its_series() {
         r#"iam_sidecar_token_rejections_total{reason="expired"} 0"#,
         "iam_sidecar_jwks_refreshes_total",
         "iam_sidecar_jwks_keys 1",
+        r#"http_server_requests_total{method="GET",route="/*",status="200"} 1"#,
+        "http_server_request_duration_seconds_bucket",
     ] {
         assert!(
             sidecar_metrics.contains(series),
