@@ -5,7 +5,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use iam_core::VerificationRules;
-use iam_core::config::{ConfigProblems, Profile, available_cpus, normalize_postgres_url};
+use iam_core::config::{ConfigProblems, Profile, non_empty};
 use iam_core::telemetry::LogFormat;
 use serde::Deserialize;
 
@@ -138,18 +138,7 @@ impl ApiConfig {
         let mut problems = ConfigProblems::default();
         let strict = profile.requires_explicit_settings();
 
-        let database_url = match raw.postgres_connection_string.as_deref().map(str::trim) {
-            Some(url) if !url.is_empty() => normalize_postgres_url(url).unwrap_or_else(|why| {
-                problems.invalid("POSTGRES_CONNECTION_STRING", why);
-                String::new()
-            }),
-            _ => {
-                if strict {
-                    problems.missing("POSTGRES_CONNECTION_STRING", profile);
-                }
-                "postgres://localhost:5432/iam".to_owned()
-            }
-        };
+        let database_url = problems.database_url(raw.postgres_connection_string.clone(), profile);
 
         let key_encryption_key = match raw.iam_key_encryption_key.as_deref().map(str::trim) {
             Some(encoded) if !encoded.is_empty() => {
@@ -172,15 +161,7 @@ impl ApiConfig {
             }
         };
 
-        let worker_count: usize = problems.parse_or(
-            "WORKER_COUNT",
-            raw.worker_count.as_deref(),
-            available_cpus(),
-        );
-        if worker_count == 0 {
-            problems.invalid("WORKER_COUNT", "must be at least 1");
-        }
-        let worker_count = worker_count.max(1);
+        let worker_count = problems.worker_count(raw.worker_count.as_deref());
         let default_pool = u32::try_from(worker_count * 2).unwrap_or(u32::MAX);
         let pool_size: u32 = problems.parse_or(
             "POSTGRES_POOL_SIZE",
@@ -275,12 +256,7 @@ impl ApiConfig {
         let rate_limit_per_minute = (rate_limit > 0).then_some(rate_limit);
         let bootstrap_admin = bootstrap_admin(&mut problems, &raw);
 
-        let default_format = if strict {
-            LogFormat::Json
-        } else {
-            LogFormat::Text
-        };
-        let log_format = problems.parse_or("LOG_FORMAT", raw.log_format.as_deref(), default_format);
+        let log_format = problems.log_format(raw.log_format.as_deref(), profile);
         let port: u16 = problems.parse_or("PORT", raw.port.as_deref(), 8000);
 
         let issuer = non_empty_or(raw.jwt_issuer, "iam");
@@ -348,10 +324,7 @@ fn positive_seconds(
 }
 
 fn non_empty_or(value: Option<String>, default: &str) -> String {
-    value
-        .map(|value| value.trim().to_owned())
-        .filter(|value| !value.is_empty())
-        .unwrap_or_else(|| default.to_owned())
+    non_empty(value).unwrap_or_else(|| default.to_owned())
 }
 
 fn bootstrap_admin(problems: &mut ConfigProblems, raw: &RawEnvironment) -> Option<BootstrapAdmin> {

@@ -86,6 +86,42 @@ impl ConfigProblems {
         }
     }
 
+    /// `POSTGRES_CONNECTION_STRING`: required by strict profiles, the local default
+    /// otherwise, normalised to a URL sqlx understands.
+    pub fn database_url(&mut self, value: Option<String>, profile: Profile) -> String {
+        match non_empty(value) {
+            Some(url) => normalize_postgres_url(&url).unwrap_or_else(|why| {
+                self.invalid("POSTGRES_CONNECTION_STRING", why);
+                String::new()
+            }),
+            None => {
+                if profile.requires_explicit_settings() {
+                    self.missing("POSTGRES_CONNECTION_STRING", profile);
+                }
+                "postgres://localhost:5432/iam".to_owned()
+            }
+        }
+    }
+
+    /// `WORKER_COUNT`: async worker threads, at least one, the CPU count by default.
+    pub fn worker_count(&mut self, value: Option<&str>) -> usize {
+        let workers: usize = self.parse_or("WORKER_COUNT", value, available_cpus());
+        if workers == 0 {
+            self.invalid("WORKER_COUNT", "must be at least 1");
+        }
+        workers.max(1)
+    }
+
+    /// `LOG_FORMAT`: `text` by default in local, `json` in stage and prod.
+    pub fn log_format(&mut self, value: Option<&str>, profile: Profile) -> LogFormat {
+        let default = if profile.requires_explicit_settings() {
+            LogFormat::Json
+        } else {
+            LogFormat::Text
+        };
+        self.parse_or("LOG_FORMAT", value, default)
+    }
+
     /// `Ok(())` when nothing was recorded, otherwise the one-line message.
     pub fn into_result(self) -> Result<(), String> {
         if self.problems.is_empty() {
@@ -136,6 +172,13 @@ pub fn fallback_database_user(url: &str) -> Option<String> {
 /// for real clients (nginx allows 32 KiB by default), small enough that a flood of huge
 /// headers costs little memory.
 pub const MAX_REQUEST_HEAD_BYTES: usize = 64 * 1024;
+
+/// A variable's value trimmed, or `None` when it is unset or blank.
+pub fn non_empty(value: Option<String>) -> Option<String> {
+    value
+        .map(|value| value.trim().to_owned())
+        .filter(|value| !value.is_empty())
+}
 
 /// The number of CPUs, the default for worker counts.
 pub fn available_cpus() -> usize {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use iam_core::config::{ConfigProblems, Profile, available_cpus, normalize_postgres_url};
+use iam_core::config::{ConfigProblems, Profile, non_empty};
 use iam_core::telemetry::LogFormat;
 use serde::Deserialize;
 
@@ -51,30 +51,10 @@ impl JwksConfig {
 
     fn from_raw(profile: Profile, raw: RawEnvironment) -> Result<Self, String> {
         let mut problems = ConfigProblems::default();
-        let strict = profile.requires_explicit_settings();
-        let database_url = match non_empty(raw.postgres_connection_string) {
-            Some(url) => normalize_postgres_url(&url).unwrap_or_else(|why| {
-                problems.invalid("POSTGRES_CONNECTION_STRING", why);
-                String::new()
-            }),
-            None => {
-                if strict {
-                    problems.missing("POSTGRES_CONNECTION_STRING", profile);
-                }
-                "postgres://localhost:5432/iam".to_owned()
-            }
-        };
+        let database_url = problems.database_url(raw.postgres_connection_string, profile);
         let host = non_empty(raw.host).unwrap_or_else(|| "127.0.0.1".to_owned());
         let port: u16 = problems.parse_or("PORT", raw.port.as_deref(), 8001);
-        let worker_count: usize = problems.parse_or(
-            "WORKER_COUNT",
-            raw.worker_count.as_deref(),
-            available_cpus(),
-        );
-        if worker_count == 0 {
-            problems.invalid("WORKER_COUNT", "must be at least 1");
-        }
-        let worker_count = worker_count.max(1);
+        let worker_count = problems.worker_count(raw.worker_count.as_deref());
         // The process needs one connection at a time; a second covers the healthcheck.
         let pool_size: u32 =
             problems.parse_or("POSTGRES_POOL_SIZE", raw.postgres_pool_size.as_deref(), 2);
@@ -90,12 +70,7 @@ impl JwksConfig {
             problems.invalid("JWKS_REFRESH_INTERVAL", "must be at least 1 second");
         }
         let max_age: u64 = problems.parse_or("JWKS_MAX_AGE", raw.jwks_max_age.as_deref(), 60);
-        let default_format = if strict {
-            LogFormat::Json
-        } else {
-            LogFormat::Text
-        };
-        let log_format = problems.parse_or("LOG_FORMAT", raw.log_format.as_deref(), default_format);
+        let log_format = problems.log_format(raw.log_format.as_deref(), profile);
         let jwks_public_url = public_url(
             &mut problems,
             "JWKS_PUBLIC_URL",
@@ -124,12 +99,6 @@ impl JwksConfig {
             log_format,
         })
     }
-}
-
-fn non_empty(value: Option<String>) -> Option<String> {
-    value
-        .map(|value| value.trim().to_owned())
-        .filter(|value| !value.is_empty())
 }
 
 fn public_url(

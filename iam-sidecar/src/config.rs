@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use iam_core::config::{ConfigProblems, Profile, available_cpus};
+use iam_core::config::{ConfigProblems, Profile, non_empty};
 use iam_core::telemetry::LogFormat;
 use serde::Deserialize;
 
@@ -60,7 +60,6 @@ impl SidecarConfig {
 
     fn from_raw(profile: Profile, raw: RawEnvironment) -> Result<Self, String> {
         let mut problems = ConfigProblems::default();
-        let strict = profile.requires_explicit_settings();
         let upstream_url = match non_empty(raw.upstream_url) {
             Some(url) if url.starts_with("http://") => url.trim_end_matches('/').to_owned(),
             Some(_) => {
@@ -85,14 +84,7 @@ impl SidecarConfig {
         if admin_port == port && port != 0 {
             problems.invalid("ADMIN_PORT", "must differ from PORT");
         }
-        let worker_count: usize = problems.parse_or(
-            "WORKER_COUNT",
-            raw.worker_count.as_deref(),
-            available_cpus(),
-        );
-        if worker_count == 0 {
-            problems.invalid("WORKER_COUNT", "must be at least 1");
-        }
+        let worker_count = problems.worker_count(raw.worker_count.as_deref());
         let refresh: u64 = problems.parse_or(
             "JWKS_REFRESH_INTERVAL",
             raw.jwks_refresh_interval.as_deref(),
@@ -122,12 +114,7 @@ impl SidecarConfig {
             }),
             None => Rules::default(),
         };
-        let default_format = if strict {
-            LogFormat::Json
-        } else {
-            LogFormat::Text
-        };
-        let log_format = problems.parse_or("LOG_FORMAT", raw.log_format.as_deref(), default_format);
+        let log_format = problems.log_format(raw.log_format.as_deref(), profile);
         problems.into_result()?;
         let rule_count = rules.len();
         Ok(SidecarConfig {
@@ -135,7 +122,7 @@ impl SidecarConfig {
             host: non_empty(raw.host).unwrap_or_else(|| "127.0.0.1".to_owned()),
             port,
             admin_port,
-            worker_count: worker_count.max(1),
+            worker_count,
             upstream_url,
             upstream_timeout: Duration::from_secs(timeout.max(1)),
             jwks_url,
@@ -148,12 +135,6 @@ impl SidecarConfig {
             log_format,
         })
     }
-}
-
-fn non_empty(value: Option<String>) -> Option<String> {
-    value
-        .map(|value| value.trim().to_owned())
-        .filter(|value| !value.is_empty())
 }
 
 #[cfg(test)]
