@@ -341,6 +341,19 @@ pub fn access_token(pair: &Value) -> String {
     string(&pair["access_token"])
 }
 
+/// The `kid` in an access token's header.
+pub fn kid_of(token: &str) -> String {
+    use base64::Engine as _;
+    let header_b64 = token.split('.').next().expect("header");
+    let header: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header_b64)
+            .expect("b64"),
+    )
+    .expect("json");
+    string(&header["kid"])
+}
+
 /// A JSON string value.
 pub fn string(value: &Value) -> String {
     value

@@ -6,22 +6,12 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use iam_core::{KeySet, PublicJwks, VerificationRules, verify_access_token};
-use integration_tests::api::access_token;
+use integration_tests::api::{access_token, kid_of};
 use integration_tests::{ApiProcess, TestDatabase, interop_verifier};
 use serde_json::Value;
 
 const USER: &str = "ada@example.com";
 const PASSWORD: &str = "user-password-1";
-
-fn kid_of(token: &str) -> String {
-    let header: Value = serde_json::from_slice(
-        &URL_SAFE_NO_PAD
-            .decode(token.split('.').next().expect("header"))
-            .expect("b64"),
-    )
-    .expect("json");
-    header["kid"].as_str().expect("kid").to_owned()
-}
 
 async fn published_kids(jwks: &ApiProcess) -> Vec<String> {
     let document: Value = jwks

@@ -5,20 +5,10 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use integration_tests::api::access_token;
+use integration_tests::api::{access_token, kid_of};
 use integration_tests::{ApiProcess, TestDatabase};
 use openssl::rsa::Rsa;
 use serde_json::Value;
-
-fn kid_of(token: &str) -> String {
-    let header: Value = serde_json::from_slice(
-        &URL_SAFE_NO_PAD
-            .decode(token.split('.').next().expect("header"))
-            .expect("b64"),
-    )
-    .expect("json");
-    header["kid"].as_str().expect("kid").to_owned()
-}
 
 fn keys_command(db: &TestDatabase, args: &[&str]) -> integration_tests::ApiProcessBuilder {
     let mut full = vec!["--config=local", "keys"];
