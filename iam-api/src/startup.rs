@@ -28,6 +28,8 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
 /// How long a request may wait for a database connection before answering 503.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// A pooled connection idle at least this long is pinged before it is handed out.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
 /// How long start-up keeps trying to reach the database.
 const STARTUP_CONNECT_ATTEMPTS: u32 = 10;
 /// How often long-expired refresh tokens are deleted.
@@ -56,6 +58,19 @@ pub async fn open_database(config: &ApiConfig, migrate: bool) -> Result<PgPool, 
     let pool = PgPoolOptions::new()
         .max_connections(config.pool_size)
         .acquire_timeout(ACQUIRE_TIMEOUT)
+        // sqlx pings every connection on acquire and again on release: three round trips
+        // per query. The release ping already proves a connection healthy when it goes back,
+        // so only a connection that sat idle (where PostgreSQL or the network may have dropped
+        // it) is pinged before use.
+        .test_before_acquire(false)
+        .before_acquire(|connection, metadata| {
+            Box::pin(async move {
+                if metadata.idle_for >= IDLE_BEFORE_PING {
+                    connection.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(options)
         .await
         .map_err(|error| ProcessError::runtime(format!("cannot connect to PostgreSQL: {error}")))?;
