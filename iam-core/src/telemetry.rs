@@ -1,7 +1,10 @@
 //! Logging and tracing for the binaries: one tracing subscriber writing text or JSON lines to
 //! stdout, plus, when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._TRACES_ENDPOINT`) is set, an
-//! OpenTelemetry layer exporting spans over OTLP/HTTP (`OTEL_EXPORTER_OTLP_PROTOCOL`
-//! `http/protobuf`, the default, or `http/json`). W3C `traceparent` is the propagation format.
+//! OpenTelemetry layer exporting spans over OTLP (`OTEL_EXPORTER_OTLP_PROTOCOL`
+//! `http/protobuf`, the default, `http/json` or `grpc`). W3C `traceparent` is the propagation
+//! format.
+
+mod grpc;
 
 use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::trace::TracerProvider as _;
@@ -83,11 +86,53 @@ pub fn init(format: LogFormat, service: &str, environment: &str) -> TelemetryGua
     TelemetryGuard { provider }
 }
 
+/// How spans travel to the collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OtlpTransport {
+    /// `http/protobuf` or `http/json`; the exporter reads which from the environment.
+    Http,
+    Grpc,
+}
+
+/// The transport named by `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, else
+/// `OTEL_EXPORTER_OTLP_PROTOCOL`, else the specification's default `http/protobuf`.
+fn otlp_transport(
+    traces_protocol: Option<&str>,
+    protocol: Option<&str>,
+) -> Result<OtlpTransport, String> {
+    let chosen = [
+        ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", traces_protocol),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+    ]
+    .into_iter()
+    .find_map(|(name, value)| {
+        value
+            .map(str::trim)
+            .filter(|value| !value.is_empty())
+            .map(|value| (name, value))
+    });
+    match chosen {
+        None | Some((_, "http/protobuf" | "http/json")) => Ok(OtlpTransport::Http),
+        Some((_, "grpc")) => Ok(OtlpTransport::Grpc),
+        Some((name, other)) => Err(format!(
+            "{name}={other} is not supported (http/protobuf, http/json or grpc)"
+        )),
+    }
+}
+
 fn tracer_provider(service: &str, environment: &str) -> Result<SdkTracerProvider, String> {
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .build()
-        .map_err(|error| error.to_string())?;
+    let traces_protocol = std::env::var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").ok();
+    let protocol = std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL").ok();
+    let builder = SdkTracerProvider::builder();
+    let builder = match otlp_transport(traces_protocol.as_deref(), protocol.as_deref())? {
+        OtlpTransport::Http => builder.with_batch_exporter(
+            opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .build()
+                .map_err(|error| error.to_string())?,
+        ),
+        OtlpTransport::Grpc => builder.with_batch_exporter(grpc::GrpcSpanExporter::from_env()?),
+    };
     let name = std::env::var("OTEL_SERVICE_NAME")
         .ok()
         .filter(|name| !name.trim().is_empty())
@@ -99,10 +144,7 @@ fn tracer_provider(service: &str, environment: &str) -> Result<SdkTracerProvider
             KeyValue::new("deployment.environment", environment.to_owned()),
         ])
         .build();
-    Ok(SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(resource)
-        .build())
+    Ok(builder.with_resource(resource).build())
 }
 
 /// The trace context a request carries in its `traceparent` header, if any.
@@ -166,4 +208,33 @@ pub fn trace_id(span: &tracing::Span) -> Option<String> {
     span_context
         .is_valid()
         .then(|| span_context.trace_id().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_traces_protocol_wins_and_http_protobuf_is_the_default() {
+        assert_eq!(otlp_transport(None, None), Ok(OtlpTransport::Http));
+        assert_eq!(otlp_transport(Some(" "), None), Ok(OtlpTransport::Http));
+        assert_eq!(otlp_transport(None, Some("grpc")), Ok(OtlpTransport::Grpc));
+        assert_eq!(
+            otlp_transport(Some("http/json"), Some("grpc")),
+            Ok(OtlpTransport::Http)
+        );
+        assert_eq!(
+            otlp_transport(Some("grpc"), Some("http/protobuf")),
+            Ok(OtlpTransport::Grpc)
+        );
+    }
+
+    #[test]
+    fn an_unknown_protocol_is_named_in_the_error() {
+        let error = otlp_transport(None, Some("thrift")).expect_err("refused");
+        assert!(
+            error.contains("OTEL_EXPORTER_OTLP_PROTOCOL=thrift"),
+            "{error}"
+        );
+    }
 }

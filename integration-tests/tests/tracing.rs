@@ -1,4 +1,5 @@
-//! One trace across sidecar → api → database, exported over OTLP/HTTP to an in-test receiver.
+//! One trace across sidecar → api → database, exported to an in-test receiver over each OTLP
+//! protocol: http/json, http/protobuf and grpc.
 
 use std::time::{Duration, Instant};
 
@@ -8,13 +9,35 @@ use integration_tests::{ApiProcess, TestDatabase};
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
 #[tokio::test]
-async fn a_request_through_the_sidecar_to_me_is_one_trace_with_a_database_span() {
+async fn a_request_through_the_sidecar_to_me_is_one_trace_over_otlp_http_json() {
     let receiver = OtlpReceiver::start().await;
+    assert_one_trace_through_the_sidecar(&receiver, &receiver.url, "http/json").await;
+}
+
+#[tokio::test]
+async fn a_request_through_the_sidecar_to_me_is_one_trace_over_otlp_http_protobuf() {
+    let receiver = OtlpReceiver::start().await;
+    assert_one_trace_through_the_sidecar(&receiver, &receiver.url, "http/protobuf").await;
+}
+
+#[tokio::test]
+async fn a_request_through_the_sidecar_to_me_is_one_trace_over_otlp_grpc() {
+    let receiver = OtlpReceiver::start().await;
+    assert_one_trace_through_the_sidecar(&receiver, &receiver.grpc_url, "grpc").await;
+}
+
+/// Sends one request with a `traceparent` through the sidecar to `/api/v1/me`, both processes
+/// exporting to `endpoint` with `protocol`, and checks the trace the receiver got.
+async fn assert_one_trace_through_the_sidecar(
+    receiver: &OtlpReceiver,
+    endpoint: &str,
+    protocol: &str,
+) {
     let db = TestDatabase::create().await;
     let otel = |builder: integration_tests::ApiProcessBuilder| {
         builder
-            .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url.clone())
-            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
             .env("OTEL_BSP_SCHEDULE_DELAY", "100")
             .env("ENV", "tracing-test")
     };
