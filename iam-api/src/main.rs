@@ -39,6 +39,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Apply the SQL migrations and exit (what a deployment's one-off migration job runs).
+    Migrate,
     /// Manage token signing keys.
     Keys {
         #[command(subcommand)]
@@ -96,6 +98,11 @@ async fn run(cli: Cli, config: ApiConfig) -> Result<(), ProcessError> {
             let state = startup::build_state(config, db).await?;
             startup::serve(state).await
         }
+        Some(Command::Migrate) => {
+            let db = startup::open_database(&config, true).await?;
+            db.close().await;
+            Ok(())
+        }
         Some(command) => {
             // Commands need the current schema too, and may create it when asked.
             let db = startup::open_database(&config, cli.migrate).await?;
@@ -116,6 +123,7 @@ async fn run(cli: Cli, config: ApiConfig) -> Result<(), ProcessError> {
                             password_stdin,
                         },
                 } => cli::create_admin(&db, &config, &email, password_stdin).await,
+                Command::Migrate => Ok(()),
             };
             db.close().await;
             result

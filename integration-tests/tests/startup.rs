@@ -83,6 +83,35 @@ async fn migrations_are_idempotent_and_safe_to_run_concurrently() {
 }
 
 #[tokio::test]
+async fn the_migrate_command_applies_the_schema_and_exits_so_prod_replicas_can_start() {
+    let db = TestDatabase::create().await;
+    // What the Helm chart's migration job runs, with the prod profile's required variables.
+    let key_encryption_key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    let migrate = ApiProcess::builder(&db)
+        .env("IAM_KEY_ENCRYPTION_KEY", key_encryption_key)
+        .args(&["--config=prod", "migrate"]);
+    let output = migrate.run(None).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Applying them again is a no-op.
+    assert!(migrate.run(None).await.status.success());
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&db.pool().await)
+        .await
+        .expect("count");
+    assert!(applied >= 2, "{applied} migrations recorded");
+    let api = ApiProcess::builder(&db)
+        .env("IAM_KEY_ENCRYPTION_KEY", key_encryption_key)
+        .args(&["--config=prod"])
+        .start()
+        .await;
+    assert_eq!(api.get("/api/v1/healthcheck", None).await.status(), 200);
+}
+
+#[tokio::test]
 async fn two_replicas_starting_together_create_one_signing_key() {
     let db = TestDatabase::create().await;
     let (first, second) = tokio::join!(ApiProcess::start(&db), ApiProcess::start(&db));
