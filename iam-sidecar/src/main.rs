@@ -3,6 +3,7 @@
 
 mod admin;
 mod config;
+mod forward;
 mod metrics;
 mod proxy;
 mod rules;
@@ -20,8 +21,9 @@ use salvo::conn::TcpListener;
 use salvo::prelude::*;
 
 use crate::config::SidecarConfig;
+use crate::forward::UpstreamClient;
 use crate::metrics::Metrics;
-use crate::proxy::{Gate, UpstreamClient};
+use crate::proxy::Gate;
 use crate::verifier::TokenVerifier;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
@@ -88,9 +90,13 @@ async fn run(config: SidecarConfig) -> Result<(), ProcessError> {
         policy: config.policy,
         verifier: Arc::clone(&verifier),
         metrics: Arc::clone(&metrics),
+        upstream: UpstreamClient::new(
+            &config.upstream_url,
+            config.upstream_timeout,
+            Arc::clone(&metrics),
+        ),
     };
-    let client = UpstreamClient::new(config.upstream_timeout, Arc::clone(&metrics));
-    let main_service = proxy::service(gate, config.upstream_url.clone(), client);
+    let main_service = proxy::service(gate);
     let admin_service = admin::service(verifier, metrics, config.env_label.clone());
 
     let main_server = bind(&config.host, config.port).await?;

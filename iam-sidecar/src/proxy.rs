@@ -1,31 +1,21 @@
 //! The main port: the gate that decides and verifies, and the proxy to the upstream.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::Bytes;
-use hyper::upgrade::OnUpgrade;
-use hyper_util::client::legacy::Client as HyperClient;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use salvo::http::StatusCode;
 use salvo::http::header::{
-    AUTHORIZATION, CONNECTION, CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
-    UPGRADE, WWW_AUTHENTICATE,
+    AUTHORIZATION, CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
+    WWW_AUTHENTICATE,
 };
-use salvo::http::{ReqBody, ResBody, StatusCode};
 use salvo::prelude::*;
-use salvo_proxy::{Client, Proxy};
-use serde_json::json;
 
 use iam_core::telemetry;
 use tracing::Instrument as _;
 
-use crate::metrics::{Metrics, Outcome, UpstreamFailure};
+use crate::forward::{UpstreamClient, problem_body};
+use crate::metrics::{Metrics, Outcome};
 use crate::rules::{Access, AccessPolicy, missing_permission, normalize_path};
 use crate::verifier::{TokenVerifier, VerifyError};
-
-/// Depot key of the normalised path the gate authorised; it is what the upstream receives.
-const AUTHORISED_PATH: &str = "iam_sidecar.authorised_path";
 
 const X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
 const X_USER_EMAIL: HeaderName = HeaderName::from_static("x-user-email");
@@ -34,15 +24,6 @@ const X_USER_PERMISSIONS: HeaderName = HeaderName::from_static("x-user-permissio
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-
-/// A problem document as the sidecar writes it.
-fn problem_body(status: StatusCode, detail: &str) -> Bytes {
-    let title = status.canonical_reason().unwrap_or("Error");
-    Bytes::from(
-        json!({"type": "about:blank", "title": title, "status": status.as_u16(), "detail": detail})
-            .to_string(),
-    )
-}
 
 fn write_problem(res: &mut Response, status: StatusCode, detail: &str) {
     res.status_code(status);
@@ -54,12 +35,13 @@ fn write_problem(res: &mut Response, status: StatusCode, detail: &str) {
 }
 
 /// Decides each request: strips spoofable identity headers, normalises the path, checks the
-/// token and the rule's permissions, and adds the identity headers for the upstream.
+/// token and the rule's permissions, adds the identity headers, and forwards the request.
 #[derive(Debug)]
 pub struct Gate {
     pub policy: AccessPolicy,
     pub verifier: Arc<TokenVerifier>,
     pub metrics: Arc<Metrics>,
+    pub upstream: UpstreamClient,
 }
 
 fn bearer_token(headers: &HeaderMap) -> Option<&str> {
@@ -133,13 +115,13 @@ impl Handler for Gate {
     async fn handle(
         &self,
         req: &mut Request,
-        depot: &mut Depot,
+        _depot: &mut Depot,
         res: &mut Response,
-        ctrl: &mut FlowCtrl,
+        _ctrl: &mut FlowCtrl,
     ) {
         let started = std::time::Instant::now();
         let span = telemetry::server_span(req.method().as_str(), req.uri().path(), req.headers());
-        self.decide_and_forward(req, depot, res, ctrl)
+        self.decide_and_forward(req, res)
             .instrument(span.clone())
             .await;
         let status = res.status_code.map_or(200, |status| status.as_u16());
@@ -164,13 +146,7 @@ impl Handler for Gate {
 }
 
 impl Gate {
-    async fn decide_and_forward(
-        &self,
-        req: &mut Request,
-        depot: &mut Depot,
-        res: &mut Response,
-        ctrl: &mut FlowCtrl,
-    ) {
+    async fn decide_and_forward(&self, req: &mut Request, res: &mut Response) {
         strip_identity_headers(req.headers_mut());
         let path = match normalize_path(req.uri().path()) {
             Ok(path) => path,
@@ -182,7 +158,6 @@ impl Gate {
                     None,
                     &format!("the request path is not acceptable: {error}"),
                 );
-                ctrl.skip_rest();
                 return;
             }
         };
@@ -199,7 +174,6 @@ impl Gate {
                         Some("Bearer"),
                         "a Bearer access token is required",
                     );
-                    ctrl.skip_rest();
                     return;
                 };
                 let claims = match self.verifier.verify(token).await {
@@ -214,7 +188,6 @@ impl Gate {
                             None,
                             "the signing keys have not been loaded yet",
                         );
-                        ctrl.skip_rest();
                         return;
                     }
                     Err(VerifyError::Rejected(reason)) => {
@@ -227,7 +200,6 @@ impl Gate {
                             Some(r#"Bearer error="invalid_token""#),
                             "the access token is invalid or expired",
                         );
-                        ctrl.skip_rest();
                         return;
                     }
                 };
@@ -240,7 +212,6 @@ impl Gate {
                         Some(r#"Bearer error="insufficient_scope""#),
                         &format!("the permission {missing} is required"),
                     );
-                    ctrl.skip_rest();
                     return;
                 }
                 let identity = [
@@ -263,7 +234,6 @@ impl Gate {
                                 Some(r#"Bearer error="invalid_token""#),
                                 "the access token is invalid or expired",
                             );
-                            ctrl.skip_rest();
                             return;
                         }
                     }
@@ -273,141 +243,14 @@ impl Gate {
         };
         self.metrics.outcome(outcome);
         add_forwarding_headers(req);
-        depot.insert(AUTHORISED_PATH, path);
-        ctrl.call_next(req, depot, res).await;
-    }
-}
-
-/// Plain-HTTP client to the upstream with pooled connections, a response timeout, and
-/// problem documents for unreachable (502) and slow (504) upstreams.
-#[derive(Debug, Clone)]
-pub struct UpstreamClient {
-    inner: HyperClient<HttpConnector, ReqBody>,
-    timeout: Duration,
-    metrics: Arc<Metrics>,
-}
-
-impl UpstreamClient {
-    /// A client that waits at most `timeout` for the upstream's response headers.
-    pub fn new(timeout: Duration, metrics: Arc<Metrics>) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(timeout));
-        let inner = HyperClient::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
-        UpstreamClient {
-            inner,
-            timeout,
-            metrics,
-        }
-    }
-
-    fn failure(&self, failure: UpstreamFailure) -> hyper::Response<ResBody> {
-        self.metrics.upstream_failure(failure);
-        let (status, detail) = match failure {
-            UpstreamFailure::Unreachable => (
-                StatusCode::BAD_GATEWAY,
-                "the upstream service is unreachable",
-            ),
-            UpstreamFailure::Timeout => (
-                StatusCode::GATEWAY_TIMEOUT,
-                "the upstream service did not answer in time",
-            ),
-        };
-        let mut response = hyper::Response::new(ResBody::Once(problem_body(status, detail)));
-        *response.status_mut() = status;
-        response.headers_mut().insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        response
-    }
-}
-
-fn upgrade_type(headers: &HeaderMap) -> Option<HeaderValue> {
-    let connection_upgrade = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
-    connection_upgrade
-        .then(|| headers.get(UPGRADE).cloned())
-        .flatten()
-}
-
-impl Client for UpstreamClient {
-    type Error = salvo::Error;
-
-    async fn execute(
-        &self,
-        mut request: hyper::Request<ReqBody>,
-        client_upgrade: Option<OnUpgrade>,
-    ) -> Result<hyper::Response<ResBody>, Self::Error> {
-        let requested_upgrade = upgrade_type(request.headers());
-        // A CLIENT span for the upstream call; the upstream continues the trace from it.
-        let span = tracing::info_span!(
-            "HTTP upstream",
-            otel.name = request.method().as_str(),
-            otel.kind = "client",
-            http.request.method = request.method().as_str(),
-            // The path only: a query string may carry secrets.
-            url.path = request.uri().path(),
-            server.address = request.uri().host().unwrap_or(""),
-            http.response.status_code = tracing::field::Empty,
-        );
-        {
-            let _entered = span.enter();
-            telemetry::inject_current_span(request.headers_mut());
-        }
-        let sent = tokio::time::timeout(self.timeout, self.inner.request(request))
-            .instrument(span.clone());
-        let mut response = match sent.await {
-            Err(_) => return Ok(self.failure(UpstreamFailure::Timeout)),
-            Ok(Err(error)) => {
-                tracing::warn!(%error, "upstream request failed");
-                return Ok(self.failure(UpstreamFailure::Unreachable));
-            }
-            Ok(Ok(response)) => response,
-        };
-        span.record("http.response.status_code", response.status().as_u16());
-        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            let accepted = upgrade_type(response.headers());
-            let same_protocol = matches!((&requested_upgrade, &accepted), (Some(asked), Some(given)) if asked.as_bytes().eq_ignore_ascii_case(given.as_bytes()));
-            let Some(client_upgrade) = client_upgrade.filter(|_| same_protocol) else {
-                return Ok(self.failure(UpstreamFailure::Unreachable));
-            };
-            let upstream_upgrade = hyper::upgrade::on(&mut response);
-            // Splice the two upgraded connections (e.g. a WebSocket) once both are ready.
-            tokio::spawn(async move {
-                match tokio::try_join!(client_upgrade, upstream_upgrade) {
-                    Ok((client, upstream)) => {
-                        let mut client = TokioIo::new(client);
-                        let mut upstream = TokioIo::new(upstream);
-                        if let Err(error) =
-                            tokio::io::copy_bidirectional(&mut client, &mut upstream).await
-                        {
-                            tracing::debug!(%error, "upgraded connection closed");
-                        }
-                    }
-                    Err(error) => tracing::warn!(%error, "connection upgrade failed"),
-                }
-            });
-        }
-        Ok(response.map(ResBody::Hyper))
+        // The upstream receives the normalised path the decision was made on.
+        self.upstream.forward(req, &path, res).await;
     }
 }
 
 /// The main-port service: every path goes through the gate to the upstream.
-pub fn service(gate: Gate, upstream_url: String, client: UpstreamClient) -> Service {
-    let proxy = Proxy::new(upstream_url, client)
-        .url_path_getter(|_, depot| depot.get::<String>(AUTHORISED_PATH).ok().cloned())
-        .host_header_getter(salvo_proxy::preserve_original_host_header_getter);
-    let router = Router::new()
-        .hoop(gate)
-        .push(Router::with_path("{**rest}").goal(proxy));
-    Service::new(router)
+pub fn service(gate: Gate) -> Service {
+    Service::new(Router::with_path("{**rest}").goal(gate))
 }
 
 #[cfg(test)]
@@ -423,17 +266,5 @@ mod tests {
         strip_identity_headers(&mut headers);
         assert_eq!(headers.len(), 1);
         assert!(headers.contains_key("x-request-id"));
-    }
-
-    #[test]
-    fn only_connection_upgrade_requests_are_upgrades() {
-        let mut headers = HeaderMap::new();
-        headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
-        assert_eq!(upgrade_type(&headers), None);
-        headers.insert(CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
-        assert_eq!(
-            upgrade_type(&headers),
-            Some(HeaderValue::from_static("websocket"))
-        );
     }
 }

@@ -121,6 +121,9 @@ async fn a_valid_token_reaches_the_upstream_with_identity_headers() {
         )
         .header("x-user-role", "admin")
         .header("X-User-Permissions", "admin:all")
+        // Hop-by-hop: meant for the sidecar's connection, never for the upstream.
+        .header("connection", "keep-alive, x-hop-header")
+        .header("x-hop-header", "for the first hop only")
         .body("order body")
         .send()
         .await
@@ -150,6 +153,13 @@ async fn a_valid_token_reaches_the_upstream_with_identity_headers() {
             .is_some_and(|value| value.contains("127.0.0.1"))
     );
     assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
+    // The client's Host reaches the upstream; headers its Connection named do not.
+    let sidecar_host = stack.sidecar.url("/").replace("http://", "");
+    assert_eq!(
+        seen.header("host"),
+        Some(sidecar_host.trim_end_matches('/'))
+    );
+    assert_eq!(seen.header("x-hop-header"), None);
     // Spoofed identity headers never pass: exactly one of each, the sidecar's.
     assert_eq!(
         seen.headers

@@ -1,0 +1,271 @@
+//! Forwarding an authorised request to the upstream and its answer back.
+//!
+//! The request is handed on by moving its parts (headers, body) into the upstream request,
+//! not copying them: on the hot path the sidecar only removes hop-by-hop headers, points the
+//! URI at the upstream and keeps the client's `Host`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::upgrade::OnUpgrade;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use salvo::http::header::{CONNECTION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, UPGRADE};
+use salvo::http::{ReqBody, ResBody, StatusCode};
+use salvo::prelude::*;
+use tracing::Instrument as _;
+
+use iam_core::telemetry;
+
+use crate::metrics::{Metrics, UpstreamFailure};
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1); never forwarded.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("proxy-authenticate"),
+    HeaderName::from_static("proxy-authorization"),
+    HeaderName::from_static("te"),
+    HeaderName::from_static("trailer"),
+    HeaderName::from_static("transfer-encoding"),
+];
+
+/// The protocol a message asks to switch to (`Connection: upgrade` plus `Upgrade: …`).
+pub fn upgrade_type(headers: &HeaderMap) -> Option<HeaderValue> {
+    let connection_upgrade = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    connection_upgrade
+        .then(|| headers.get(UPGRADE).cloned())
+        .flatten()
+}
+
+/// Removes the hop-by-hop headers, including those `Connection` names, then restores
+/// `Connection: upgrade` and `Upgrade` when the message is an upgrade of `upgrade`.
+fn keep_end_to_end_headers(headers: &mut HeaderMap, upgrade: Option<HeaderValue>) {
+    let named_by_connection: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in HOP_BY_HOP.iter().chain(&named_by_connection) {
+        headers.remove(name);
+    }
+    headers.remove(UPGRADE);
+    if let Some(protocol) = upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(UPGRADE, protocol);
+    }
+}
+
+/// A problem document as the sidecar writes it.
+pub fn problem_body(status: StatusCode, detail: &str) -> bytes::Bytes {
+    let title = status.canonical_reason().unwrap_or("Error");
+    bytes::Bytes::from(
+        serde_json::json!({"type": "about:blank", "title": title, "status": status.as_u16(), "detail": detail})
+            .to_string(),
+    )
+}
+
+/// Plain-HTTP client to the upstream with pooled connections, a response timeout, and
+/// problem documents for unreachable (502) and slow (504) upstreams.
+#[derive(Debug, Clone)]
+pub struct UpstreamClient {
+    inner: HyperClient<HttpConnector, ReqBody>,
+    /// `UPSTREAM_URL` without a trailing slash; the authorised path is appended to it.
+    base_url: Arc<str>,
+    timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl UpstreamClient {
+    /// A client for `base_url` that waits at most `timeout` for the response headers.
+    pub fn new(base_url: &str, timeout: Duration, metrics: Arc<Metrics>) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(timeout));
+        let inner = HyperClient::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+        UpstreamClient {
+            inner,
+            base_url: base_url.trim_end_matches('/').into(),
+            timeout,
+            metrics,
+        }
+    }
+
+    fn failure(&self, failure: UpstreamFailure) -> hyper::Response<ResBody> {
+        self.metrics.upstream_failure(failure);
+        let (status, detail) = match failure {
+            UpstreamFailure::Unreachable => (
+                StatusCode::BAD_GATEWAY,
+                "the upstream service is unreachable",
+            ),
+            UpstreamFailure::Timeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "the upstream service did not answer in time",
+            ),
+        };
+        let mut response = hyper::Response::new(ResBody::Once(problem_body(status, detail)));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        response
+    }
+
+    /// Forwards `req` to the upstream at `path` (already normalised and authorised) and writes
+    /// the upstream's answer, or a 502/504 problem, into `res`.
+    pub async fn forward(&self, req: &mut Request, path: &str, res: &mut Response) {
+        let uri = match req.uri().query() {
+            Some(query) => format!("{}{path}?{query}", self.base_url),
+            None => format!("{}{path}", self.base_url),
+        };
+        // The path was re-encoded by normalisation and the query came in a valid URI.
+        let Ok(uri) = hyper::Uri::try_from(uri) else {
+            res.status_code(StatusCode::BAD_REQUEST);
+            res.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/problem+json"),
+            );
+            res.body(problem_body(
+                StatusCode::BAD_REQUEST,
+                "the request target is not acceptable",
+            ));
+            return;
+        };
+        let requested_upgrade = upgrade_type(req.headers());
+        let mut headers = std::mem::take(req.headers_mut());
+        keep_end_to_end_headers(&mut headers, requested_upgrade.clone());
+        let mut request = hyper::Request::new(req.take_body());
+        *request.method_mut() = req.method().clone();
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+        let client_upgrade = req.extensions_mut().remove::<OnUpgrade>();
+
+        let response = self.send(request, requested_upgrade, client_upgrade).await;
+        let (parts, body) = response.into_parts();
+        let mut headers = parts.headers;
+        let accepted_upgrade = (parts.status == StatusCode::SWITCHING_PROTOCOLS)
+            .then(|| upgrade_type(&headers))
+            .flatten();
+        keep_end_to_end_headers(&mut headers, accepted_upgrade);
+        res.status_code(parts.status);
+        *res.headers_mut() = headers;
+        res.body(body);
+    }
+
+    async fn send(
+        &self,
+        mut request: hyper::Request<ReqBody>,
+        requested_upgrade: Option<HeaderValue>,
+        client_upgrade: Option<OnUpgrade>,
+    ) -> hyper::Response<ResBody> {
+        // A CLIENT span for the upstream call; the upstream continues the trace from it.
+        let span = tracing::info_span!(
+            "HTTP upstream",
+            otel.name = request.method().as_str(),
+            otel.kind = "client",
+            http.request.method = request.method().as_str(),
+            // The path only: a query string may carry secrets.
+            url.path = request.uri().path(),
+            server.address = request.uri().host().unwrap_or(""),
+            http.response.status_code = tracing::field::Empty,
+        );
+        {
+            let _entered = span.enter();
+            telemetry::inject_current_span(request.headers_mut());
+        }
+        let sent = tokio::time::timeout(self.timeout, self.inner.request(request))
+            .instrument(span.clone());
+        let mut response = match sent.await {
+            Err(_) => return self.failure(UpstreamFailure::Timeout),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "upstream request failed");
+                return self.failure(UpstreamFailure::Unreachable);
+            }
+            Ok(Ok(response)) => response,
+        };
+        span.record("http.response.status_code", response.status().as_u16());
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let accepted = upgrade_type(response.headers());
+            let same_protocol = matches!((&requested_upgrade, &accepted), (Some(asked), Some(given)) if asked.as_bytes().eq_ignore_ascii_case(given.as_bytes()));
+            let Some(client_upgrade) = client_upgrade.filter(|_| same_protocol) else {
+                return self.failure(UpstreamFailure::Unreachable);
+            };
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            // Splice the two upgraded connections (e.g. a WebSocket) once both are ready.
+            tokio::spawn(async move {
+                match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                    Ok((client, upstream)) => {
+                        let mut client = TokioIo::new(client);
+                        let mut upstream = TokioIo::new(upstream);
+                        if let Err(error) =
+                            tokio::io::copy_bidirectional(&mut client, &mut upstream).await
+                        {
+                            tracing::debug!(%error, "upgraded connection closed");
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "connection upgrade failed"),
+                }
+            });
+        }
+        response.map(ResBody::Hyper)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_connection_upgrade_requests_are_upgrades() {
+        let mut headers = HeaderMap::new();
+        headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        assert_eq!(upgrade_type(&headers), None);
+        headers.insert(CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
+        assert_eq!(
+            upgrade_type(&headers),
+            Some(HeaderValue::from_static("websocket"))
+        );
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_dropped() {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONNECTION, HeaderValue::from_static("close, x-hop"));
+        headers.insert("x-hop", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        headers.insert("te", HeaderValue::from_static("trailers"));
+        headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert("host", HeaderValue::from_static("orders.example.com"));
+        headers.insert("x-user-id", HeaderValue::from_static("42"));
+        keep_end_to_end_headers(&mut headers, None);
+        let mut left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["host", "x-user-id"]);
+    }
+
+    #[test]
+    fn an_upgrade_keeps_exactly_its_connection_and_upgrade_headers() {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONNECTION, HeaderValue::from_static("Upgrade, x-hop"));
+        headers.insert("x-hop", HeaderValue::from_static("1"));
+        headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        let upgrade = upgrade_type(&headers);
+        keep_end_to_end_headers(&mut headers, upgrade);
+        assert_eq!(headers[CONNECTION], "upgrade");
+        assert_eq!(headers[UPGRADE], "websocket");
+        assert!(!headers.contains_key("x-hop"));
+    }
+}
