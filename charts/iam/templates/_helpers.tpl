@@ -131,7 +131,7 @@ capabilities:
 
 {{/* Topology spread of one component over nodes and zones. */}}
 {{- define "iam.topologySpread" -}}
-{{- if .root.Values.topologySpread.enabled }}
+{{- if .root.Values.topologySpread.enabled -}}
 topologySpreadConstraints:
   {{- range list "kubernetes.io/hostname" "topology.kubernetes.io/zone" }}
   - maxSkew: {{ $.root.Values.topologySpread.maxSkew }}
