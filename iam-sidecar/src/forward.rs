@@ -66,12 +66,22 @@ fn keep_end_to_end_headers(headers: &mut HeaderMap, upgrade: Option<HeaderValue>
 }
 
 /// A problem document as the sidecar writes it.
-pub fn problem_body(status: StatusCode, detail: &str) -> bytes::Bytes {
+fn problem_body(status: StatusCode, detail: &str) -> bytes::Bytes {
     let title = status.canonical_reason().unwrap_or("Error");
     bytes::Bytes::from(
         serde_json::json!({"type": "about:blank", "title": title, "status": status.as_u16(), "detail": detail})
             .to_string(),
     )
+}
+
+/// Answers with a problem document.
+pub fn write_problem(res: &mut Response, status: StatusCode, detail: &str) {
+    res.status_code(status);
+    res.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    res.body(problem_body(status, detail));
 }
 
 /// Plain-HTTP client to the upstream with pooled connections, a response timeout, and
@@ -132,15 +142,11 @@ impl UpstreamClient {
         };
         // The path was re-encoded by normalisation and the query came in a valid URI.
         let Ok(uri) = hyper::Uri::try_from(uri) else {
-            res.status_code(StatusCode::BAD_REQUEST);
-            res.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("application/problem+json"),
-            );
-            res.body(problem_body(
+            write_problem(
+                res,
                 StatusCode::BAD_REQUEST,
                 "the request target is not acceptable",
-            ));
+            );
             return;
         };
         let requested_upgrade = upgrade_type(req.headers());

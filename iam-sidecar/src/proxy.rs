@@ -4,15 +4,14 @@ use std::sync::Arc;
 
 use salvo::http::StatusCode;
 use salvo::http::header::{
-    AUTHORIZATION, CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
-    WWW_AUTHENTICATE,
+    AUTHORIZATION, HOST, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use salvo::prelude::*;
 
 use iam_core::telemetry;
 use tracing::Instrument as _;
 
-use crate::forward::{UpstreamClient, problem_body};
+use crate::forward::{UpstreamClient, write_problem};
 use crate::metrics::{Metrics, Outcome};
 use crate::rules::{Access, AccessPolicy, missing_permission, normalize_path};
 use crate::verifier::{TokenVerifier, VerifyError};
@@ -24,15 +23,6 @@ const X_USER_PERMISSIONS: HeaderName = HeaderName::from_static("x-user-permissio
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-
-fn write_problem(res: &mut Response, status: StatusCode, detail: &str) {
-    res.status_code(status);
-    res.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    res.body(problem_body(status, detail));
-}
 
 /// Decides each request: strips spoofable identity headers, normalises the path, checks the
 /// token and the rule's permissions, adds the identity headers, and forwards the request.
