@@ -98,6 +98,18 @@ impl Gate {
         }
         write_problem(res, status, detail);
     }
+
+    /// 401 for a token that failed verification, counted under `reason`.
+    fn deny_invalid_token(&self, res: &mut Response, reason: iam_core::Reason) {
+        self.metrics.rejection(reason);
+        self.deny(
+            res,
+            Outcome::Unauthenticated,
+            StatusCode::UNAUTHORIZED,
+            Some(r#"Bearer error="invalid_token""#),
+            "the access token is invalid or expired",
+        );
+    }
 }
 
 #[async_trait]
@@ -181,15 +193,8 @@ impl Gate {
                         return;
                     }
                     Err(VerifyError::Rejected(reason)) => {
-                        self.metrics.rejection(reason);
                         tracing::debug!(reason = reason.as_str(), "access token refused");
-                        self.deny(
-                            res,
-                            Outcome::Unauthenticated,
-                            StatusCode::UNAUTHORIZED,
-                            Some(r#"Bearer error="invalid_token""#),
-                            "the access token is invalid or expired",
-                        );
+                        self.deny_invalid_token(res, reason);
                         return;
                     }
                 };
@@ -216,14 +221,7 @@ impl Gate {
                             req.headers_mut().insert(name, value);
                         }
                         Err(_) => {
-                            self.metrics.rejection(iam_core::Reason::InvalidClaims);
-                            self.deny(
-                                res,
-                                Outcome::Unauthenticated,
-                                StatusCode::UNAUTHORIZED,
-                                Some(r#"Bearer error="invalid_token""#),
-                                "the access token is invalid or expired",
-                            );
+                            self.deny_invalid_token(res, iam_core::Reason::InvalidClaims);
                             return;
                         }
                     }
