@@ -10,7 +10,7 @@ use crate::config::ApiConfig;
 use crate::domain::email::Email;
 use crate::domain::keys::{self, SigningKeyState};
 use crate::domain::password::{Password, PasswordHasherPool};
-use crate::domain::users::{self, AdminOutcome};
+use crate::domain::users::{self, AdminOutcome, ExistingAccount};
 use crate::error::AppError;
 use crate::metrics::HashPoolObserver;
 use crate::store::signing_keys::{self, SigningKeyRecord};
@@ -83,12 +83,14 @@ pub async fn rotate_key(
     }
 }
 
-/// `admin create --email E --password-stdin`: creates or promotes an admin.
+/// `admin create --email E --password-stdin [--promote]`: creates an admin; an existing
+/// non-admin account is refused (exit 2) unless `--promote` is given.
 pub async fn create_admin(
     db: &sqlx::PgPool,
     config: &ApiConfig,
     email: &str,
     password_stdin: bool,
+    promote: bool,
 ) -> Result<(), ProcessError> {
     if !password_stdin {
         return Err(ProcessError::config(
@@ -108,11 +110,24 @@ pub async fn create_admin(
         Password::parse(line).map_err(|why| ProcessError::config(format!("password {why}")))?;
     let hasher = PasswordHasherPool::start(config.password_hash, 1, 1, HashPoolObserver::default())
         .map_err(ProcessError::config)?;
-    let (user, outcome) = users::create_or_promote_admin(db, &hasher, &email, &password).await?;
+    let existing = if promote {
+        ExistingAccount::Promote
+    } else {
+        ExistingAccount::Refuse
+    };
+    let (user, outcome) = match users::ensure_admin(db, &hasher, &email, &password, existing).await
+    {
+        Ok(done) => done,
+        // The refusal is the operator's to act on: exit 2 with the reason.
+        Err(AppError::Conflict(why)) => return Err(ProcessError::config(why)),
+        Err(error) => return Err(error.into()),
+    };
     let what = match outcome {
-        AdminOutcome::Created => "created admin",
-        AdminOutcome::Promoted => "promoted to admin (password unchanged)",
-        AdminOutcome::AlreadyAdmin => "already an admin (password unchanged)",
+        AdminOutcome::Created => "created admin".to_owned(),
+        AdminOutcome::Promoted { revoked_sessions } => format!(
+            "promoted to admin with the new password; {revoked_sessions} refresh token(s) revoked"
+        ),
+        AdminOutcome::AlreadyAdmin => "already an admin (nothing changed)".to_owned(),
     };
     println!("{what}: {} {}", user.id, user.email);
     Ok(())

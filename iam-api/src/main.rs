@@ -68,13 +68,18 @@ enum KeysCommand {
 
 #[derive(Debug, Subcommand)]
 enum AdminCommand {
-    /// Create an admin, or promote an existing user to admin.
+    /// Create an admin. An existing non-admin account with that email is refused unless
+    /// --promote is given.
     Create {
         #[arg(long)]
         email: String,
         /// Read the password from standard input.
         #[arg(long)]
         password_stdin: bool,
+        /// Make an existing non-admin account admin: its password becomes the given one and
+        /// every session it has is revoked.
+        #[arg(long)]
+        promote: bool,
     },
 }
 
@@ -121,8 +126,9 @@ async fn run(cli: Cli, config: ApiConfig) -> Result<(), ProcessError> {
                         AdminCommand::Create {
                             email,
                             password_stdin,
+                            promote,
                         },
-                } => cli::create_admin(&db, &config, &email, password_stdin).await,
+                } => cli::create_admin(&db, &config, &email, password_stdin, promote).await,
                 Command::Migrate => Ok(()),
             };
             db.close().await;

@@ -16,10 +16,12 @@ use sqlx::{Connection, PgPool};
 
 use crate::app;
 use crate::config::ApiConfig;
+use crate::config::BootstrapAdmin;
 use crate::domain::keys::{self, KeyRing};
 use crate::domain::password::PasswordHasherPool;
 use crate::domain::sessions;
-use crate::domain::users::{self, AdminOutcome};
+use crate::domain::users::{self, AdminOutcome, ExistingAccount};
+use crate::http::rate_limit::ClientRateLimit;
 use crate::metrics::ApiMetrics;
 use crate::state::AppState;
 
@@ -32,8 +34,8 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
 /// How long start-up keeps trying to reach the database.
 const STARTUP_CONNECT_ATTEMPTS: u32 = 10;
-/// How often long-expired refresh tokens are deleted.
-const TOKEN_PRUNE_INTERVAL: Duration = Duration::from_secs(600);
+/// How often long-expired refresh tokens and idle login failure records are deleted.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 /// How long in-flight requests may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -226,21 +228,55 @@ pub async fn build_state(config: ApiConfig, db: PgPool) -> Result<AppState, Proc
             interval,
         );
     }
-    sessions::spawn_expired_token_pruner(db.clone(), TOKEN_PRUNE_INTERVAL);
+    sessions::spawn_pruner(db.clone(), PRUNE_INTERVAL);
     if let Some(admin) = &config.bootstrap_admin {
-        let (user, outcome) =
-            users::create_or_promote_admin(&db, &hasher, &admin.email, &admin.password).await?;
-        if outcome != AdminOutcome::AlreadyAdmin {
-            tracing::info!(user_id = %user.id, ?outcome, "bootstrap admin ready");
-        }
+        bootstrap_admin(&db, &hasher, admin).await?;
     }
+    let client_limit = config
+        .rate_limit_per_minute
+        .map(|limit| Arc::new(ClientRateLimit::per_minute(limit)));
     Ok(AppState {
         db,
+        client_limit,
         config: Arc::new(config),
         hasher,
         keys: ring,
         metrics,
     })
+}
+
+/// `BOOTSTRAP_ADMIN_*`: creates that admin when the email is free. It never promotes an
+/// existing non-admin account (whoever registered the address first would become admin);
+/// that is logged as an error and the service starts without it.
+async fn bootstrap_admin(
+    db: &PgPool,
+    hasher: &PasswordHasherPool,
+    admin: &BootstrapAdmin,
+) -> Result<(), ProcessError> {
+    match users::ensure_admin(
+        db,
+        hasher,
+        &admin.email,
+        &admin.password,
+        ExistingAccount::Refuse,
+    )
+    .await
+    {
+        Ok((user, AdminOutcome::Created)) => {
+            tracing::info!(user_id = %user.id, "bootstrap admin created");
+            Ok(())
+        }
+        Ok((_, AdminOutcome::AlreadyAdmin | AdminOutcome::Promoted { .. })) => Ok(()),
+        Err(crate::error::AppError::Conflict(_)) => {
+            tracing::error!(
+                email = admin.email.as_str(),
+                "BOOTSTRAP_ADMIN_EMAIL belongs to an existing non-admin account, which is not \
+                 promoted; use `iam-api admin create --promote` to take it over"
+            );
+            Ok(())
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// Serves until SIGTERM or SIGINT, then stops accepting and lets in-flight requests finish.

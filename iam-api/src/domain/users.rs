@@ -4,10 +4,13 @@ use uuid::Uuid;
 
 use crate::domain::email::Email;
 use crate::domain::password::{Password, PasswordHasherPool};
-use crate::domain::rbac::{ADMIN_ROLE, DEFAULT_ROLE, RoleName, UsersRead, UsersWrite};
+use crate::domain::rbac::{
+    ADMIN_ROLE, DEFAULT_ROLE, RoleName, UsersRead, UsersWrite, within_ceiling,
+};
 use crate::error::{AppError, FieldError, violated_constraint};
 use crate::state::AppState;
 use crate::store::users::{self, EMAIL_UNIQUE_INDEX, ROLE_FOREIGN_KEY, UserRecord};
+use crate::store::{refresh_tokens, roles};
 
 /// Largest page of the user listing.
 pub const MAX_PAGE_SIZE: i64 = 200;
@@ -57,40 +60,79 @@ fn parse_credentials(email: &str, password: &str) -> Result<(Email, Password), A
     }
 }
 
-/// Whether [`create_or_promote_admin`] made a new account.
+/// What [`ensure_admin`] may do with an account that already exists and is not an admin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExistingAccount {
+    /// Refuse: whoever registered the address first must not become admin (`BOOTSTRAP_ADMIN_*`,
+    /// and `admin create` without `--promote`).
+    Refuse,
+    /// Promote it, set the operator's password and revoke every session it has
+    /// (`admin create --promote`).
+    Promote,
+}
+
+/// What [`ensure_admin`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AdminOutcome {
+    /// A new admin account with the given password.
     Created,
-    Promoted,
+    /// An existing account became admin with the given password; its sessions were revoked.
+    Promoted { revoked_sessions: u64 },
+    /// The account was an admin already; nothing changed (its password neither).
     AlreadyAdmin,
 }
 
-/// Makes sure `email` is an admin: creates the account with `password`, or gives an
-/// existing account the admin role (its password is left as it is). Idempotent.
-pub async fn create_or_promote_admin(
+/// Makes sure `email` is an admin. A new account is created with `password`; an existing
+/// admin is left as it is (idempotent); an existing non-admin account is refused with a
+/// 409 unless `existing` is [`ExistingAccount::Promote`], which in one transaction gives it
+/// the admin role and `password` and revokes its refresh tokens, so that an account
+/// registered by someone else under the operator's address is taken over by the operator,
+/// not handed to its registrant.
+pub async fn ensure_admin(
     db: &sqlx::PgPool,
     hasher: &PasswordHasherPool,
     email: &Email,
     password: &Password,
+    existing: ExistingAccount,
 ) -> Result<(UserRecord, AdminOutcome), AppError> {
-    if let Some(existing) = users::find_credentials_by_email(db, email.as_str()).await? {
-        if existing.role == ADMIN_ROLE {
-            let user = users::find_by_id(db, existing.id).await?;
-            return user
-                .map(|user| (user, AdminOutcome::AlreadyAdmin))
-                .ok_or(AppError::NotFound("user"));
-        }
-        let user = users::update_role(db, existing.id, ADMIN_ROLE).await?;
-        return user
-            .map(|user| (user, AdminOutcome::Promoted))
-            .ok_or(AppError::NotFound("user"));
-    }
+    // Hashed before any lock is taken: the hash is the slow part.
     let hash = hasher.hash(password.clone()).await?;
-    match users::insert(db, Uuid::now_v7(), email.as_str(), &hash, ADMIN_ROLE).await {
-        Ok(user) => Ok((user, AdminOutcome::Created)),
-        // Another replica created it between our look-up and insert: promote instead.
+    let mut tx = db.begin().await?;
+    if let Some(id) = users::lock_by_email(&mut *tx, email.as_str()).await? {
+        let account = users::find_by_id(&mut *tx, id)
+            .await?
+            .ok_or(AppError::NotFound("user"))?;
+        if account.role == ADMIN_ROLE {
+            tx.rollback().await?;
+            return Ok((account, AdminOutcome::AlreadyAdmin));
+        }
+        if existing == ExistingAccount::Refuse {
+            return Err(AppError::Conflict(format!(
+                "{email} is already registered as a non-admin account; promoting it would hand \
+                 admin to whoever registered it (use `iam-api admin create --promote`, which \
+                 also replaces its password and signs it out everywhere)",
+                email = email.as_str()
+            )));
+        }
+        users::update_password_hash(&mut *tx, account.id, &hash).await?;
+        let user = users::update_role(&mut *tx, account.id, ADMIN_ROLE)
+            .await?
+            .ok_or(AppError::NotFound("user"))?;
+        let revoked_sessions =
+            refresh_tokens::revoke_all_of_user(&mut *tx, account.id, chrono::Utc::now()).await?;
+        tx.commit().await?;
+        return Ok((user, AdminOutcome::Promoted { revoked_sessions }));
+    }
+    match users::insert(&mut *tx, Uuid::now_v7(), email.as_str(), &hash, ADMIN_ROLE).await {
+        Ok(user) => {
+            tx.commit().await?;
+            Ok((user, AdminOutcome::Created))
+        }
+        // Someone registered the address between our look-up and insert (or another replica
+        // bootstrapped it): judge the account that now exists.
         Err(error) if violated_constraint(&error) == Some(EMAIL_UNIQUE_INDEX) => {
-            Box::pin(create_or_promote_admin(db, hasher, email, password)).await
+            tx.rollback().await?;
+            Box::pin(ensure_admin(db, hasher, email, password, existing)).await
         }
         Err(error) => Err(error.into()),
     }
@@ -142,20 +184,45 @@ pub async fn list(
     Ok(UserPage { items, next })
 }
 
-/// Gives a user another role. The role must exist; the foreign key also protects against a
-/// concurrent deletion of that role.
+/// Gives a user another role, within the delegation ceiling: the caller must hold every
+/// permission of the new role and of the user's current one (nobody grants, or takes from
+/// someone, more than they hold). The last admin cannot be demoted (409). The role must exist;
+/// its row stays locked until the change commits, so it cannot gain permissions meanwhile.
 pub async fn assign_role(
-    _: &UsersWrite,
+    permission: &UsersWrite,
     state: &AppState,
     id: Uuid,
     role: &str,
 ) -> Result<UserRecord, AppError> {
     let role = RoleName::parse(role).map_err(|why| AppError::invalid_field("role", why))?;
-    users::update_role(&state.db, id, role.as_str())
+    let mut tx = state.db.begin().await?;
+    users::lock_admin_set(&mut *tx).await?;
+    if !users::lock_by_id(&mut *tx, id).await? {
+        return Err(AppError::NotFound("user"));
+    }
+    let target = users::find_by_id(&mut *tx, id)
+        .await?
+        .ok_or(AppError::NotFound("user"))?;
+    let new_role = roles::find_for_share(&mut *tx, role.as_str())
+        .await?
+        .ok_or_else(|| AppError::invalid_field("role", "no such role"))?;
+    within_ceiling(permission, &target.permissions)?;
+    within_ceiling(permission, &new_role.permissions)?;
+    if target.role == ADMIN_ROLE
+        && new_role.name != ADMIN_ROLE
+        && users::count_with_role(&mut *tx, ADMIN_ROLE).await? <= 1
+    {
+        return Err(AppError::Conflict(
+            "this is the last admin; make another user admin first".to_owned(),
+        ));
+    }
+    let user = users::update_role(&mut *tx, id, role.as_str())
         .await
         .map_err(|error| match violated_constraint(&error) {
             Some(ROLE_FOREIGN_KEY) => AppError::invalid_field("role", "no such role"),
             _ => error.into(),
         })?
-        .ok_or(AppError::NotFound("user"))
+        .ok_or(AppError::NotFound("user"))?;
+    tx.commit().await?;
+    Ok(user)
 }

@@ -168,6 +168,25 @@ pub async fn revoke_family<'e>(
     Ok(result.rows_affected())
 }
 
+/// SQL of [`revoke_all_of_user`].
+const REVOKE_ALL_OF_USER_SQL: &str =
+    "UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL";
+
+/// Revokes every not yet revoked token of a user (all its sessions); returns how many.
+#[tracing::instrument(name = "db refresh_tokens::revoke_all_of_user", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "refresh_tokens", db.operation.name = "revoke_all_of_user", db.query.text = REVOKE_ALL_OF_USER_SQL))]
+pub async fn revoke_all_of_user<'e>(
+    executor: impl PgExecutor<'e>,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    let result = sqlx::query(REVOKE_ALL_OF_USER_SQL)
+        .bind(user_id)
+        .bind(now)
+        .execute(executor)
+        .await?;
+    Ok(result.rows_affected())
+}
+
 /// SQL of [`delete_expired_before`].
 const DELETE_EXPIRED_BEFORE_SQL: &str = "DELETE FROM refresh_tokens WHERE expires_at < $1";
 

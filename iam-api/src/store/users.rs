@@ -89,6 +89,22 @@ pub async fn find_credentials_by_email<'e>(
         .await
 }
 
+/// SQL of [`lock_by_email`]; `users` alone, as in [`lock_by_id`].
+const LOCK_BY_EMAIL_SQL: &str = "SELECT id FROM users WHERE lower(email) = lower($1) FOR UPDATE";
+
+/// Locks the row of the user with this (normalised) email until the transaction ends and
+/// returns its id.
+#[tracing::instrument(name = "db users::lock_by_email", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "lock_by_email", db.query.text = LOCK_BY_EMAIL_SQL))]
+pub async fn lock_by_email<'e>(
+    executor: impl PgExecutor<'e>,
+    email: &str,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(LOCK_BY_EMAIL_SQL)
+        .bind(email)
+        .fetch_optional(executor)
+        .await
+}
+
 /// SQL of [`list_after`].
 const LIST_AFTER_SQL: &str = "SELECT u.id, u.email, u.role, u.created_at, r.permissions
          FROM users u JOIN roles r ON r.name = u.role
@@ -131,6 +147,48 @@ pub async fn update_role<'e>(
         .bind(role)
         .fetch_optional(executor)
         .await
+}
+
+/// SQL of [`lock_admin_set`]; the key is an arbitrary constant of ours ("IAMADMIN" in ASCII).
+const LOCK_ADMIN_SET_SQL: &str = "SELECT pg_advisory_xact_lock(5278053244744411470)";
+
+/// Takes the transaction-scoped lock that every change of who is an enabled admin holds, so
+/// that two concurrent demotions cannot both see another admin left and remove the last.
+#[tracing::instrument(name = "db users::lock_admin_set", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "lock_admin_set", db.query.text = LOCK_ADMIN_SET_SQL))]
+pub async fn lock_admin_set<'e>(executor: impl PgExecutor<'e>) -> Result<(), sqlx::Error> {
+    sqlx::query(LOCK_ADMIN_SET_SQL).execute(executor).await?;
+    Ok(())
+}
+
+/// SQL of [`count_with_role`].
+const COUNT_WITH_ROLE_SQL: &str = "SELECT count(*) FROM users WHERE role = $1";
+
+/// How many users have `role`.
+#[tracing::instrument(name = "db users::count_with_role", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "count_with_role", db.query.text = COUNT_WITH_ROLE_SQL))]
+pub async fn count_with_role<'e>(
+    executor: impl PgExecutor<'e>,
+    role: &str,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(COUNT_WITH_ROLE_SQL)
+        .bind(role)
+        .fetch_one(executor)
+        .await
+}
+
+/// SQL of [`lock_by_id`]. Only `users` is read: a locking read that joins `roles` would, after
+/// waiting for a concurrent role change, re-check the join against the *old* role row and
+/// lose the user.
+const LOCK_BY_ID_SQL: &str = "SELECT id FROM users WHERE id = $1 FOR UPDATE";
+
+/// Locks the user's row until the transaction ends; `false` when there is no such user.
+/// Read it afterwards (a new statement sees the latest committed version).
+#[tracing::instrument(name = "db users::lock_by_id", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "lock_by_id", db.query.text = LOCK_BY_ID_SQL))]
+pub async fn lock_by_id<'e>(executor: impl PgExecutor<'e>, id: Uuid) -> Result<bool, sqlx::Error> {
+    let locked: Option<Uuid> = sqlx::query_scalar(LOCK_BY_ID_SQL)
+        .bind(id)
+        .fetch_optional(executor)
+        .await?;
+    Ok(locked.is_some())
 }
 
 /// SQL of [`update_password_hash`].
