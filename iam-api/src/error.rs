@@ -47,6 +47,9 @@ pub enum AppError {
     InvalidRefreshToken,
     #[error("the permission {0} is required")]
     Forbidden(&'static str),
+    /// The delegation ceiling: the caller tried to grant a permission it does not hold.
+    #[error("the permission {0} is not yours to grant")]
+    BeyondCeiling(String),
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("conflict: {0}")]

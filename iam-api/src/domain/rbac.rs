@@ -74,24 +74,61 @@ pub const IAM_PERMISSIONS: [&str; 4] = [
     RolesWrite::NAME,
 ];
 
+/// What a caller may grant to others (the delegation ceiling, [`within_ceiling`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ceiling {
+    /// A caller with the built-in admin role: the root of delegation, which introduces the
+    /// applications' permissions (`orders:write`, …) that nobody holds before it grants them.
+    Everything,
+    /// Any other caller: exactly the permissions of its own role.
+    Held(Vec<String>),
+}
+
+impl Ceiling {
+    /// The ceiling of a caller with `role` and its permissions `held`.
+    pub fn of(role: &str, held: &[String]) -> Ceiling {
+        if role == ADMIN_ROLE {
+            Ceiling::Everything
+        } else {
+            Ceiling::Held(held.to_vec())
+        }
+    }
+
+    /// Whether a caller under this ceiling may grant `permission`.
+    pub fn allows(&self, permission: &str) -> bool {
+        match self {
+            Ceiling::Everything => true,
+            Ceiling::Held(held) => held.iter().any(|own| own == permission),
+        }
+    }
+}
+
 /// A permission the service itself checks. Values of implementing types can only be made by
-/// [`require`], so a function that takes one cannot be called without the check.
+/// [`require`], so a function that takes one cannot be called without the check. Each value
+/// also carries its caller's [`Ceiling`], for the delegation ceiling ([`within_ceiling`]).
 pub trait IamPermission: Sized {
     /// The permission string.
     const NAME: &'static str;
     #[doc(hidden)]
-    fn granted() -> Self;
+    fn granted(ceiling: Ceiling) -> Self;
+    /// What the caller may grant.
+    fn ceiling(&self) -> &Ceiling;
 }
 
 macro_rules! iam_permission {
     ($(#[$doc:meta])* $type:ident = $name:literal) => {
         $(#[$doc])*
         #[derive(Debug)]
-        pub struct $type(());
+        pub struct $type {
+            ceiling: Ceiling,
+        }
         impl IamPermission for $type {
             const NAME: &'static str = $name;
-            fn granted() -> Self {
-                $type(())
+            fn granted(ceiling: Ceiling) -> Self {
+                $type { ceiling }
+            }
+            fn ceiling(&self) -> &Ceiling {
+                &self.ceiling
             }
         }
     };
@@ -114,12 +151,29 @@ iam_permission!(
     RolesWrite = "iam:roles:write"
 );
 
-/// Checks that `held` contains `P`'s permission and returns the capability, or 403.
-pub fn require<P: IamPermission>(held: &[String]) -> Result<P, AppError> {
+/// Checks that a caller with `role` and its permissions `held` holds `P`'s permission and
+/// returns the capability, or 403.
+pub fn require<P: IamPermission>(role: &str, held: &[String]) -> Result<P, AppError> {
     if held.iter().any(|permission| permission == P::NAME) {
-        Ok(P::granted())
+        Ok(P::granted(Ceiling::of(role, held)))
     } else {
         Err(AppError::Forbidden(P::NAME))
+    }
+}
+
+/// The delegation ceiling: nobody grants what they do not hold. `Ok` when the caller behind
+/// `capability` may grant every permission in `involved`, else a 403 naming the first it
+/// may not.
+pub fn within_ceiling(
+    capability: &impl IamPermission,
+    involved: &[String],
+) -> Result<(), AppError> {
+    match involved
+        .iter()
+        .find(|permission| !capability.ceiling().allows(permission))
+    {
+        Some(missing) => Err(AppError::BeyondCeiling(missing.clone())),
+        None => Ok(()),
     }
 }
 
@@ -162,14 +216,63 @@ mod tests {
         }
     }
 
+    fn strings(permissions: &[&str]) -> Vec<String> {
+        permissions.iter().map(|&p| p.to_owned()).collect()
+    }
+
+    #[test]
+    fn the_ceiling_allows_only_what_the_caller_holds() {
+        let caller: UsersWrite =
+            require("helpdesk", &strings(&["iam:users:write", "orders:read"])).expect("granted");
+        assert_eq!(
+            caller.ceiling(),
+            &Ceiling::Held(strings(&["iam:users:write", "orders:read"]))
+        );
+        assert!(within_ceiling(&caller, &[]).is_ok());
+        assert!(within_ceiling(&caller, &strings(&["orders:read"])).is_ok());
+        assert!(within_ceiling(&caller, &strings(&["orders:read", "iam:users:write"])).is_ok());
+        for (involved, missing) in [
+            (strings(&["orders:write"]), "orders:write"),
+            (
+                strings(&["orders:read", "iam:roles:write"]),
+                "iam:roles:write",
+            ),
+            // No wildcard and no prefix meaning: `orders:*` is a permission of its own.
+            (strings(&["orders:*"]), "orders:*"),
+            (strings(&["orders"]), "orders"),
+            (strings(&["Orders:read"]), "Orders:read"),
+        ] {
+            match within_ceiling(&caller, &involved) {
+                Err(AppError::BeyondCeiling(named)) => assert_eq!(named, missing),
+                other => panic!("{involved:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_built_in_admin_role_may_grant_everything() {
+        let admin: RolesWrite = require(ADMIN_ROLE, &strings(&IAM_PERMISSIONS)).expect("granted");
+        assert_eq!(admin.ceiling(), &Ceiling::Everything);
+        assert!(within_ceiling(&admin, &strings(&["orders:write", "anything:at:all"])).is_ok());
+        // A custom role with the same permissions is not the root of delegation.
+        let lookalike: RolesWrite = require("admins", &strings(&IAM_PERMISSIONS)).expect("granted");
+        assert!(matches!(
+            within_ceiling(&lookalike, &strings(&["orders:write"])),
+            Err(AppError::BeyondCeiling(_))
+        ));
+        assert!(within_ceiling(&lookalike, &strings(&IAM_PERMISSIONS)).is_ok());
+    }
+
     #[test]
     fn require_grants_only_the_exact_permission() {
         let held = vec!["iam:users:read".to_owned(), "iam:*".to_owned()];
-        assert!(require::<UsersRead>(&held).is_ok());
+        assert!(require::<UsersRead>("helpdesk", &held).is_ok());
         assert!(matches!(
-            require::<UsersWrite>(&held),
+            require::<UsersWrite>("helpdesk", &held),
             Err(AppError::Forbidden("iam:users:write"))
         ));
-        assert!(require::<RolesWrite>(&[]).is_err());
+        assert!(require::<RolesWrite>("helpdesk", &[]).is_err());
+        // The admin role's name is no permission: what counts is what the role holds.
+        assert!(require::<RolesWrite>(ADMIN_ROLE, &[]).is_err());
     }
 }

@@ -1,7 +1,7 @@
 //! Roles: creation, replacement and deletion of custom roles; built-in roles are protected.
 
 use crate::domain::rbac::{
-    ADMIN_ROLE, IAM_PERMISSIONS, Permission, RoleName, RolesRead, RolesWrite,
+    ADMIN_ROLE, IAM_PERMISSIONS, Permission, RoleName, RolesRead, RolesWrite, within_ceiling,
 };
 use crate::error::{AppError, FieldError, violated_constraint};
 use crate::state::AppState;
@@ -35,6 +35,17 @@ impl RoleContent {
                 "must be at most 1024 characters",
             ));
         }
+        // PostgreSQL text cannot hold NUL, and control characters have no place in a label
+        // that admin UIs and logs show; line breaks and tabs are fine.
+        if description
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
+            errors.push(FieldError::new(
+                "description",
+                "must not contain control characters other than line breaks and tabs",
+            ));
+        }
         if permissions.len() > MAX_PERMISSIONS {
             errors.push(FieldError::new("permissions", "at most 256 permissions"));
         }
@@ -58,13 +69,19 @@ impl RoleContent {
     }
 }
 
+/// A role name from a request path. A string that is not a valid name cannot name a role, so
+/// it is a 404 before it reaches the database (which refuses some, such as a NUL byte).
+fn parse_path_name(name: &str) -> Result<RoleName, AppError> {
+    RoleName::parse(name).map_err(|_| AppError::NotFound("role"))
+}
+
 fn parse_name(name: &str) -> Result<RoleName, FieldError> {
     RoleName::parse(name).map_err(|why| FieldError::new("name", why))
 }
 
-/// Creates a custom role.
+/// Creates a custom role holding only permissions the caller holds itself.
 pub async fn create(
-    _: &RolesWrite,
+    permission: &RolesWrite,
     state: &AppState,
     name: &str,
     description: Option<&str>,
@@ -80,6 +97,7 @@ pub async fn create(
             return Err(AppError::Validation(errors));
         }
     };
+    within_ceiling(permission, &content.permissions)?;
     roles::insert(
         &state.db,
         name.as_str(),
@@ -100,22 +118,25 @@ pub async fn list(_: &RolesRead, state: &AppState) -> Result<Vec<RoleRecord>, Ap
 
 /// One role by name.
 pub async fn get(_: &RolesRead, state: &AppState, name: &str) -> Result<RoleRecord, AppError> {
-    roles::find(&state.db, name)
+    let name = parse_path_name(name)?;
+    roles::find(&state.db, name.as_str())
         .await?
         .ok_or(AppError::NotFound("role"))
 }
 
-/// Replaces a role's description and permissions. The built-in admin role must keep every
-/// `iam:*` permission, so the service can always be administered.
+/// Replaces a role's description and permissions. Every permission it gains must be one the
+/// caller holds (the delegation ceiling); the built-in admin role must keep every `iam:*`
+/// permission, so the service can always be administered.
 pub async fn replace(
-    _: &RolesWrite,
+    permission: &RolesWrite,
     state: &AppState,
     name: &str,
     description: Option<&str>,
     permissions: &[String],
 ) -> Result<RoleRecord, AppError> {
+    let name = parse_path_name(name)?;
     let content = RoleContent::parse(description, permissions).map_err(AppError::Validation)?;
-    if name == ADMIN_ROLE
+    if name.as_str() == ADMIN_ROLE
         && !IAM_PERMISSIONS
             .iter()
             .all(|required| content.permissions.iter().any(|held| held == required))
@@ -125,13 +146,33 @@ pub async fn replace(
             "the built-in admin role must keep iam:users:read, iam:users:write, iam:roles:read and iam:roles:write",
         ));
     }
-    roles::replace(&state.db, name, &content.description, &content.permissions)
+    let mut tx = state.db.begin().await?;
+    let current = roles::find_for_update(&mut *tx, name.as_str())
         .await?
-        .ok_or(AppError::NotFound("role"))
+        .ok_or(AppError::NotFound("role"))?;
+    let gained: Vec<String> = content
+        .permissions
+        .iter()
+        .filter(|permission| !current.permissions.contains(permission))
+        .cloned()
+        .collect();
+    within_ceiling(permission, &gained)?;
+    let role = roles::replace(
+        &mut *tx,
+        name.as_str(),
+        &content.description,
+        &content.permissions,
+    )
+    .await?
+    .ok_or(AppError::NotFound("role"))?;
+    tx.commit().await?;
+    Ok(role)
 }
 
 /// Deletes a custom role that no user has.
 pub async fn delete(_: &RolesWrite, state: &AppState, name: &str) -> Result<(), AppError> {
+    let name = parse_path_name(name)?;
+    let name = name.as_str();
     let role = roles::find(&state.db, name)
         .await?
         .ok_or(AppError::NotFound("role"))?;

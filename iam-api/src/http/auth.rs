@@ -51,7 +51,7 @@ pub async fn authorize<'d, P: IamPermission>(
 ) -> Result<(&'d AppState, P), AppError> {
     let state = app_state(depot)?;
     let caller = authenticate(req, state).await?;
-    Ok((state, require::<P>(&caller.permissions)?))
+    Ok((state, require::<P>(&caller.role, &caller.permissions)?))
 }
 
 #[cfg(test)]

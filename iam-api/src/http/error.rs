@@ -91,6 +91,15 @@ fn describe(error: &AppError) -> (StatusCode, &'static str, &'static str, String
             "Forbidden",
             format!("the permission {permission} is required"),
         ),
+        AppError::BeyondCeiling(permission) => (
+            StatusCode::FORBIDDEN,
+            "beyond-own-permissions",
+            "Forbidden",
+            format!(
+                "the permission {permission} is not one you hold, so you cannot grant it or \
+                 manage an account that has it"
+            ),
+        ),
         AppError::NotFound(what) => (
             StatusCode::NOT_FOUND,
             "not-found",
@@ -183,6 +192,7 @@ fn extra_headers(error: &AppError, headers: &mut HeaderMap) {
             headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
         }
         AppError::BadRequest(_)
+        | AppError::BeyondCeiling(_)
         | AppError::Validation(_)
         | AppError::InvalidCredentials
         | AppError::InvalidRefreshToken

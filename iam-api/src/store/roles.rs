@@ -58,6 +58,39 @@ pub async fn find<'e>(
         .await
 }
 
+/// SQL of [`find_for_share`].
+const FIND_FOR_SHARE_SQL: &str =
+    "SELECT name, description, permissions, built_in FROM roles WHERE name = $1 FOR SHARE";
+
+/// The role with this name, its row locked against changes until the transaction ends (so
+/// the permissions a caller was judged on are the ones granted).
+#[tracing::instrument(name = "db roles::find_for_share", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "roles", db.operation.name = "find_for_share", db.query.text = FIND_FOR_SHARE_SQL))]
+pub async fn find_for_share<'e>(
+    executor: impl PgExecutor<'e>,
+    name: &str,
+) -> Result<Option<RoleRecord>, sqlx::Error> {
+    sqlx::query_as(FIND_FOR_SHARE_SQL)
+        .bind(name)
+        .fetch_optional(executor)
+        .await
+}
+
+/// SQL of [`find_for_update`].
+const FIND_FOR_UPDATE_SQL: &str =
+    "SELECT name, description, permissions, built_in FROM roles WHERE name = $1 FOR UPDATE";
+
+/// The role with this name, its row locked for a change in this transaction.
+#[tracing::instrument(name = "db roles::find_for_update", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "roles", db.operation.name = "find_for_update", db.query.text = FIND_FOR_UPDATE_SQL))]
+pub async fn find_for_update<'e>(
+    executor: impl PgExecutor<'e>,
+    name: &str,
+) -> Result<Option<RoleRecord>, sqlx::Error> {
+    sqlx::query_as(FIND_FOR_UPDATE_SQL)
+        .bind(name)
+        .fetch_optional(executor)
+        .await
+}
+
 /// SQL of [`replace`].
 const REPLACE_SQL: &str =
     "UPDATE roles SET description = $2, permissions = $3, updated_at = now() WHERE name = $1
