@@ -4,7 +4,6 @@
 use std::time::Instant;
 
 use salvo::catcher::Catcher;
-use salvo::http::Method;
 use salvo::http::header::{CACHE_CONTROL, HeaderValue, X_CONTENT_TYPE_OPTIONS};
 use salvo::oapi::security::{Http, HttpAuthScheme};
 use salvo::oapi::swagger_ui::SwaggerUi;
@@ -16,9 +15,7 @@ use std::sync::Arc;
 use iam_core::telemetry;
 use tracing::Instrument as _;
 
-use crate::config::ApiConfig;
 use crate::http::error::{PROBLEM_JSON, problem_catcher};
-use crate::http::rate_limit::ClientRateLimit;
 use crate::http::{health, me, roles, tokens, users};
 use crate::metrics::ApiMetrics;
 use crate::state::AppState;
@@ -35,21 +32,6 @@ fn api_router() -> Router {
         .push(tokens::router())
         .push(me::router())
         .push(roles::router())
-}
-
-/// Paths whose POSTs count against the per-client limit: the endpoints anyone can call that
-/// cost a password hash.
-const RATE_LIMITED_PATHS: [&str; 2] = ["/api/v1/tokens", "/api/v1/users"];
-
-/// The API routes with the deployment's per-client limit (`RATE_LIMIT_PER_MINUTE`).
-fn api_router_for(config: &ApiConfig) -> Router {
-    let router = api_router();
-    match config.rate_limit_per_minute {
-        Some(limit) => router.hoop_when(ClientRateLimit::per_minute(limit), |req, _| {
-            req.method() == Method::POST && RATE_LIMITED_PATHS.contains(&req.uri().path())
-        }),
-        None => router,
-    }
 }
 
 /// The OpenAPI 3.1 document, generated from the handlers so it cannot drift.
@@ -90,7 +72,6 @@ fn document_problem_bodies(document: &mut OpenApi) {
 /// The whole service with its state.
 pub fn service(state: AppState) -> Service {
     let state_env = state.config.env_label.clone();
-    let state_config = Arc::clone(&state.config);
     let metrics = Arc::clone(&state.metrics);
     let router = Router::new()
         .hoop(affix_state::inject(state))
@@ -101,7 +82,7 @@ pub fn service(state: AppState) -> Service {
                 .into_router("/docs"),
         )
         .push(Router::with_path("metrics").get(metrics_endpoint))
-        .push(api_router_for(&state_config));
+        .push(api_router());
     let access_log = AccessLog {
         env: state_env.clone(),
         metrics,

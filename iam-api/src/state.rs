@@ -7,6 +7,7 @@ use sqlx::PgPool;
 use crate::config::ApiConfig;
 use crate::domain::keys::KeyRing;
 use crate::domain::password::PasswordHasherPool;
+use crate::http::rate_limit::ClientRateLimit;
 use crate::metrics::ApiMetrics;
 
 /// Database pool, configuration, password hashing pool, signing keys and metrics. Cheap to
@@ -18,4 +19,6 @@ pub struct AppState {
     pub hasher: PasswordHasherPool,
     pub keys: KeyRing,
     pub metrics: Arc<ApiMetrics>,
+    /// The per-client limit of the hashing endpoints; `None` when `RATE_LIMIT_PER_MINUTE=0`.
+    pub client_limit: Option<Arc<ClientRateLimit>>,
 }

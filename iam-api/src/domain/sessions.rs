@@ -50,12 +50,7 @@ pub async fn login(state: &AppState, email: &str, password: &str) -> Result<Toke
         return Err(AppError::InvalidCredentials);
     };
     let now = Utc::now();
-    let failures = login_failures::find(&state.db, email.as_str()).await?;
-    if let Some(retry_after_seconds) = throttle::retry_after(failures.as_ref(), now) {
-        return Err(AppError::Throttled {
-            retry_after_seconds,
-        });
-    }
+    charge_attempt(state, &email, now).await?;
     let user = users::find_credentials_by_email(&state.db, email.as_str()).await?;
     let outcome = state
         .hasher
@@ -64,21 +59,13 @@ pub async fn login(state: &AppState, email: &str, password: &str) -> Result<Toke
             user.as_ref().map(|user| user.password_hash.as_str()),
         )
         .await?;
+    // A failure was counted before the guess was evaluated; nothing more to record.
     let Some(user) = user.filter(|_| outcome.matches) else {
-        login_failures::record_failure(
-            &state.db,
-            email.as_str(),
-            Utc::now(),
-            throttle::FORGET_AFTER_SECONDS,
-        )
-        .await?;
         return Err(AppError::InvalidCredentials);
     };
 
     let mut tx = state.db.begin().await?;
-    if failures.is_some() {
-        login_failures::clear(&mut *tx, email.as_str()).await?;
-    }
+    login_failures::clear(&mut *tx, email.as_str()).await?;
     if let Some(rehashed) = &outcome.rehashed {
         users::update_password_hash(&mut *tx, user.id, rehashed).await?;
     }
@@ -92,6 +79,29 @@ pub async fn login(state: &AppState, email: &str, password: &str) -> Result<Toke
     refresh_tokens::insert(&mut *tx, &minted.row()).await?;
     tx.commit().await?;
     Ok(minted.pair)
+}
+
+/// Takes one login attempt for `email` from its throttle, or answers 429 when none is free.
+/// The check and the charge are one step under the record's row lock, and the attempt is
+/// counted as a failure *before* the password is evaluated (a success clears it), so that
+/// concurrent guesses queue for the slots one by one: at most one guess per free slot is ever
+/// evaluated, however many arrive at once.
+async fn charge_attempt(
+    state: &AppState,
+    email: &Email,
+    now: DateTime<Utc>,
+) -> Result<(), AppError> {
+    let mut tx = state.db.begin().await?;
+    let record = login_failures::lock(&mut *tx, email.as_str(), now).await?;
+    if let Some(retry_after_seconds) = throttle::retry_after(Some(&record), now) {
+        tx.rollback().await?;
+        return Err(AppError::Throttled {
+            retry_after_seconds,
+        });
+    }
+    login_failures::store(&mut *tx, email.as_str(), throttle::charge(record, now)).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Refresh grant: exchanges a valid refresh token for a new pair and retires it. A token
@@ -241,19 +251,25 @@ fn mint(
 /// How long expired refresh tokens are kept before they are deleted.
 const EXPIRED_TOKEN_RETENTION: chrono::Duration = chrono::Duration::days(1);
 
-/// Deletes long-expired refresh tokens every `interval`, so the table does not grow forever.
-pub fn spawn_expired_token_pruner(db: sqlx::PgPool, interval: std::time::Duration) {
+/// Every `interval` (and once at start), deletes long-expired refresh tokens and login
+/// failure records that no longer count, so neither table grows without bound (made-up
+/// emails leave a failure record each).
+pub fn spawn_pruner(db: sqlx::PgPool, interval: std::time::Duration) {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            match refresh_tokens::delete_expired_before(&db, Utc::now() - EXPIRED_TOKEN_RETENTION)
-                .await
-            {
+            let now = Utc::now();
+            match refresh_tokens::delete_expired_before(&db, now - EXPIRED_TOKEN_RETENTION).await {
                 Ok(0) => {}
                 Ok(deleted) => tracing::info!(deleted, "pruned expired refresh tokens"),
                 Err(error) => tracing::warn!(%error, "could not prune expired refresh tokens"),
+            }
+            match login_failures::delete_idle_since(&db, throttle::forgotten_before(now)).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "pruned idle login failure records"),
+                Err(error) => tracing::warn!(%error, "could not prune login failure records"),
             }
         }
     });

@@ -38,6 +38,26 @@ pub fn retry_after(record: Option<&FailureRecord>, now: DateTime<Utc>) -> Option
     (owed_ms > 0).then(|| u64::try_from((owed_ms + 999) / 1000).unwrap_or(1))
 }
 
+/// The record after one more attempt is charged at `now`: the count goes up by one, or
+/// starts again at one when the old record was idle long enough to be forgotten.
+pub fn charge(record: FailureRecord, now: DateTime<Utc>) -> FailureRecord {
+    let forgotten =
+        (now - record.last_failure_at).num_milliseconds() >= FORGET_AFTER_SECONDS * 1000;
+    FailureRecord {
+        failure_count: if forgotten {
+            1
+        } else {
+            record.failure_count.saturating_add(1)
+        },
+        last_failure_at: now,
+    }
+}
+
+/// Records older than this at `now` no longer count and may be deleted.
+pub fn forgotten_before(now: DateTime<Utc>) -> DateTime<Utc> {
+    now - chrono::Duration::seconds(FORGET_AFTER_SECONDS)
+}
+
 #[cfg(test)]
 #[allow(clippy::expect_used)] // test helpers report failure by panicking
 mod tests {
@@ -48,6 +68,31 @@ mod tests {
             failure_count,
             last_failure_at: now - chrono::Duration::seconds(seconds_ago),
         }
+    }
+
+    #[test]
+    fn charging_counts_one_more_or_starts_again_once_forgotten() {
+        let now = Utc::now();
+        let charged = charge(record(3, 10, now), now);
+        assert_eq!(charged.failure_count, 4);
+        assert_eq!(charged.last_failure_at, now);
+        assert_eq!(charge(record(0, 0, now), now).failure_count, 1);
+        assert_eq!(
+            charge(record(7, FORGET_AFTER_SECONDS - 1, now), now).failure_count,
+            8
+        );
+        assert_eq!(
+            charge(record(7, FORGET_AFTER_SECONDS, now), now).failure_count,
+            1
+        );
+        assert_eq!(
+            charge(record(i32::MAX, 0, now), now).failure_count,
+            i32::MAX
+        );
+        assert_eq!(
+            forgotten_before(now),
+            now - chrono::Duration::seconds(FORGET_AFTER_SECONDS)
+        );
     }
 
     #[test]

@@ -1,6 +1,10 @@
-//! Per-client-IP request limit, applied by `app.rs` to the unauthenticated write endpoints
-//! (`POST /api/v1/tokens`, `POST /api/v1/users`): a fixed one-minute window per address,
+//! Per-client-address request limit for the unauthenticated endpoints that cost a password
+//! hash (`POST /api/v1/tokens`, `POST /api/v1/users`): a fixed one-minute window per address,
 //! kept in memory per replica.
+//!
+//! The handlers of those endpoints call [`admit`] themselves, so the limit belongs to the
+//! route that actually serves a request, whatever spelling of its path reached it
+//! (`/api/v1/tokens/`, `//api/v1/tokens`, percent-encoded letters, …).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -10,6 +14,7 @@ use std::time::{Duration, Instant};
 use salvo::prelude::*;
 
 use crate::error::AppError;
+use crate::state::AppState;
 
 const WINDOW: Duration = Duration::from_secs(60);
 /// Above this many tracked addresses, expired windows are swept on insert.
@@ -53,34 +58,52 @@ impl ClientRateLimit {
     }
 }
 
-#[async_trait]
-impl Handler for ClientRateLimit {
-    async fn handle(
-        &self,
-        req: &mut Request,
-        depot: &mut Depot,
-        res: &mut Response,
-        ctrl: &mut FlowCtrl,
-    ) {
-        let Some(client) = req.remote_addr().ip() else {
-            ctrl.call_next(req, depot, res).await;
-            return;
-        };
-        if let Err(retry_after_seconds) = self.admit(client, Instant::now()) {
-            AppError::RateLimited {
-                retry_after_seconds,
+/// The address a client is counted under: an IPv6 client by its /64 network, which one
+/// subscriber usually owns whole (counting single addresses would give it 2^64 windows), and
+/// an IPv4-mapped IPv6 address as the IPv4 address it is.
+pub fn client_key(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let network = u128::from(v6) & !((1_u128 << 64) - 1);
+                IpAddr::V6(network.into())
             }
-            .render(res);
-            ctrl.skip_rest();
-            return;
-        }
-        ctrl.call_next(req, depot, res).await;
+        },
     }
+}
+
+/// Counts this request against its client's window when the deployment limits clients
+/// (`RATE_LIMIT_PER_MINUTE`); a 429 when the window is full.
+pub fn admit(req: &Request, state: &AppState) -> Result<(), AppError> {
+    let (Some(limit), Some(address)) = (&state.client_limit, req.remote_addr().ip()) else {
+        return Ok(());
+    };
+    limit
+        .admit(client_key(address), Instant::now())
+        .map_err(|retry_after_seconds| AppError::RateLimited {
+            retry_after_seconds,
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key(address: &str) -> String {
+        client_key(address.parse().expect("address")).to_string()
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64_network() {
+        assert_eq!(key("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:2::1"), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:3::1"), "2001:db8:1:3::");
+        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("::1"), "::");
+    }
 
     #[test]
     fn each_address_gets_its_own_window() {

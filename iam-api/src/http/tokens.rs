@@ -6,7 +6,7 @@ use salvo::oapi::ToSchema;
 use salvo::prelude::*;
 use serde::Serialize;
 
-use super::{Accepts, BodyFields, NoContent, Ok200, app_state};
+use super::{Accepts, BodyFields, NoContent, Ok200, app_state, rate_limit};
 use crate::domain::sessions::{self, TokenPair};
 use crate::error::AppError;
 
@@ -96,6 +96,7 @@ pub async fn issue_tokens(
 ) -> Result<Ok200<TokenPairResponse>, AppError> {
     forbid_caching(res);
     let state = app_state(depot)?;
+    rate_limit::admit(req, state)?;
     let mut body = BodyFields::read(req, Accepts::JsonOrForm).await?;
     let request = TokenRequest {
         grant_type: body.optional_string("grant_type"),

@@ -8,6 +8,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::auth::authorize;
+use super::rate_limit;
 use super::{Accepts, BodyFields, Created, Ok200, app_state};
 use crate::domain::rbac::{UsersRead, UsersWrite};
 use crate::domain::users;
@@ -86,6 +87,7 @@ pub async fn create_user(
     depot: &mut Depot,
 ) -> Result<Created<UserResponse>, AppError> {
     let state = app_state(depot)?;
+    rate_limit::admit(req, state)?;
     let request = CreateUserRequest::read(req).await?;
     let user = users::register(state, &request.email, &request.password).await?;
     Ok(Created {
