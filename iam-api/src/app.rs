@@ -91,6 +91,7 @@ pub fn service(state: AppState) -> Service {
     Service::new(router)
         .hoop(access_log)
         .hoop(security_headers)
+        .hoop(iam_core::server::RequestHeadLimit)
         .catcher(Catcher::new(problem_catcher))
 }
 

@@ -56,6 +56,8 @@ pub enum AppError {
     Conflict(String),
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
     #[error("unsupported content type")]
     UnsupportedMediaType,
     #[error("too many failed logins; retry after {retry_after_seconds} s")]

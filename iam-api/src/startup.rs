@@ -8,8 +8,6 @@ use std::time::Duration;
 
 use iam_core::config::Profile;
 use iam_core::process::ProcessError;
-use salvo::conn::TcpListener;
-use salvo::prelude::*;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgPool};
@@ -281,21 +279,13 @@ async fn bootstrap_admin(
 
 /// Serves until SIGTERM or SIGINT, then stops accepting and lets in-flight requests finish.
 pub async fn serve(state: AppState) -> Result<(), ProcessError> {
-    let address = (state.config.host.clone(), state.config.port);
-    let acceptor = TcpListener::new(address.clone())
-        .try_bind()
-        .await
-        .map_err(|error| {
-            ProcessError::runtime(format!(
-                "cannot listen on {}:{}: {error}",
-                address.0, address.1
-            ))
-        })?;
+    let server = iam_core::server::bind(
+        &state.config.host,
+        state.config.port,
+        Some(iam_core::server::IDLE_CONNECTION_TIMEOUT),
+    )
+    .await?;
     let db = state.db.clone();
-    let mut server = Server::new(acceptor);
-    server
-        .http1_mut()
-        .max_buf_size(iam_core::config::MAX_REQUEST_HEAD_BYTES);
     for holding in server.holdings() {
         tracing::info!(address = %holding.local_addr, env = %state.config.env_label, "iam-api listening");
     }

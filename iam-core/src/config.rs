@@ -168,11 +168,6 @@ pub fn fallback_database_user(url: &str) -> Option<String> {
         .or_else(|| Some("postgres".to_owned()))
 }
 
-/// The largest request line plus headers any process reads (larger ones get 431): enough
-/// for real clients (nginx allows 32 KiB by default), small enough that a flood of huge
-/// headers costs little memory.
-pub const MAX_REQUEST_HEAD_BYTES: usize = 64 * 1024;
-
 /// A variable's value trimmed, or `None` when it is unset or blank.
 pub fn non_empty(value: Option<String>) -> Option<String> {
     value

@@ -1,8 +1,9 @@
 //! What every IAM process shares: access-token claims and their one verifier, JWK types,
 //! configuration helpers and (behind the `telemetry` feature) logging setup.
 //!
-//! Nothing here opens a socket or a database connection, so a verifier that depends on this
-//! crate never drags in a server or a driver.
+//! Nothing here opens a database connection, and only the `server` feature (which the binaries
+//! enable) brings an HTTP server, so a verifier that depends on this crate never drags in a
+//! server or a driver.
 
 pub mod config;
 pub mod jwk;
@@ -10,6 +11,8 @@ pub mod jwk;
 pub mod metrics;
 #[cfg(feature = "runtime")]
 pub mod process;
+#[cfg(feature = "server")]
+pub mod server;
 #[cfg(feature = "runtime")]
 pub mod shutdown;
 #[cfg(feature = "telemetry")]

@@ -236,6 +236,7 @@ pub fn service(
         }));
     Ok(Service::new(router)
         .hoop(Observe { metrics })
+        .hoop(iam_core::server::RequestHeadLimit)
         .catcher(Catcher::new(problem_catcher)))
 }
 

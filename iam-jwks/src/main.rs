@@ -14,8 +14,6 @@ use std::time::Duration;
 use clap::Parser;
 use iam_core::config::Profile;
 use iam_core::process::{self, ProcessError};
-use salvo::conn::TcpListener;
-use salvo::prelude::*;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::config::JwksConfig;
@@ -65,20 +63,12 @@ async fn run(config: JwksConfig) -> Result<(), ProcessError> {
 
     let service =
         http::service(&config, cache, db.clone(), metrics).map_err(ProcessError::config)?;
-    let address = (config.host.clone(), config.port);
-    let acceptor = TcpListener::new(address.clone())
-        .try_bind()
-        .await
-        .map_err(|error| {
-            ProcessError::runtime(format!(
-                "cannot listen on {}:{}: {error}",
-                address.0, address.1
-            ))
-        })?;
-    let mut server = Server::new(acceptor);
-    server
-        .http1_mut()
-        .max_buf_size(iam_core::config::MAX_REQUEST_HEAD_BYTES);
+    let server = iam_core::server::bind(
+        &config.host,
+        config.port,
+        Some(iam_core::server::IDLE_CONNECTION_TIMEOUT),
+    )
+    .await?;
     for holding in server.holdings() {
         tracing::info!(address = %holding.local_addr, env = %config.env_label, "iam-jwks listening");
     }

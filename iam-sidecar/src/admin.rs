@@ -58,5 +58,5 @@ pub fn service(verifier: Arc<TokenVerifier>, metrics: Arc<Metrics>, env: String)
     let router = Router::new()
         .push(Router::with_path("healthcheck").get(Healthcheck { verifier, env }))
         .push(Router::with_path("metrics").get(MetricsEndpoint { metrics }));
-    Service::new(router)
+    Service::new(router).hoop(iam_core::server::RequestHeadLimit)
 }

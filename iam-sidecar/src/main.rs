@@ -17,8 +17,6 @@ use clap::Parser;
 use iam_core::VerificationRules;
 use iam_core::config::Profile;
 use iam_core::process::{self, ProcessError};
-use salvo::conn::TcpListener;
-use salvo::prelude::*;
 
 use crate::config::SidecarConfig;
 use crate::forward::UpstreamClient;
@@ -49,23 +47,6 @@ fn main() -> ExitCode {
     let code = process::run("iam-sidecar", workers, run(config));
     telemetry.shutdown();
     code
-}
-
-async fn bind(
-    host: &str,
-    port: u16,
-) -> Result<Server<salvo::conn::tcp::TcpAcceptor>, ProcessError> {
-    let acceptor = TcpListener::new((host.to_owned(), port))
-        .try_bind()
-        .await
-        .map_err(|error| {
-            ProcessError::runtime(format!("cannot listen on {host}:{port}: {error}"))
-        })?;
-    let mut server = Server::new(acceptor);
-    server
-        .http1_mut()
-        .max_buf_size(iam_core::config::MAX_REQUEST_HEAD_BYTES);
-    Ok(server)
 }
 
 async fn run(config: SidecarConfig) -> Result<(), ProcessError> {
@@ -99,8 +80,14 @@ async fn run(config: SidecarConfig) -> Result<(), ProcessError> {
     let main_service = proxy::service(gate);
     let admin_service = admin::service(verifier, metrics, config.env_label.clone());
 
-    let main_server = bind(&config.host, config.port).await?;
-    let admin_server = bind(&config.host, config.admin_port).await?;
+    // No idle timeout on the main port: long polls and event streams pass through it.
+    let main_server = iam_core::server::bind(&config.host, config.port, None).await?;
+    let admin_server = iam_core::server::bind(
+        &config.host,
+        config.admin_port,
+        Some(iam_core::server::IDLE_CONNECTION_TIMEOUT),
+    )
+    .await?;
     for holding in main_server.holdings() {
         tracing::info!(
             address = %holding.local_addr,

@@ -238,7 +238,7 @@ impl Gate {
 
 /// The main-port service: every path goes through the gate to the upstream.
 pub fn service(gate: Gate) -> Service {
-    Service::new(Router::with_path("{**rest}").goal(gate))
+    Service::new(Router::with_path("{**rest}").goal(gate)).hoop(iam_core::server::RequestHeadLimit)
 }
 
 #[cfg(test)]

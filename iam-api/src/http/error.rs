@@ -113,6 +113,15 @@ fn describe(error: &AppError) -> (StatusCode, &'static str, &'static str, String
             "Payload too large",
             format!("the request body must be at most {limit} bytes"),
         ),
+        AppError::BodyTimeout => (
+            StatusCode::REQUEST_TIMEOUT,
+            "body-timeout",
+            "Request timeout",
+            format!(
+                "the request body must arrive within {} s",
+                super::BODY_READ_TIMEOUT.as_secs()
+            ),
+        ),
         AppError::UnsupportedMediaType => (
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",
@@ -199,6 +208,7 @@ fn extra_headers(error: &AppError, headers: &mut HeaderMap) {
         | AppError::NotFound(_)
         | AppError::Conflict(_)
         | AppError::PayloadTooLarge { .. }
+        | AppError::BodyTimeout
         | AppError::UnsupportedMediaType
         | AppError::Internal(_) => {}
     }

@@ -22,6 +22,9 @@ use crate::state::AppState;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// How long a whole request body may take to arrive; a client dripping a byte at a time
+/// stays under the server's gap timeout but not under this (then 408).
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The shared state, injected into the depot by the root router.
 pub fn app_state(depot: &Depot) -> Result<&AppState, AppError> {
@@ -56,8 +59,9 @@ impl BodyFields {
             Some(_) => return Err(AppError::UnsupportedMediaType),
         };
         let bytes =
-            req.payload_with_max_size(MAX_BODY_BYTES)
+            tokio::time::timeout(BODY_READ_TIMEOUT, req.payload_with_max_size(MAX_BODY_BYTES))
                 .await
+                .map_err(|_| AppError::BodyTimeout)?
                 .map_err(|error| match error {
                     ParseError::PayloadTooLarge => AppError::PayloadTooLarge {
                         limit: MAX_BODY_BYTES,

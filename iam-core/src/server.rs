@@ -1,0 +1,148 @@
+//! The HTTP server skeleton the three binaries share: binding a listener with the connection
+//! timeouts, and the request-head limit.
+//!
+//! A client must not be able to hold a connection (and its memory) by sending slowly:
+//! - the request head must arrive within [`HEADER_READ_TIMEOUT`] (Slowloris);
+//! - a request body may pause at most [`BODY_GAP_TIMEOUT`] between two pieces;
+//! - a connection with no traffic at all is closed after the idle timeout the binary asks
+//!   for (iam-api and iam-jwks; the sidecar leaves it off for long polls and streams);
+//! - the request line and headers together may be at most [`MAX_REQUEST_HEAD_BYTES`]; larger
+//!   ones get 431. hyper's read buffer bounds the memory, and [`RequestHeadLimit`] makes the
+//!   limit exact (hyper's buffer may overshoot by one read).
+
+use std::time::Duration;
+
+use salvo::conn::TcpListener;
+use salvo::conn::tcp::TcpAcceptor;
+use salvo::fuse::FuseConfig;
+use salvo::http::header::{CONTENT_TYPE, HeaderValue};
+use salvo::http::{HeaderMap, StatusCode};
+use salvo::prelude::*;
+
+use crate::process::ProcessError;
+
+/// The largest request line plus headers any process reads (larger ones get 431): enough
+/// for real clients (nginx allows 32 KiB by default), small enough that a flood of huge
+/// headers costs little memory.
+pub const MAX_REQUEST_HEAD_BYTES: usize = 64 * 1024;
+
+/// hyper's read buffer: the head limit plus room for the one read that may overshoot it, so
+/// that [`RequestHeadLimit`], not the buffer, decides at exactly the limit.
+const READ_BUFFER_BYTES: usize = MAX_REQUEST_HEAD_BYTES + 16 * 1024;
+
+/// How long a client may take to send a request head.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a request body may pause between two pieces.
+pub const BODY_GAP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long iam-api and iam-jwks keep a connection with no traffic (a keep-alive connection
+/// between requests, or one that never sends): longer than load balancers' usual idle
+/// timeouts for pooled upstream connections (60 s) would let a client hold sockets cheaply.
+pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Binds `host:port` and returns a server with the connection timeouts and head limit;
+/// `idle_timeout` closes connections without traffic (`None`: never, for streams).
+pub async fn bind(
+    host: &str,
+    port: u16,
+    idle_timeout: Option<Duration>,
+) -> Result<Server<TcpAcceptor>, ProcessError> {
+    let acceptor = TcpListener::new((host.to_owned(), port))
+        .try_bind()
+        .await
+        .map_err(|error| {
+            ProcessError::runtime(format!("cannot listen on {host}:{port}: {error}"))
+        })?;
+    let mut server = Server::new(acceptor).fuse_config(
+        FuseConfig::default()
+            .with_http1_header_timeout(HEADER_READ_TIMEOUT)
+            .with_request_body_timeout(BODY_GAP_TIMEOUT)
+            .with_connection_idle_timeout(idle_timeout),
+    );
+    server.http1_mut().max_buf_size(READ_BUFFER_BYTES);
+    Ok(server)
+}
+
+/// The size of a request head as it was sent: `METHOD SP target SP HTTP/x.y CRLF`, then
+/// `name: value CRLF` per header, then CRLF (hyper keeps no copy of the raw bytes; optional
+/// whitespace around values is not counted, so a client cannot pass more than this).
+pub fn request_head_len(method: &str, target: &str, headers: &HeaderMap) -> usize {
+    let request_line = method.len() + 1 + target.len() + 1 + "HTTP/1.1".len() + 2;
+    let fields: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
+        .sum();
+    request_line + fields + 2
+}
+
+/// Whether a head of `len` bytes is over [`MAX_REQUEST_HEAD_BYTES`].
+pub fn head_too_large(len: usize) -> bool {
+    len > MAX_REQUEST_HEAD_BYTES
+}
+
+/// A service hoop answering 431 to a request whose head is over the limit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestHeadLimit;
+
+#[async_trait]
+impl Handler for RequestHeadLimit {
+    async fn handle(
+        &self,
+        req: &mut Request,
+        depot: &mut Depot,
+        res: &mut Response,
+        ctrl: &mut FlowCtrl,
+    ) {
+        let target = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |target| target.as_str());
+        if head_too_large(request_head_len(
+            req.method().as_str(),
+            target,
+            req.headers(),
+        )) {
+            refuse_large_head(res);
+            ctrl.skip_rest();
+            return;
+        }
+        ctrl.call_next(req, depot, res).await;
+    }
+}
+
+/// Writes the 431 problem document.
+pub fn refuse_large_head(res: &mut Response) {
+    let status = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+    res.status_code(status);
+    res.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    res.body(format!(
+        r#"{{"type":"about:blank","title":"Request Header Fields Too Large","status":431,"detail":"the request line and headers must be at most {MAX_REQUEST_HEAD_BYTES} bytes"}}"#
+    ));
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used)] // test helpers report failure by panicking
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_head_is_counted_as_it_is_sent() {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HeaderValue::from_static("example.com"));
+        headers.append("x-a", HeaderValue::from_static("1"));
+        headers.append("x-a", HeaderValue::from_static("22"));
+        let sent = "GET /p?q=1 HTTP/1.1\r\nhost: example.com\r\nx-a: 1\r\nx-a: 22\r\n\r\n";
+        assert_eq!(request_head_len("GET", "/p?q=1", &headers), sent.len());
+    }
+
+    #[test]
+    fn the_limit_is_inclusive() {
+        assert!(!head_too_large(MAX_REQUEST_HEAD_BYTES - 1));
+        assert!(!head_too_large(MAX_REQUEST_HEAD_BYTES));
+        assert!(head_too_large(MAX_REQUEST_HEAD_BYTES + 1));
+    }
+}
