@@ -152,6 +152,9 @@ def iam_chart(charts: pathlib.Path) -> None:
           f"defaults plus the two secrets give a plain install: {kinds}")
     check(find(defaults, "Deployment", "iam-api").get("spec", {}).get("replicas") == 2,
           "two api replicas by default")
+    default_api_env = env(container(find(defaults, "Deployment", "iam-api"), "iam-api"))
+    check(default_api_env.get("ACCESS_TOKEN_TTL", {}).get("value") == "900",
+          "access tokens live 15 minutes by default in the chart")
 
 
 def sidecar_example(charts: pathlib.Path) -> None:
