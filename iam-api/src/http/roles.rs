@@ -68,7 +68,7 @@ async fn read_content(req: &mut Request) -> Result<ReplaceRoleRequest, AppError>
         (status_code = 201, description = "Created", body = RoleResponse),
         (status_code = 400, description = "Malformed JSON"),
         (status_code = 401, description = "No valid access token"),
-        (status_code = 403, description = "Missing iam:roles:write"),
+        (status_code = 403, description = "Missing iam:roles:write, or a permission the caller lacks"),
         (status_code = 409, description = "A role with this name exists"),
         (status_code = 422, description = "Invalid name or permissions"),
     )
@@ -147,7 +147,7 @@ pub async fn get_role(
         (status_code = 200, description = "The updated role", body = RoleResponse),
         (status_code = 400, description = "Malformed JSON"),
         (status_code = 401, description = "No valid access token"),
-        (status_code = 403, description = "Missing iam:roles:write"),
+        (status_code = 403, description = "Missing iam:roles:write, or the role would gain a permission the caller lacks"),
         (status_code = 404, description = "No such role"),
         (status_code = 422, description = "Invalid permissions"),
     )

@@ -169,8 +169,9 @@ pub async fn get_user(
         (status_code = 200, description = "The user with its new role", body = UserResponse),
         (status_code = 400, description = "Malformed JSON"),
         (status_code = 401, description = "No valid access token"),
-        (status_code = 403, description = "Missing iam:users:write"),
+        (status_code = 403, description = "Missing iam:users:write, or the role (new or current) holds a permission the caller lacks"),
         (status_code = 404, description = "No such user"),
+        (status_code = 409, description = "The user is the last admin"),
         (status_code = 422, description = "Unknown or invalid role"),
     )
 )]
