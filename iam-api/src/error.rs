@@ -30,6 +30,8 @@ pub enum BearerFailure {
     Invalid(Reason),
     /// The token verified but its user no longer exists.
     UnknownUser,
+    /// The token verified but was issued before its user's sessions were revoked.
+    Revoked,
 }
 
 /// Everything that can go wrong while serving a request or running a command.

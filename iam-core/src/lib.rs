@@ -11,6 +11,7 @@ pub mod jwk;
 pub mod metrics;
 #[cfg(feature = "runtime")]
 pub mod process;
+pub mod revocation;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "runtime")]

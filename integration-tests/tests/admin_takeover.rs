@@ -95,6 +95,12 @@ async fn promote_takes_the_account_over_and_signs_the_squatter_out() {
     let first = api.login("ops@example.com", SQUATTER_PASSWORD).await;
     let second = api.login("ops@example.com", SQUATTER_PASSWORD).await;
 
+    let squatter_token = access_token(&first);
+    assert_eq!(
+        api.get("/api/v1/me", Some(&squatter_token)).await.status(),
+        200
+    );
+
     let output = admin_create(&db, "OPS@example.com", true).await;
     assert!(
         output.status.success(),
@@ -121,6 +127,14 @@ async fn promote_takes_the_account_over_and_signs_the_squatter_out() {
             .await;
         assert_eq!(refreshed.status(), 401);
     }
+    // Its access tokens too: the api judges them by the account's current role, so one left
+    // valid would now act as admin.
+    assert_eq!(
+        api.get("/api/v1/me", Some(&squatter_token)).await.status(),
+        401
+    );
+    let listing = api.get("/api/v1/users", Some(&squatter_token)).await;
+    assert_eq!(listing.status(), 401);
     assert_eq!(
         role_of(&api, "ops@example.com", OPERATOR_PASSWORD).await,
         "admin"

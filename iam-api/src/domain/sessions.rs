@@ -33,6 +33,8 @@ struct Holder<'a> {
     email: &'a str,
     role: &'a str,
     permissions: &'a [String],
+    /// The holder's subject cut-off, which a new access token must not fall under.
+    tokens_revoked_at: Option<DateTime<Utc>>,
 }
 
 /// Where a new refresh token sits in its family.
@@ -74,6 +76,7 @@ pub async fn login(state: &AppState, email: &str, password: &str) -> Result<Toke
         email: &user.email,
         role: &user.role,
         permissions: &user.permissions,
+        tokens_revoked_at: user.tokens_revoked_at,
     };
     let minted = mint(state, &holder, None, now)?;
     refresh_tokens::insert(&mut *tx, &minted.row()).await?;
@@ -144,6 +147,7 @@ pub async fn refresh(state: &AppState, presented: &str) -> Result<TokenPair, App
         email,
         role,
         permissions,
+        tokens_revoked_at: found.tokens_revoked_at,
     };
     let lineage = Lineage {
         family_id: record.family_id,
@@ -218,7 +222,11 @@ fn mint(
         role: holder.role,
         permissions: holder.permissions,
     };
-    let claims = AccessTokenClaims::issue(&policy, &subject, now.timestamp());
+    let cutoff = holder
+        .tokens_revoked_at
+        .map(|at| iam_core::revocation::cutoff_second(at.timestamp_millis()));
+    let issued_at = iam_core::revocation::issued_at(now.timestamp(), cutoff);
+    let claims = AccessTokenClaims::issue(&policy, &subject, issued_at);
     let access_token = state
         .keys
         .signer()?

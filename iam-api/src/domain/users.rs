@@ -118,8 +118,12 @@ pub async fn ensure_admin(
         let user = users::update_role(&mut *tx, account.id, ADMIN_ROLE)
             .await?
             .ok_or(AppError::NotFound("user"))?;
+        // The registrant's sessions end: refresh tokens (which would now mint admin tokens) and
+        // access tokens (which the api judges by the account's current role).
+        let now = chrono::Utc::now();
         let revoked_sessions =
-            refresh_tokens::revoke_all_of_user(&mut *tx, account.id, chrono::Utc::now()).await?;
+            refresh_tokens::revoke_all_of_user(&mut *tx, account.id, now).await?;
+        users::revoke_tokens(&mut *tx, account.id, now).await?;
         tx.commit().await?;
         return Ok((user, AdminOutcome::Promoted { revoked_sessions }));
     }

@@ -38,9 +38,18 @@ pub async fn authenticate(req: &Request, state: &AppState) -> Result<UserRecord,
         .map_err(|reason| AppError::Unauthenticated(BearerFailure::Invalid(reason)))?;
     let user_id = Uuid::parse_str(&claims.sub)
         .map_err(|_| AppError::Unauthenticated(BearerFailure::Invalid(Reason::InvalidClaims)))?;
-    users::find_self(state, user_id)
+    let user = users::find_self(state, user_id)
         .await?
-        .ok_or(AppError::Unauthenticated(BearerFailure::UnknownUser))
+        .ok_or(AppError::Unauthenticated(BearerFailure::UnknownUser))?;
+    if user.tokens_revoked_at.is_some_and(|cutoff| {
+        iam_core::revocation::revoked_by_subject_cutoff(
+            claims.iat,
+            iam_core::revocation::cutoff_second(cutoff.timestamp_millis()),
+        )
+    }) {
+        return Err(AppError::Unauthenticated(BearerFailure::Revoked));
+    }
+    Ok(user)
 }
 
 /// Authenticates the request and checks that its user holds `P`; returns the state and the

@@ -68,7 +68,7 @@ fn describe(error: &AppError) -> (StatusCode, &'static str, &'static str, String
             "Unauthenticated",
             match failure {
                 BearerFailure::Missing => "a Bearer access token is required".to_owned(),
-                BearerFailure::Invalid(_) | BearerFailure::UnknownUser => {
+                BearerFailure::Invalid(_) | BearerFailure::UnknownUser | BearerFailure::Revoked => {
                     "the access token is invalid or expired".to_owned()
                 }
             },
@@ -174,7 +174,7 @@ fn extra_headers(error: &AppError, headers: &mut HeaderMap) {
             // RFC 6750 §3: no error code when no token was sent at all.
             let challenge = match failure {
                 BearerFailure::Missing => r#"Bearer realm="iam""#,
-                BearerFailure::Invalid(_) | BearerFailure::UnknownUser => {
+                BearerFailure::Invalid(_) | BearerFailure::UnknownUser | BearerFailure::Revoked => {
                     r#"Bearer realm="iam", error="invalid_token""#
                 }
             };

@@ -12,6 +12,8 @@ pub struct UserRecord {
     pub role: String,
     pub created_at: DateTime<Utc>,
     pub permissions: Vec<String>,
+    /// Access tokens of this user issued before it are refused.
+    pub tokens_revoked_at: Option<DateTime<Utc>>,
 }
 
 /// What a login needs: the user and its password hash.
@@ -22,6 +24,7 @@ pub struct UserCredentials {
     pub role: String,
     pub password_hash: String,
     pub permissions: Vec<String>,
+    pub tokens_revoked_at: Option<DateTime<Utc>>,
 }
 
 /// Name of the unique index on `lower(email)`.
@@ -32,9 +35,9 @@ pub const ROLE_FOREIGN_KEY: &str = "users_role_fkey";
 /// SQL of [`insert`].
 const INSERT_SQL: &str = "WITH inserted AS (
              INSERT INTO users (id, email, password_hash, role) VALUES ($1, $2, $3, $4)
-             RETURNING id, email, role, created_at
+             RETURNING id, email, role, created_at, tokens_revoked_at
          )
-         SELECT u.id, u.email, u.role, u.created_at, r.permissions
+         SELECT u.id, u.email, u.role, u.created_at, r.permissions, u.tokens_revoked_at
          FROM inserted u JOIN roles r ON r.name = u.role";
 
 /// Inserts a user; fails on [`EMAIL_UNIQUE_INDEX`] when the email is taken.
@@ -56,7 +59,8 @@ pub async fn insert<'e>(
 }
 
 /// SQL of [`find_by_id`].
-const FIND_BY_ID_SQL: &str = "SELECT u.id, u.email, u.role, u.created_at, r.permissions
+const FIND_BY_ID_SQL: &str =
+    "SELECT u.id, u.email, u.role, u.created_at, r.permissions, u.tokens_revoked_at
          FROM users u JOIN roles r ON r.name = u.role WHERE u.id = $1";
 
 /// The user with this id, with its permissions.
@@ -73,7 +77,7 @@ pub async fn find_by_id<'e>(
 
 /// SQL of [`find_credentials_by_email`].
 const FIND_CREDENTIALS_BY_EMAIL_SQL: &str =
-    "SELECT u.id, u.email, u.role, u.password_hash, r.permissions
+    "SELECT u.id, u.email, u.role, u.password_hash, r.permissions, u.tokens_revoked_at
          FROM users u JOIN roles r ON r.name = u.role
          WHERE lower(u.email) = lower($1)";
 
@@ -106,7 +110,8 @@ pub async fn lock_by_email<'e>(
 }
 
 /// SQL of [`list_after`].
-const LIST_AFTER_SQL: &str = "SELECT u.id, u.email, u.role, u.created_at, r.permissions
+const LIST_AFTER_SQL: &str =
+    "SELECT u.id, u.email, u.role, u.created_at, r.permissions, u.tokens_revoked_at
          FROM users u JOIN roles r ON r.name = u.role
          WHERE $1::uuid IS NULL OR u.id > $1
          ORDER BY u.id LIMIT $2";
@@ -129,9 +134,9 @@ pub async fn list_after<'e>(
 /// SQL of [`update_role`].
 const UPDATE_ROLE_SQL: &str = "WITH updated AS (
              UPDATE users SET role = $2, updated_at = now() WHERE id = $1
-             RETURNING id, email, role, created_at
+             RETURNING id, email, role, created_at, tokens_revoked_at
          )
-         SELECT u.id, u.email, u.role, u.created_at, r.permissions
+         SELECT u.id, u.email, u.role, u.created_at, r.permissions, u.tokens_revoked_at
          FROM updated u JOIN roles r ON r.name = u.role";
 
 /// Sets a user's role; `None` when there is no such user. Fails on [`ROLE_FOREIGN_KEY`]
@@ -189,6 +194,25 @@ pub async fn lock_by_id<'e>(executor: impl PgExecutor<'e>, id: Uuid) -> Result<b
         .fetch_optional(executor)
         .await?;
     Ok(locked.is_some())
+}
+
+/// SQL of [`revoke_tokens`].
+const REVOKE_TOKENS_SQL: &str =
+    "UPDATE users SET tokens_revoked_at = $2, updated_at = now() WHERE id = $1";
+
+/// Makes every access token of the user issued before `at` be refused.
+#[tracing::instrument(name = "db users::revoke_tokens", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "revoke_tokens", db.query.text = REVOKE_TOKENS_SQL))]
+pub async fn revoke_tokens<'e>(
+    executor: impl PgExecutor<'e>,
+    id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(REVOKE_TOKENS_SQL)
+        .bind(id)
+        .bind(at)
+        .execute(executor)
+        .await?;
+    Ok(())
 }
 
 /// SQL of [`update_password_hash`].
