@@ -2,7 +2,8 @@
 //! timeouts, and the request-head limit.
 //!
 //! A client must not be able to hold a connection (and its memory) by sending slowly:
-//! - the request head must arrive within [`HEADER_READ_TIMEOUT`] (Slowloris);
+//! - the request head must arrive within [`HEADER_READ_TIMEOUT`] (Slowloris); hyper starts
+//!   that clock when it waits for the next request too, so idle keep-alive connections close;
 //! - a request body may pause at most [`BODY_GAP_TIMEOUT`] between two pieces;
 //! - a connection with no traffic at all is closed after the idle timeout the binary asks
 //!   for (iam-api and iam-jwks; the sidecar leaves it off for long polls and streams);

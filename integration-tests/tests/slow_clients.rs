@@ -96,8 +96,13 @@ async fn connections_that_stall_are_closed_on_every_port() {
         let stalled_body = format!(
             "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"a\":"
         );
+        let one_request_then_silence = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
         for (what, sent) in [
             ("nothing at all", String::new()),
+            (
+                "one request, then an idle keep-alive",
+                one_request_then_silence,
+            ),
             ("half a request line", "GET /api".to_owned()),
             ("a head without its end", partial_head),
             ("a body that never arrives", stalled_body),
