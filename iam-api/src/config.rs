@@ -10,7 +10,7 @@ use iam_core::telemetry::LogFormat;
 use serde::Deserialize;
 
 use crate::domain::email::Email;
-use crate::domain::keys::RotationPolicy;
+use crate::domain::keys::{KeyEncryptionKey, RotationPolicy};
 use crate::domain::password::{HashParameters, Password};
 
 /// The development key-encryption key used by `--config=local` when none is given. It is
@@ -84,47 +84,6 @@ pub struct ApiConfig {
     pub rate_limit_per_minute: Option<u32>,
     pub bootstrap_admin: Option<BootstrapAdmin>,
     pub log_format: LogFormat,
-}
-
-/// The AES-256 key that encrypts private signing keys at rest. Never printed.
-#[derive(Clone)]
-pub struct KeyEncryptionKey {
-    bytes: [u8; 32],
-    /// Whether this is the public development key (local only).
-    pub is_development_key: bool,
-}
-
-impl std::fmt::Debug for KeyEncryptionKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyEncryptionKey")
-            .field("id", &self.id())
-            .finish_non_exhaustive()
-    }
-}
-
-impl KeyEncryptionKey {
-    /// A key from its 32 raw bytes.
-    pub fn new(bytes: [u8; 32], is_development_key: bool) -> Self {
-        KeyEncryptionKey {
-            bytes,
-            is_development_key,
-        }
-    }
-
-    /// The raw key, for the cipher only.
-    pub fn bytes(&self) -> &[u8; 32] {
-        &self.bytes
-    }
-
-    /// A short fingerprint stored next to each ciphertext, so that a wrong key is reported
-    /// as such instead of as corrupt data.
-    pub fn id(&self) -> String {
-        let digest = openssl::sha::sha256(&self.bytes);
-        digest[..8]
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect()
-    }
 }
 
 impl ApiConfig {
