@@ -1,82 +1,21 @@
-//! Passwords: the parsed `Password` type and the bounded argon2id hashing pool.
+//! The hashing pool: a fixed set of threads (one per worker) fed by a bounded queue.
 //!
-//! Each hash holds `memory_kib` of memory for tens of milliseconds, so hashing runs on a fixed
-//! set of threads (one per worker) fed by a bounded queue. When the queue is full the caller is
-//! told to come back later instead of the process piling up memory under a login flood.
+//! Each hash holds `memory_kib` of memory for tens of milliseconds. When the queue is full the
+//! caller is told to come back later instead of the process piling up memory under a login
+//! flood.
 
 use std::fmt;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
-
-use argon2::password_hash::PasswordVerifier as _;
-use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
-use argon2::{Algorithm, Argon2, Block, Params, Version};
 use std::time::Instant;
 
+use argon2::Argon2;
 use tokio::sync::oneshot;
 
+use super::Password;
+use super::hashing::{HashMemory, hash, verify};
+use super::policy::HashParameters;
 use crate::metrics::HashPoolObserver;
-
-/// Shortest accepted password, in characters.
-pub const MIN_PASSWORD_CHARS: usize = 8;
-/// Longest accepted password, in characters.
-pub const MAX_PASSWORD_CHARS: usize = 128;
-
-/// A password of acceptable length. Never printed, never serialised.
-#[derive(Clone)]
-pub struct Password(String);
-
-impl Password {
-    /// Accepts 8 to 128 characters, exactly as given (no trimming: spaces are characters).
-    pub fn parse(input: &str) -> Result<Self, &'static str> {
-        let length = input.chars().count();
-        if length < MIN_PASSWORD_CHARS {
-            return Err("must be at least 8 characters");
-        }
-        if length > MAX_PASSWORD_CHARS {
-            return Err("must be at most 128 characters");
-        }
-        Ok(Password(input.to_owned()))
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        self.0.as_bytes()
-    }
-}
-
-impl fmt::Debug for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Password(<redacted>)")
-    }
-}
-
-/// argon2id cost parameters (`PASSWORD_HASH_*`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HashParameters {
-    pub memory_kib: u32,
-    pub iterations: u32,
-    pub parallelism: u32,
-}
-
-impl HashParameters {
-    /// Checks the parameters against argon2's own limits.
-    pub fn validate(&self) -> Result<(), String> {
-        self.argon2_params().map(|_| ())
-    }
-
-    fn argon2_params(&self) -> Result<Params, String> {
-        Params::new(self.memory_kib, self.iterations, self.parallelism, None)
-            .map_err(|error| format!("argon2 rejects these parameters: {error}"))
-    }
-
-    fn hasher(&self) -> Result<Argon2<'static>, String> {
-        Ok(Argon2::new(
-            Algorithm::Argon2id,
-            Version::V0x13,
-            self.argon2_params()?,
-        ))
-    }
-}
 
 /// Why hashing did not produce an answer.
 #[derive(Debug, thiserror::Error)]
@@ -139,7 +78,7 @@ impl PasswordHasherPool {
         observer: HashPoolObserver,
     ) -> Result<Self, String> {
         let hasher = parameters.hasher()?;
-        let dummy_password = Password(uuid::Uuid::new_v4().to_string());
+        let dummy_password = Password::random();
         let mut scratch = HashMemory::new(parameters);
         let dummy_hash = hash(&hasher, parameters, &mut scratch, &dummy_password)
             .map_err(|error| error.to_string())?;
@@ -213,38 +152,6 @@ impl PasswordHasherPool {
     }
 }
 
-/// One worker's argon2 memory, allocated on its first hash and reused for every later one.
-/// Allocating 19 MiB per hash made the allocator keep freed blocks around, and resident
-/// memory grew far past threads × memory cost under a login flood; allocating lazily keeps
-/// an idle process small.
-struct HashMemory {
-    block_count: usize,
-    blocks: Vec<Block>,
-}
-
-impl HashMemory {
-    fn new(parameters: HashParameters) -> Self {
-        HashMemory {
-            block_count: parameters
-                .argon2_params()
-                .map_or(0, |params| params.block_count()),
-            blocks: Vec::new(),
-        }
-    }
-
-    fn blocks(&mut self) -> &mut [Block] {
-        if self.blocks.len() != self.block_count {
-            self.blocks = vec![Block::new(); self.block_count];
-        }
-        &mut self.blocks
-    }
-}
-
-/// Length of the hashes we write (argon2's default output length).
-const OUTPUT_LEN: usize = 32;
-/// Length of the salts we draw.
-const SALT_LEN: usize = 16;
-
 fn run_worker(
     hasher: &Argon2<'static>,
     parameters: HashParameters,
@@ -277,88 +184,12 @@ fn run_worker(
     }
 }
 
-fn failed(error: impl std::fmt::Display) -> HashingError {
-    HashingError::Failed(error.to_string())
-}
-
-/// A new PHC string for `password` with a fresh random salt, hashed in `memory`.
-fn hash(
-    hasher: &Argon2<'static>,
-    parameters: HashParameters,
-    memory: &mut HashMemory,
-    password: &Password,
-) -> Result<String, HashingError> {
-    let mut salt = [0u8; SALT_LEN];
-    openssl::rand::rand_bytes(&mut salt).map_err(failed)?;
-    let mut output = [0u8; OUTPUT_LEN];
-    hasher
-        .hash_password_into_with_memory(password.as_bytes(), &salt, &mut output, memory.blocks())
-        .map_err(failed)?;
-    let params = parameters.argon2_params().map_err(failed)?;
-    let phc = PasswordHash {
-        algorithm: Algorithm::Argon2id.ident(),
-        version: Some(Version::V0x13.into()),
-        params: ParamsString::try_from(&params).map_err(failed)?,
-        salt: Some(Salt::new(&salt).map_err(failed)?),
-        hash: Some(Output::new(&output).map_err(failed)?),
-    };
-    Ok(phc.to_string())
-}
-
-fn verify(
-    hasher: &Argon2<'static>,
-    parameters: HashParameters,
-    memory: &mut HashMemory,
-    password: &Password,
-    stored_hash: &str,
-) -> Result<VerifyOutcome, HashingError> {
-    let parsed = PasswordHash::new(stored_hash)
-        .map_err(|error| HashingError::Failed(format!("stored hash is unreadable: {error}")))?;
-    if !uses_parameters(&parsed, parameters) {
-        // Older parameters: verify with them (allocating, rare), then upgrade the hash.
-        let matches = hasher.verify_password(password.as_bytes(), &parsed).is_ok();
-        let rehashed = if matches {
-            Some(hash(hasher, parameters, memory, password)?)
-        } else {
-            None
-        };
-        return Ok(VerifyOutcome { matches, rehashed });
-    }
-    let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
-        return Err(HashingError::Failed(
-            "stored hash lacks salt or output".to_owned(),
-        ));
-    };
-    let mut output = vec![0u8; expected.len()];
-    hasher
-        .hash_password_into_with_memory(password.as_bytes(), salt, &mut output, memory.blocks())
-        .map_err(failed)?;
-    // Constant time, so the comparison reveals nothing about how much of the hash matched.
-    let matches = openssl::memcmp::eq(&output, expected.as_bytes());
-    Ok(VerifyOutcome {
-        matches,
-        rehashed: None,
-    })
-}
-
-/// Whether a stored hash is argon2id version 19 at exactly the configured parameters.
-fn uses_parameters(parsed: &PasswordHash, parameters: HashParameters) -> bool {
-    let is_argon2id = parsed.algorithm.as_str() == Algorithm::Argon2id.ident().as_str();
-    let Ok(stored) = Params::try_from(parsed) else {
-        return false;
-    };
-    let is_current_version = parsed.version == Some(Version::V0x13.into());
-    is_argon2id
-        && is_current_version
-        && stored.m_cost() == parameters.memory_kib
-        && stored.t_cost() == parameters.iterations
-        && stored.p_cost() == parameters.parallelism
-}
-
 #[cfg(test)]
 #[allow(clippy::expect_used)] // test helpers report failure by panicking
 mod tests {
     use super::*;
+    use argon2::password_hash::PasswordVerifier as _;
+    use argon2::password_hash::phc::PasswordHash;
 
     const CHEAP: HashParameters = HashParameters {
         memory_kib: 64,
@@ -368,18 +199,6 @@ mod tests {
 
     fn password(text: &str) -> Password {
         Password::parse(text).expect("valid password")
-    }
-
-    #[test]
-    fn password_length_is_counted_in_characters() {
-        assert!(Password::parse("short").is_err());
-        assert!(Password::parse("ünïcödé!").is_ok());
-        assert!(Password::parse(&"x".repeat(128)).is_ok());
-        assert!(Password::parse(&"x".repeat(129)).is_err());
-        assert_eq!(
-            format!("{:?}", password("hunter2hunter2")),
-            "Password(<redacted>)"
-        );
     }
 
     #[tokio::test]
