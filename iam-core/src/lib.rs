@@ -4,6 +4,7 @@
 //! Nothing here opens a socket or a database connection, so a verifier that depends on this
 //! crate never drags in a server or a driver.
 
+pub mod bearer;
 pub mod config;
 pub mod jwk;
 #[cfg(feature = "telemetry")]
