@@ -7,21 +7,7 @@ use iam_core::Reason;
 use iam_core::metrics::{HttpMetrics, Registry, render};
 
 /// Every reason a token can be refused, in a fixed order for the metric labels.
-const REASONS: [Reason; 13] = [
-    Reason::TooLarge,
-    Reason::Malformed,
-    Reason::AlgorithmNotAllowed,
-    Reason::WrongType,
-    Reason::MissingKeyId,
-    Reason::UnknownKeyId,
-    Reason::BadSignature,
-    Reason::InvalidClaims,
-    Reason::WrongIssuer,
-    Reason::WrongAudience,
-    Reason::Expired,
-    Reason::NotYetValid,
-    Reason::IssuedInFuture,
-];
+const REASONS: [Reason; Reason::ALL.len()] = Reason::ALL;
 
 /// What became of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
