@@ -9,6 +9,11 @@ use std::path::{Path, PathBuf};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 
+mod methods;
+
+pub use methods::is_method_token;
+use methods::rule_method_covers;
+
 /// Everything outside RFC 3986 `pchar` (unreserved, sub-delims, `:`, `@`). `%` stays in the set
 /// so that a decoded `%` is re-encoded and the upstream cannot decode it into something else.
 const NOT_PCHAR: &AsciiSet = &non_alphanumeric_except(b"-._~!$&'()*+,;=:@");
@@ -223,14 +228,6 @@ fn has_segment_prefix(path: &str, prefix: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-/// RFC 9110 `token`, restricted to uppercase so that matching can stay case-sensitive.
-fn is_method_token(m: &str) -> bool {
-    !m.is_empty()
-        && m.bytes().all(|b| {
-            b.is_ascii_uppercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
-}
-
 /// `^[A-Za-z0-9_.:*-]{1,128}$`
 fn is_permission(p: &str) -> bool {
     (1..=128).contains(&p.len())
@@ -275,6 +272,7 @@ struct RawRule {
 #[derive(Debug, Clone)]
 struct Rule {
     path: String,
+    /// Canonical uppercase; `None` for every method.
     methods: Option<Vec<String>>,
     permissions: Vec<String>,
     public: bool,
@@ -288,11 +286,13 @@ impl Rule {
                 return Err("methods must not be empty (omit it to match all methods)".into());
             }
             if let Some(m) = methods.iter().find(|m| !is_method_token(m)) {
-                return Err(format!(
-                    "method {m:?} is not an uppercase HTTP method token"
-                ));
+                return Err(format!("method {m:?} is not an HTTP method token"));
             }
         }
+        // Methods are matched case-insensitively; stored canonical so logs and tests agree.
+        let methods = raw
+            .methods
+            .map(|methods| methods.iter().map(|m| m.to_ascii_uppercase()).collect());
         let permissions = raw.permissions.unwrap_or_default();
         if let Some(p) = permissions.iter().find(|p| !is_permission(p)) {
             return Err(format!(
@@ -304,7 +304,7 @@ impl Rule {
         }
         Ok(Rule {
             path: raw.path,
-            methods: raw.methods,
+            methods,
             permissions,
             public: raw.public,
         })
@@ -393,7 +393,8 @@ impl AccessPolicy {
         }
     }
 
-    /// Decides access for an uppercase `method` and a path already passed through [`normalize_path`].
+    /// Decides access for `method` (any case; a `GET` rule covers `HEAD`) and a path already
+    /// passed through [`normalize_path`].
     ///
     /// Paths are case-sensitive: `/ADMIN` does not match a `/admin` rule and falls to the default
     /// (token required), so it is never *more* public, but a case-insensitive upstream would
@@ -409,7 +410,7 @@ impl AccessPolicy {
         let hit = self.rules.rules.iter().find(|r| {
             r.methods
                 .as_ref()
-                .is_none_or(|ms| ms.iter().any(|m| m == method))
+                .is_none_or(|ms| ms.iter().any(|m| rule_method_covers(m, method)))
                 && has_segment_prefix(normalized_path, &r.path)
         });
         match hit {

@@ -94,12 +94,20 @@ fn invalid_rules_are_reported_by_number_and_path() {
         (r#"{ path = "/a b" }"#, "would need percent-encoding"),
         (r#"{ path = "/.." }"#, "climbs above the root"),
         (
-            r#"{ path = "/a", methods = ["get"] }"#,
-            r#"method "get" is not"#,
+            r#"{ path = "/a", methods = ["GE T"] }"#,
+            r#"method "GE T" is not an HTTP method token"#,
         ),
         (
-            r#"{ path = "/a", methods = ["GE T"] }"#,
-            r#"method "GE T" is not"#,
+            r#"{ path = "/a", methods = ["GET", ""] }"#,
+            r#"method "" is not"#,
+        ),
+        (
+            r#"{ path = "/a", methods = ["G(E)T"] }"#,
+            r#"method "G(E)T" is not"#,
+        ),
+        (
+            r#"{ path = "/a", methods = ["G\u00c9T"] }"#,
+            r#"method "GÉT" is not"#,
         ),
         (
             r#"{ path = "/a", methods = [] }"#,
@@ -120,7 +128,7 @@ fn invalid_rules_are_reported_by_number_and_path() {
         assert!(msg.starts_with("rule 2"), "{msg}");
         assert!(msg.contains(expected), "{rule} gave {msg}");
     }
-    let msg = rules_error(r#"{ path = "/a", methods = ["get"] }"#);
+    let msg = rules_error(r#"{ path = "/a", methods = ["GE T"] }"#);
     assert!(msg.starts_with(r#"rule 1 (path "/a"): "#), "{msg}");
 }
 
@@ -193,14 +201,53 @@ fn prefixes_match_whole_segments_only() {
 }
 
 #[test]
-fn methods_filter_rules_case_sensitively() {
+fn methods_filter_rules_case_insensitively() {
     let p = policy(
         "",
         r#"{ path = "/o", methods = ["DELETE"], permissions = ["w"] }"#,
     );
-    assert_eq!(needs(&p, "DELETE", "/o/1"), "token[w]");
+    for method in ["DELETE", "delete", "Delete", "dElEtE"] {
+        assert_eq!(needs(&p, method, "/o/1"), "token[w]", "{method}");
+    }
     assert_eq!(needs(&p, "GET", "/o/1"), "token[]");
-    assert_eq!(needs(&p, "delete", "/o/1"), "token[]");
+    assert_eq!(needs(&p, "DELET", "/o/1"), "token[]");
+}
+
+#[test]
+fn rule_methods_may_be_written_in_any_case_and_are_stored_uppercase() {
+    let rules = Rules::parse(
+        r#"rule = [{ path = "/o", methods = ["delete", "Patch", "m-search"], permissions = ["w"] }]"#,
+    )
+    .unwrap();
+    assert_eq!(
+        rules.rules[0].methods.as_deref(),
+        Some(["DELETE", "PATCH", "M-SEARCH"].map(String::from).as_slice())
+    );
+    let p = AccessPolicy::new(vec![], rules);
+    for method in ["DELETE", "delete", "PATCH", "patch", "M-SEARCH", "m-search"] {
+        assert_eq!(needs(&p, method, "/o"), "token[w]", "{method}");
+    }
+    assert_eq!(needs(&p, "POST", "/o"), "token[]");
+}
+
+#[test]
+fn a_get_rule_also_covers_head() {
+    let p = policy(
+        "",
+        r#"{ path = "/r", methods = ["GET"], permissions = ["read"] },
+           { path = "/h", methods = ["HEAD"], permissions = ["head"] },
+           { path = "/c", methods = ["get"], public = true }"#,
+    );
+    for method in ["GET", "get", "HEAD", "head", "Head"] {
+        assert_eq!(needs(&p, method, "/r/1"), "token[read]", "{method}");
+    }
+    assert_eq!(needs(&p, "POST", "/r/1"), "token[]");
+    // A HEAD rule is only for HEAD.
+    assert_eq!(needs(&p, "HEAD", "/h"), "token[head]");
+    assert_eq!(needs(&p, "GET", "/h"), "token[]");
+    // Public GET means public HEAD too, and nothing else.
+    assert_eq!(needs(&p, "HEAD", "/c"), "public");
+    assert_eq!(needs(&p, "POST", "/c"), "token[]");
 }
 
 #[test]
