@@ -18,15 +18,19 @@ pub enum Outcome {
     Forbidden,
     KeysUnavailable,
     BadPath,
+    /// Refused with 400 for its headers: more than one `Authorization`, or a method
+    /// override that is not a method.
+    BadRequest,
 }
 
-const OUTCOMES: [(Outcome, &str); 6] = [
+const OUTCOMES: [(Outcome, &str); 7] = [
     (Outcome::Forwarded, "forwarded"),
     (Outcome::ForwardedPublic, "forwarded_public"),
     (Outcome::Unauthenticated, "unauthenticated"),
     (Outcome::Forbidden, "forbidden"),
     (Outcome::KeysUnavailable, "keys_unavailable"),
     (Outcome::BadPath, "bad_path"),
+    (Outcome::BadRequest, "bad_request"),
 ];
 
 /// Why the upstream did not answer.

@@ -8,6 +8,7 @@ use salvo::http::header::{
 };
 use salvo::prelude::*;
 
+use iam_core::bearer::bearer_token;
 use iam_core::telemetry;
 use tracing::Instrument as _;
 
@@ -32,15 +33,6 @@ pub struct Gate {
     pub verifier: Arc<TokenVerifier>,
     pub metrics: Arc<Metrics>,
     pub upstream: UpstreamClient,
-}
-
-fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|token| !token.is_empty())
 }
 
 /// Removes every inbound `x-user-*` header: only the sidecar may set them.
@@ -148,18 +140,33 @@ impl Handler for Gate {
 }
 
 impl Gate {
+    /// 400 for a request that cannot be judged safely, counted as `outcome`.
+    fn deny_bad_request(&self, res: &mut Response, outcome: Outcome, detail: &str) {
+        self.deny(res, outcome, StatusCode::BAD_REQUEST, None, detail);
+    }
+
     async fn decide_and_forward(&self, req: &mut Request, res: &mut Response) {
         strip_identity_headers(req.headers_mut());
         let path = match normalize_path(req.uri().path()) {
             Ok(path) => path,
             Err(error) => {
-                self.deny(
+                self.deny_bad_request(
                     res,
                     Outcome::BadPath,
-                    StatusCode::BAD_REQUEST,
-                    None,
                     &format!("the request path is not acceptable: {error}"),
                 );
+                return;
+            }
+        };
+        let token = match bearer_token(
+            req.headers()
+                .get_all(AUTHORIZATION)
+                .iter()
+                .map(HeaderValue::as_bytes),
+        ) {
+            Ok(token) => token,
+            Err(duplicate) => {
+                self.deny_bad_request(res, Outcome::BadRequest, &duplicate.to_string());
                 return;
             }
         };
@@ -168,7 +175,7 @@ impl Gate {
             Access::Authenticated {
                 required_permissions,
             } => {
-                let Some(token) = bearer_token(req.headers()) else {
+                let Some(token) = token else {
                     self.deny(
                         res,
                         Outcome::Unauthenticated,

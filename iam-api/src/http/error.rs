@@ -56,6 +56,12 @@ fn describe(error: &AppError) -> (StatusCode, &'static str, &'static str, String
             "Bad request",
             why.clone(),
         ),
+        AppError::DuplicateAuthorization(duplicate) => (
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "Bad request",
+            duplicate.to_string(),
+        ),
         AppError::Validation(_) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             "validation-error",
@@ -183,6 +189,7 @@ fn extra_headers(error: &AppError, headers: &mut HeaderMap) {
             headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
         }
         AppError::BadRequest(_)
+        | AppError::DuplicateAuthorization(_)
         | AppError::Validation(_)
         | AppError::InvalidCredentials
         | AppError::InvalidRefreshToken
