@@ -17,6 +17,10 @@ use crate::metrics::{Metrics, Outcome};
 use crate::rules::{Access, AccessPolicy, missing_permission, normalize_path};
 use crate::verifier::{TokenVerifier, VerifyError};
 
+mod inbound_headers;
+
+use inbound_headers::method_overrides;
+
 const X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
 const X_USER_EMAIL: HeaderName = HeaderName::from_static("x-user-email");
 const X_USER_ROLE: HeaderName = HeaderName::from_static("x-user-role");
@@ -170,7 +174,14 @@ impl Gate {
                 return;
             }
         };
-        let outcome = match self.policy.decide(req.method().as_str(), &path) {
+        let access = match method_overrides(req.headers()) {
+            Ok(overrides) => self.policy.decide(req.method().as_str(), &overrides, &path),
+            Err(invalid) => {
+                self.deny_bad_request(res, Outcome::BadRequest, &invalid.to_string());
+                return;
+            }
+        };
+        let outcome = match access {
             Access::Public => Outcome::ForwardedPublic,
             Access::Authenticated {
                 required_permissions,
@@ -205,7 +216,8 @@ impl Gate {
                         return;
                     }
                 };
-                if let Some(missing) = missing_permission(required_permissions, &claims.permissions)
+                if let Some(missing) =
+                    missing_permission(&required_permissions, &claims.permissions)
                 {
                     self.deny(
                         res,

@@ -3,6 +3,7 @@
 //! Matching is only sound on normalised paths, so callers must run [`normalize_path`] on the
 //! request path, reject the request if it fails, and forward the *normalised* path upstream.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -366,15 +367,45 @@ impl Rules {
 }
 
 /// What a request needs before it may be forwarded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Access<'a> {
     /// Forward without a token.
     Public,
     /// A valid token is required (401 otherwise).
     Authenticated {
-        /// Permissions the token must all hold (403 `insufficient_scope` otherwise); may be empty.
-        required_permissions: &'a [String],
+        /// Permissions the token must all hold (403 `insufficient_scope` otherwise); may be
+        /// empty. Borrowed from the rule unless several rules' permissions were combined.
+        required_permissions: Cow<'a, [String]>,
     },
+}
+
+impl<'a> Access<'a> {
+    /// What a request needs when it must satisfy both `self` and `other`: public only if
+    /// both are, else a token holding the permissions of both (without repeats).
+    fn and(self, other: Access<'a>) -> Access<'a> {
+        match (self, other) {
+            (Access::Public, other) => other,
+            (this, Access::Public) => this,
+            (
+                Access::Authenticated {
+                    required_permissions: these,
+                },
+                Access::Authenticated {
+                    required_permissions: those,
+                },
+            ) => {
+                let mut all = these.into_owned();
+                for permission in those.iter() {
+                    if !all.contains(permission) {
+                        all.push(permission.clone());
+                    }
+                }
+                Access::Authenticated {
+                    required_permissions: Cow::Owned(all),
+                }
+            }
+        }
+    }
 }
 
 /// `PUBLIC_PATHS` entries plus the rules file: everything needed to decide on a request.
@@ -393,13 +424,23 @@ impl AccessPolicy {
         }
     }
 
-    /// Decides access for `method` (any case; a `GET` rule covers `HEAD`) and a path already
-    /// passed through [`normalize_path`].
+    /// Decides access for a request with `method` (any case) on a path already passed
+    /// through [`normalize_path`], that the upstream may also run as any of `overrides`
+    /// (the values of its method-override headers): every rule that applies under any of
+    /// these methods must be satisfied, so it is public only if it is public under each.
     ///
     /// Paths are case-sensitive: `/ADMIN` does not match a `/admin` rule and falls to the default
     /// (token required), so it is never *more* public, but a case-insensitive upstream would
     /// serve it without the `/admin` rule's permissions.
-    pub fn decide(&self, method: &str, normalized_path: &str) -> Access<'_> {
+    pub fn decide(&self, method: &str, overrides: &[&str], normalized_path: &str) -> Access<'_> {
+        overrides.iter().fold(
+            self.decide_one(method, normalized_path),
+            |access, method| access.and(self.decide_one(method, normalized_path)),
+        )
+    }
+
+    /// Decides access for a request run as `method` (any case; a `GET` rule covers `HEAD`).
+    fn decide_one(&self, method: &str, normalized_path: &str) -> Access<'_> {
         if self
             .public_paths
             .iter()
@@ -416,10 +457,10 @@ impl AccessPolicy {
         match hit {
             Some(rule) if rule.public => Access::Public,
             Some(rule) => Access::Authenticated {
-                required_permissions: &rule.permissions,
+                required_permissions: Cow::Borrowed(&rule.permissions),
             },
             None => Access::Authenticated {
-                required_permissions: &[],
+                required_permissions: Cow::Borrowed(&[]),
             },
         }
     }

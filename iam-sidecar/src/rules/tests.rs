@@ -28,7 +28,17 @@ fn policy(public: &str, rules: &str) -> AccessPolicy {
 
 /// "public", or "token[...]" with the permissions the token must hold.
 fn needs(policy: &AccessPolicy, method: &str, raw_path: &str) -> String {
-    match policy.decide(method, &normalize_path(raw_path).unwrap()) {
+    needs_with_overrides(policy, method, &[], raw_path)
+}
+
+/// As [`needs`], for a request that also carries method-override headers.
+fn needs_with_overrides(
+    policy: &AccessPolicy,
+    method: &str,
+    overrides: &[&str],
+    raw_path: &str,
+) -> String {
+    match policy.decide(method, overrides, &normalize_path(raw_path).unwrap()) {
         Access::Public => "public".into(),
         Access::Authenticated {
             required_permissions: p,
@@ -248,6 +258,114 @@ fn a_get_rule_also_covers_head() {
     // Public GET means public HEAD too, and nothing else.
     assert_eq!(needs(&p, "HEAD", "/c"), "public");
     assert_eq!(needs(&p, "POST", "/c"), "token[]");
+}
+
+/// `/orders`: DELETE needs `orders:delete`, writes `orders:write`, reads are public;
+/// `/audit` needs `audit` for everything; `/open` is public for every method.
+const OVERRIDE_RULES: &str = r#"
+    { path = "/orders", methods = ["DELETE"], permissions = ["orders:delete", "orders:write"] },
+    { path = "/orders", methods = ["POST", "PUT", "PATCH"], permissions = ["orders:write"] },
+    { path = "/orders", methods = ["GET"], public = true },
+    { path = "/audit", permissions = ["audit"] },
+    { path = "/open", public = true }
+"#;
+
+#[test]
+fn a_request_is_judged_under_every_method_an_override_header_names() {
+    let p = policy("", OVERRIDE_RULES);
+    // The request line alone.
+    assert_eq!(needs(&p, "GET", "/orders/7"), "public");
+    assert_eq!(needs(&p, "POST", "/orders/7"), "token[orders:write]");
+    // A public GET turned into a DELETE needs what DELETE needs.
+    assert_eq!(
+        needs_with_overrides(&p, "GET", &["DELETE"], "/orders/7"),
+        "token[orders:delete,orders:write]"
+    );
+    assert_eq!(
+        needs_with_overrides(&p, "POST", &["delete"], "/orders/7"),
+        "token[orders:write,orders:delete]"
+    );
+    // Overriding to a public method does not make a protected request public.
+    assert_eq!(
+        needs_with_overrides(&p, "DELETE", &["GET"], "/orders/7"),
+        "token[orders:delete,orders:write]"
+    );
+    assert_eq!(
+        needs_with_overrides(&p, "POST", &["GET", "HEAD"], "/orders/7"),
+        "token[orders:write]"
+    );
+    // Public only if public under every candidate.
+    assert_eq!(
+        needs_with_overrides(&p, "GET", &["HEAD", "get"], "/orders/7"),
+        "public"
+    );
+    assert_eq!(
+        needs_with_overrides(&p, "GET", &["head", "PUT"], "/orders/7"),
+        "token[orders:write]"
+    );
+    assert_eq!(
+        needs_with_overrides(&p, "GET", &["DELETE"], "/open"),
+        "public"
+    );
+    // A method no rule names falls to the default: a token, no permissions.
+    assert_eq!(
+        needs_with_overrides(&p, "GET", &["PURGE"], "/orders/7"),
+        "token[]"
+    );
+    assert_eq!(
+        needs_with_overrides(&p, "GET", &["PURGE"], "/audit"),
+        "token[audit]"
+    );
+}
+
+#[test]
+fn combined_permissions_are_the_union_without_repeats_in_first_seen_order() {
+    let p = policy(
+        "",
+        r#"{ path = "/x", methods = ["PUT"], permissions = ["a", "b"] },
+           { path = "/x", methods = ["PATCH"], permissions = ["b", "c"] },
+           { path = "/x", methods = ["POST"], permissions = ["c"] },
+           { path = "/x", methods = ["GET"], public = true }"#,
+    );
+    assert_eq!(
+        needs_with_overrides(&p, "PUT", &["PATCH"], "/x"),
+        "token[a,b,c]"
+    );
+    assert_eq!(
+        needs_with_overrides(&p, "PATCH", &["PUT"], "/x"),
+        "token[b,c,a]"
+    );
+    assert_eq!(
+        needs_with_overrides(&p, "PUT", &["PUT", "put"], "/x"),
+        "token[a,b]"
+    );
+    assert_eq!(
+        needs_with_overrides(&p, "GET", &["POST", "PATCH", "PUT"], "/x"),
+        "token[c,b,a]"
+    );
+    assert_eq!(
+        needs_with_overrides(&p, "DELETE", &["POST"], "/x"),
+        "token[c]"
+    );
+}
+
+#[test]
+fn access_requirements_combine_like_a_logical_and() {
+    let ab = ["a", "b"].map(String::from);
+    let bc = ["b", "c"].map(String::from);
+    let token = |p: &[String]| Access::Authenticated {
+        required_permissions: Cow::Owned(p.to_vec()),
+    };
+    assert_eq!(Access::Public.and(Access::Public), Access::Public);
+    assert_eq!(Access::Public.and(token(&ab)), token(&ab));
+    assert_eq!(token(&ab).and(Access::Public), token(&ab));
+    assert_eq!(token(&[]).and(Access::Public), token(&[]));
+    assert_eq!(Access::Public.and(token(&[])), token(&[]));
+    assert_eq!(
+        token(&ab).and(token(&bc)),
+        token(&["a", "b", "c"].map(String::from))
+    );
+    assert_eq!(token(&[]).and(token(&[])), token(&[]));
 }
 
 #[test]
