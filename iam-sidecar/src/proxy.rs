@@ -19,7 +19,7 @@ use crate::verifier::{TokenVerifier, VerifyError};
 
 mod inbound_headers;
 
-use inbound_headers::method_overrides;
+use inbound_headers::{is_identity_header, method_overrides};
 
 const X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
 const X_USER_EMAIL: HeaderName = HeaderName::from_static("x-user-email");
@@ -39,11 +39,13 @@ pub struct Gate {
     pub upstream: UpstreamClient,
 }
 
-/// Removes every inbound `x-user-*` header: only the sidecar may set them.
+/// Removes every inbound identity header: only the sidecar may set them. Names are judged
+/// as the upstream may read them (see [`is_identity_header`]): `X_User_Role`, `X.User.Role`
+/// and `x-USER-role` go as `X-User-Role` does.
 fn strip_identity_headers(headers: &mut HeaderMap) {
     let spoofed: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| name.as_str().starts_with("x-user-"))
+        .filter(|name| is_identity_header(name.as_str()))
         .cloned()
         .collect();
     for name in spoofed {
@@ -261,8 +263,26 @@ pub fn service(gate: Gate) -> Service {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // test helpers report failure by panicking
 mod tests {
     use super::*;
+
+    fn header_map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                HeaderValue::from_str(value).expect("value"),
+            );
+        }
+        headers
+    }
+
+    fn names(headers: &HeaderMap) -> Vec<&str> {
+        let mut names: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        names
+    }
 
     #[test]
     fn identity_headers_from_the_client_are_removed() {
@@ -273,5 +293,25 @@ mod tests {
         strip_identity_headers(&mut headers);
         assert_eq!(headers.len(), 1);
         assert!(headers.contains_key("x-request-id"));
+    }
+
+    #[test]
+    fn identity_headers_are_removed_in_every_spelling_and_every_copy() {
+        let mut headers = header_map(&[
+            ("X_User_Role", "admin"),
+            ("X.User.Role", "admin"),
+            ("x-USER-role", "admin"),
+            ("x-user-role", "admin"),
+            ("x-user-role", "second copy"),
+            ("X-User-Anything", "x"),
+            ("X-User-", "x"),
+            ("X-Client-Id", "c"),
+            ("x_client_id", "c"),
+            ("x-users", "keep"),
+            ("x-client-ids", "keep"),
+            ("accept", "keep"),
+        ]);
+        strip_identity_headers(&mut headers);
+        assert_eq!(names(&headers), ["accept", "x-client-ids", "x-users"]);
     }
 }

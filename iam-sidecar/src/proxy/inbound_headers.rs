@@ -2,8 +2,8 @@
 //!
 //! Names: many servers and frameworks do not read a name byte for byte: CGI-style gateways
 //! (and the PHP, Python and Ruby stacks behind them) turn `-` into `_` and lowercase or
-//! uppercase everything, so `X_HTTP_Method_Override` and `X.HTTP.Method.Override` reach the
-//! application as `X-HTTP-Method-Override` does. Names are therefore judged after normalising: ASCII lowercase, with
+//! uppercase everything, so `X_User_Role` and `X.User.Role` reach the application as
+//! `X-User-Role` does. Names are therefore judged after normalising: ASCII lowercase, with
 //! `_` and `.` read as `-`.
 //!
 //! Method overrides: frameworks honour `X-HTTP-Method-Override: DELETE` (and its cousins) on
@@ -12,6 +12,11 @@
 use salvo::http::HeaderMap;
 
 use crate::rules::is_method_token;
+
+/// Identity headers are those that, normalised, start with this prefix…
+const IDENTITY_PREFIX: &str = "x-user-";
+/// …or are exactly this one.
+const CLIENT_ID: &str = "x-client-id";
 
 /// Method-override headers that frameworks honour (normalised spelling).
 const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
@@ -40,6 +45,12 @@ fn normalized_starts_with(name: &str, prefix: &str) -> bool {
 /// Whether `name`, normalised, is `other` (given in normalised form).
 fn normalized_eq(name: &str, other: &str) -> bool {
     name.len() == other.len() && normalized_starts_with(name, other)
+}
+
+/// Whether the upstream may read `name` as one of the identity headers only the sidecar may
+/// set (`X-User-*`, `X-Client-Id`), in any spelling.
+pub fn is_identity_header(name: &str) -> bool {
+    normalized_starts_with(name, IDENTITY_PREFIX) || normalized_eq(name, CLIENT_ID)
 }
 
 /// Whether the upstream may read `name` as a method override (`X-HTTP-Method-Override`,
@@ -102,6 +113,62 @@ mod tests {
             );
         }
         headers
+    }
+
+    #[test]
+    fn identity_headers_are_recognised_in_every_spelling() {
+        for name in [
+            "x-user-id",
+            "X-User-Id",
+            "X-USER-ROLE",
+            "x-USER-role",
+            "X_User_Role",
+            "x_user_id",
+            "X.User.Role",
+            "x.user.email",
+            "X-User_Permissions",
+            "x_user.id",
+            "X-User-",
+            "x_user_",
+            "X-User-Anything-New",
+            "X-User--",
+            "X-Client-Id",
+            "x-client-id",
+            "x_client_id",
+            "X.Client.Id",
+            "X-CLIENT_ID",
+        ] {
+            assert!(is_identity_header(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn other_headers_are_not_identity_headers() {
+        for name in [
+            "",
+            "x",
+            "x-user",
+            "x_user",
+            "x-users-id",
+            "x-userid",
+            "y-user-id",
+            "xx-user-id",
+            "x-u-ser-id",
+            "user-id",
+            "x-client",
+            "x-client-i",
+            "x-client-id2",
+            "x-client-ids",
+            "x-client-idx",
+            "x-clients-id",
+            "y-client-id",
+            "x-client+id",
+            "x-request-id",
+            "authorization",
+            "x-forwarded-user",
+        ] {
+            assert!(!is_identity_header(name), "{name}");
+        }
     }
 
     #[test]
