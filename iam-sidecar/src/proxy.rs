@@ -12,7 +12,7 @@ use iam_core::bearer::bearer_token;
 use iam_core::telemetry;
 use tracing::Instrument as _;
 
-use crate::forward::{UpstreamClient, write_problem};
+use crate::forward::{UpstreamClient, remove_hop_by_hop, write_problem};
 use crate::metrics::{Metrics, Outcome};
 use crate::rules::{Access, AccessPolicy, missing_permission, normalize_path};
 use crate::verifier::{TokenVerifier, VerifyError};
@@ -28,9 +28,16 @@ const X_USER_PERMISSIONS: HeaderName = HeaderName::from_static("x-user-permissio
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// The W3C trace context the sidecar passes on (and continues, when tracing is on).
+const TRACE_CONTEXT: [HeaderName; 2] = [
+    HeaderName::from_static("traceparent"),
+    HeaderName::from_static("tracestate"),
+];
 
-/// Decides each request: strips spoofable identity headers, normalises the path, checks the
-/// token and the rule's permissions, adds the identity headers, and forwards the request.
+/// Decides each request: removes the client's hop-by-hop headers, then spoofable identity
+/// headers, normalises the path, takes the one Bearer token, checks it and the permissions of
+/// every rule that applies under each method the request may run as, adds the identity and
+/// forwarding headers, and forwards the request.
 #[derive(Debug)]
 pub struct Gate {
     pub policy: AccessPolicy,
@@ -53,11 +60,29 @@ fn strip_identity_headers(headers: &mut HeaderMap) {
     }
 }
 
-/// Appends the client to `X-Forwarded-For` and fills `X-Forwarded-Proto`/`-Host` if absent.
-fn add_forwarding_headers(req: &mut Request) {
-    let client_ip = req.remote_addr().ip().map(|ip| ip.to_string());
-    let host = req.headers().get(HOST).cloned();
-    let headers = req.headers_mut();
+/// What the sidecar passes on about the request as the client sent it, taken before the
+/// hop-by-hop headers go, so that a client's `Connection` header cannot remove it.
+#[derive(Debug)]
+struct Received {
+    host: Option<HeaderValue>,
+    trace_context: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Received {
+    fn take(headers: &HeaderMap) -> Received {
+        Received {
+            host: headers.get(HOST).cloned(),
+            trace_context: TRACE_CONTEXT
+                .iter()
+                .filter_map(|name| Some((name.clone(), headers.get(name)?.clone())))
+                .collect(),
+        }
+    }
+}
+
+/// Appends the client to `X-Forwarded-For`, fills `X-Forwarded-Proto`/`-Host` if absent and
+/// passes the trace context on. Runs after the hop-by-hop headers were removed.
+fn add_forwarding_headers(headers: &mut HeaderMap, client_ip: Option<String>, received: Received) {
     if let Some(ip) = client_ip {
         let chain = match headers
             .get(&X_FORWARDED_FOR)
@@ -73,10 +98,14 @@ fn add_forwarding_headers(req: &mut Request) {
     if !headers.contains_key(&X_FORWARDED_PROTO) {
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     }
-    if let Some(host) = host
+    if let Some(host) = received.host
         && !headers.contains_key(&X_FORWARDED_HOST)
     {
         headers.insert(X_FORWARDED_HOST, host);
+    }
+    // When tracing is on, the upstream call replaces these with the sidecar's own span.
+    for (name, value) in received.trace_context {
+        headers.insert(name, value);
     }
 }
 
@@ -152,6 +181,10 @@ impl Gate {
     }
 
     async fn decide_and_forward(&self, req: &mut Request, res: &mut Response) {
+        // First take what belongs to the client's hop only, so that nothing the gate judges
+        // or adds afterwards can be removed by the client's `Connection` header.
+        let received = Received::take(req.headers());
+        let end_to_end = remove_hop_by_hop(req.headers_mut());
         strip_identity_headers(req.headers_mut());
         let path = match normalize_path(req.uri().path()) {
             Ok(path) => path,
@@ -251,9 +284,10 @@ impl Gate {
             }
         };
         self.metrics.outcome(outcome);
-        add_forwarding_headers(req);
+        let client_ip = req.remote_addr().ip().map(|ip| ip.to_string());
+        add_forwarding_headers(req.headers_mut(), client_ip, received);
         // The upstream receives the normalised path the decision was made on.
-        self.upstream.forward(req, &path, res).await;
+        self.upstream.forward(req, end_to_end, &path, res).await;
     }
 }
 
@@ -313,5 +347,59 @@ mod tests {
         ]);
         strip_identity_headers(&mut headers);
         assert_eq!(names(&headers), ["accept", "x-client-ids", "x-users"]);
+    }
+
+    #[test]
+    fn what_the_client_sent_is_taken_before_the_hop_by_hop_headers_go() {
+        let mut headers = header_map(&[
+            (
+                "connection",
+                "host, traceparent, tracestate, x-forwarded-for",
+            ),
+            ("host", "orders.example.com"),
+            (
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+            ("tracestate", "vendor=1"),
+            ("x-forwarded-for", "203.0.113.9"),
+        ]);
+        let received = Received::take(&headers);
+        let _ = remove_hop_by_hop(&mut headers);
+        assert!(headers.is_empty(), "{headers:?}");
+        add_forwarding_headers(&mut headers, Some("127.0.0.1".into()), received);
+        assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
+        assert_eq!(headers["x-forwarded-proto"], "http");
+        assert_eq!(headers["x-forwarded-host"], "orders.example.com");
+        assert_eq!(
+            headers["traceparent"],
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+        assert_eq!(headers["tracestate"], "vendor=1");
+        assert_eq!(headers.len(), 5);
+    }
+
+    #[test]
+    fn forwarding_headers_extend_what_the_client_sent_end_to_end() {
+        let mut headers = header_map(&[
+            ("host", "orders.example.com"),
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "shop.example.com"),
+        ]);
+        let received = Received::take(&headers);
+        add_forwarding_headers(&mut headers, Some("10.0.0.1".into()), received);
+        assert_eq!(headers["x-forwarded-for"], "203.0.113.9, 10.0.0.1");
+        assert_eq!(headers["x-forwarded-proto"], "https");
+        assert_eq!(headers["x-forwarded-host"], "shop.example.com");
+        assert!(!headers.contains_key("traceparent"));
+    }
+
+    #[test]
+    fn without_a_client_address_or_host_nothing_is_made_up() {
+        let mut headers = HeaderMap::new();
+        let received = Received::take(&headers);
+        add_forwarding_headers(&mut headers, None, received);
+        assert_eq!(names(&headers), ["x-forwarded-proto"]);
     }
 }
