@@ -9,6 +9,7 @@ pub mod api;
 pub mod database;
 pub mod forge;
 pub mod otlp;
+pub mod raw_http;
 pub mod sidecar;
 pub mod upstream;
 

@@ -1,5 +1,7 @@
 //! A sidecar in front of the echo upstream, against the real api and jwks: the stack the
-//! sidecar tests share.
+//! sidecar tests share, and the stand-ins they put around a sidecar.
+
+pub mod jwks_server;
 
 use serde_json::{Value, json};
 
