@@ -188,4 +188,25 @@ mod tests {
         assert!(text.contains("# TYPE iam_sidecar_requests counter"));
         assert!(text.ends_with("# EOF\n"));
     }
+
+    /// The backticked names listed after the colon on the README line that starts with
+    /// `prefix`, in order, up to any parenthesised remark.
+    fn readme_list(prefix: &str) -> Vec<&'static str> {
+        let readme = include_str!("../../README.md");
+        let line = readme
+            .lines()
+            .find(|line| line.starts_with(prefix))
+            .unwrap_or_else(|| panic!("README has no line starting {prefix:?}"));
+        let (_, list) = line.split_once(':').unwrap_or(("", line));
+        let list = list.split(" (").next().unwrap_or(list);
+        list.split('`').skip(1).step_by(2).collect()
+    }
+
+    #[test]
+    fn the_readme_lists_every_label_value_in_order() {
+        let reasons: Vec<&str> = REASONS.iter().map(|reason| reason.as_str()).collect();
+        assert_eq!(readme_list("**Token refusal reasons**"), reasons);
+        let outcomes: Vec<&str> = OUTCOMES.iter().map(|(_, label)| *label).collect();
+        assert_eq!(readme_list("**Sidecar outcomes**"), outcomes);
+    }
 }
