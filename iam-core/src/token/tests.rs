@@ -391,3 +391,18 @@ fn every_reason_is_listed_once_with_a_distinct_snake_case_name() {
     }
     assert_eq!(Reason::UnsupportedCritical.as_str(), "unsupported_crit");
 }
+
+#[test]
+fn the_size_cap_refuses_only_what_is_over_it() {
+    let keys = keys_of(&test_key());
+    let at_cap = "a".repeat(MAX_ACCESS_TOKEN_BYTES);
+    assert_eq!(
+        verify_access_token(&at_cap, &keys, &rules(), NOW),
+        Err(Reason::Malformed)
+    );
+    let over = "a".repeat(MAX_ACCESS_TOKEN_BYTES + 1);
+    assert_eq!(
+        verify_access_token(&over, &keys, &rules(), NOW),
+        Err(Reason::TooLarge)
+    );
+}
