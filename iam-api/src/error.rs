@@ -39,6 +39,8 @@ pub enum BearerFailure {
 pub enum AppError {
     #[error("the request body is not valid: {0}")]
     BadRequest(String),
+    #[error(transparent)]
+    DuplicateAuthorization(#[from] iam_core::bearer::DuplicateAuthorization),
     #[error("validation failed")]
     Validation(Vec<FieldError>),
     #[error("the access token was not accepted: {0:?}")]

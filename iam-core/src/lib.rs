@@ -5,6 +5,7 @@
 //! enable) brings an HTTP server, so a verifier that depends on this crate never drags in a
 //! server or a driver.
 
+pub mod bearer;
 pub mod config;
 pub mod jwk;
 #[cfg(feature = "telemetry")]

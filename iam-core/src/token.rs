@@ -98,6 +98,9 @@ pub enum Reason {
     Malformed,
     AlgorithmNotAllowed,
     WrongType,
+    /// The header has a `crit` member (RFC 7515 §4.1.11): it names extensions the token
+    /// must not be accepted without, and this verifier understands none.
+    UnsupportedCritical,
     MissingKeyId,
     UnknownKeyId,
     BadSignature,
@@ -110,6 +113,24 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in the order a token is checked (for metric labels and docs).
+    pub const ALL: [Reason; 14] = [
+        Reason::TooLarge,
+        Reason::Malformed,
+        Reason::AlgorithmNotAllowed,
+        Reason::WrongType,
+        Reason::UnsupportedCritical,
+        Reason::MissingKeyId,
+        Reason::UnknownKeyId,
+        Reason::BadSignature,
+        Reason::InvalidClaims,
+        Reason::WrongIssuer,
+        Reason::WrongAudience,
+        Reason::Expired,
+        Reason::NotYetValid,
+        Reason::IssuedInFuture,
+    ];
+
     /// Stable snake_case name for logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -117,6 +138,7 @@ impl Reason {
             Reason::Malformed => "malformed",
             Reason::AlgorithmNotAllowed => "algorithm_not_allowed",
             Reason::WrongType => "wrong_type",
+            Reason::UnsupportedCritical => "unsupported_crit",
             Reason::MissingKeyId => "missing_kid",
             Reason::UnknownKeyId => "unknown_kid",
             Reason::BadSignature => "bad_signature",
@@ -143,11 +165,19 @@ struct Header {
     alg: Option<String>,
     typ: Option<String>,
     kid: Option<String>,
+    /// Whether a `crit` member is present, whatever its value (even `[]` or `null`).
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+}
+
+/// Deserialises any value as "present"; with `#[serde(default)]`, absence is `false`.
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(deserializer).map(|_| true)
 }
 
 /// Verifies an access token at `now` (unix seconds), checking, in this order: size, the
-/// `alg` allow-list and `typ`, `kid` presence, the key from `keys` only, the signature, then
-/// the claims (`iss`, `aud`, `exp`, `nbf`, `iat` with leeway).
+/// `alg` allow-list and `typ`, no `crit` header, `kid` presence, the key from `keys` only,
+/// the signature, then the claims (`iss`, `aud`, `exp`, `nbf`, `iat` with leeway).
 pub fn verify_access_token(
     token: &str,
     keys: &KeySet,
@@ -170,6 +200,12 @@ pub fn verify_access_token(
     }
     if !header.typ.as_deref().is_some_and(is_access_token_type) {
         return Err(Reason::WrongType);
+    }
+    // RFC 7515 §4.1.11: extensions listed in `crit` must be understood, and we understand
+    // none. An empty or malformed `crit` is refused too (the RFC forbids both), and before
+    // the key look-up, so such a token never triggers a key refetch.
+    if header.crit {
+        return Err(Reason::UnsupportedCritical);
     }
     let kid = header.kid.ok_or(Reason::MissingKeyId)?;
     let verifier = keys.verifier(&kid).ok_or(Reason::UnknownKeyId)?;

@@ -1,8 +1,10 @@
 //! Forwarding an authorised request to the upstream and its answer back.
 //!
 //! The request is handed on by moving its parts (headers, body) into the upstream request,
-//! not copying them: on the hot path the sidecar only removes hop-by-hop headers, points the
-//! URI at the upstream and keeps the client's `Host`.
+//! not copying them: on the hot path the sidecar points the URI at the upstream and keeps
+//! the client's `Host`. Hop-by-hop headers are removed from the client's request by
+//! [`remove_hop_by_hop`] when the request arrives, before the gate judges it or adds its own
+//! headers, so a client's `Connection` header can only ever remove the client's own headers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,6 +65,22 @@ fn keep_end_to_end_headers(headers: &mut HeaderMap, upgrade: Option<HeaderValue>
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(UPGRADE, protocol);
     }
+}
+
+/// A client's request after [`remove_hop_by_hop`]: proof for [`UpstreamClient::forward`]
+/// that the removal ran before anything was added, and the upgrade it asked for.
+#[derive(Debug)]
+pub struct EndToEndRequest {
+    upgrade: Option<HeaderValue>,
+}
+
+/// Removes the hop-by-hop headers of a client's request, including those its `Connection`
+/// names, keeping `Connection: upgrade` and `Upgrade` when it asks for an upgrade. Call it
+/// first, before the request is judged or any header is added to it.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) -> EndToEndRequest {
+    let upgrade = upgrade_type(headers);
+    keep_end_to_end_headers(headers, upgrade.clone());
+    EndToEndRequest { upgrade }
 }
 
 /// A problem document as the sidecar writes it.
@@ -133,9 +151,16 @@ impl UpstreamClient {
         response
     }
 
-    /// Forwards `req` to the upstream at `path` (already normalised and authorised) and writes
-    /// the upstream's answer, or a 502/504 problem, into `res`.
-    pub async fn forward(&self, req: &mut Request, path: &str, res: &mut Response) {
+    /// Forwards `req` (cleared of hop-by-hop headers: see `end_to_end`) to the upstream at
+    /// `path` (already normalised and authorised) and writes the upstream's answer, or a
+    /// 502/504 problem, into `res`.
+    pub async fn forward(
+        &self,
+        req: &mut Request,
+        end_to_end: EndToEndRequest,
+        path: &str,
+        res: &mut Response,
+    ) {
         let uri = match req.uri().query() {
             Some(query) => format!("{}{path}?{query}", self.base_url),
             None => format!("{}{path}", self.base_url),
@@ -149,13 +174,11 @@ impl UpstreamClient {
             );
             return;
         };
-        let requested_upgrade = upgrade_type(req.headers());
-        let mut headers = std::mem::take(req.headers_mut());
-        keep_end_to_end_headers(&mut headers, requested_upgrade.clone());
+        let requested_upgrade = end_to_end.upgrade;
         let mut request = hyper::Request::new(req.take_body());
         *request.method_mut() = req.method().clone();
         *request.uri_mut() = uri;
-        *request.headers_mut() = headers;
+        *request.headers_mut() = std::mem::take(req.headers_mut());
         let client_upgrade = req.extensions_mut().remove::<OnUpgrade>();
 
         let response = self.send(request, requested_upgrade, client_upgrade).await;
@@ -273,5 +296,27 @@ mod tests {
         assert_eq!(headers[CONNECTION], "upgrade");
         assert_eq!(headers[UPGRADE], "websocket");
         assert!(!headers.contains_key("x-hop"));
+    }
+
+    #[test]
+    fn removal_on_arrival_remembers_the_upgrade_the_client_asked_for() {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONNECTION, HeaderValue::from_static("Upgrade, x-user-id"));
+        headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert("x-user-id", HeaderValue::from_static("spoofed"));
+        let end_to_end = remove_hop_by_hop(&mut headers);
+        assert_eq!(
+            end_to_end.upgrade,
+            Some(HeaderValue::from_static("websocket"))
+        );
+        assert_eq!(headers.len(), 2);
+        assert_eq!(headers[CONNECTION], "upgrade");
+        assert_eq!(headers[UPGRADE], "websocket");
+
+        let mut plain = HeaderMap::new();
+        plain.insert(CONNECTION, HeaderValue::from_static("keep-alive"));
+        plain.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        assert_eq!(remove_hop_by_hop(&mut plain).upgrade, None);
+        assert!(plain.is_empty());
     }
 }

@@ -7,21 +7,7 @@ use iam_core::Reason;
 use iam_core::metrics::{HttpMetrics, Registry, render};
 
 /// Every reason a token can be refused, in a fixed order for the metric labels.
-const REASONS: [Reason; 13] = [
-    Reason::TooLarge,
-    Reason::Malformed,
-    Reason::AlgorithmNotAllowed,
-    Reason::WrongType,
-    Reason::MissingKeyId,
-    Reason::UnknownKeyId,
-    Reason::BadSignature,
-    Reason::InvalidClaims,
-    Reason::WrongIssuer,
-    Reason::WrongAudience,
-    Reason::Expired,
-    Reason::NotYetValid,
-    Reason::IssuedInFuture,
-];
+const REASONS: [Reason; Reason::ALL.len()] = Reason::ALL;
 
 /// What became of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,15 +18,19 @@ pub enum Outcome {
     Forbidden,
     KeysUnavailable,
     BadPath,
+    /// Refused with 400 for its headers: more than one `Authorization`, or a method
+    /// override that is not a method.
+    BadRequest,
 }
 
-const OUTCOMES: [(Outcome, &str); 6] = [
+const OUTCOMES: [(Outcome, &str); 7] = [
     (Outcome::Forwarded, "forwarded"),
     (Outcome::ForwardedPublic, "forwarded_public"),
     (Outcome::Unauthenticated, "unauthenticated"),
     (Outcome::Forbidden, "forbidden"),
     (Outcome::KeysUnavailable, "keys_unavailable"),
     (Outcome::BadPath, "bad_path"),
+    (Outcome::BadRequest, "bad_request"),
 ];
 
 /// Why the upstream did not answer.
@@ -197,5 +187,26 @@ mod tests {
         assert!(text.contains("iam_sidecar_jwks_keys 2"));
         assert!(text.contains("# TYPE iam_sidecar_requests counter"));
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    /// The backticked names listed after the colon on the README line that starts with
+    /// `prefix`, in order, up to any parenthesised remark.
+    fn readme_list(prefix: &str) -> Vec<&'static str> {
+        let readme = include_str!("../../README.md");
+        let line = readme
+            .lines()
+            .find(|line| line.starts_with(prefix))
+            .unwrap_or_else(|| panic!("README has no line starting {prefix:?}"));
+        let (_, list) = line.split_once(':').unwrap_or(("", line));
+        let list = list.split(" (").next().unwrap_or(list);
+        list.split('`').skip(1).step_by(2).collect()
+    }
+
+    #[test]
+    fn the_readme_lists_every_label_value_in_order() {
+        let reasons: Vec<&str> = REASONS.iter().map(|reason| reason.as_str()).collect();
+        assert_eq!(readme_list("**Token refusal reasons**"), reasons);
+        let outcomes: Vec<&str> = OUTCOMES.iter().map(|(_, label)| *label).collect();
+        assert_eq!(readme_list("**Sidecar outcomes**"), outcomes);
     }
 }

@@ -3,11 +3,17 @@
 //! Matching is only sound on normalised paths, so callers must run [`normalize_path`] on the
 //! request path, reject the request if it fails, and forward the *normalised* path upstream.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
+
+mod methods;
+
+pub use methods::is_method_token;
+use methods::rule_method_covers;
 
 /// Everything outside RFC 3986 `pchar` (unreserved, sub-delims, `:`, `@`). `%` stays in the set
 /// so that a decoded `%` is re-encoded and the upstream cannot decode it into something else.
@@ -223,14 +229,6 @@ fn has_segment_prefix(path: &str, prefix: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-/// RFC 9110 `token`, restricted to uppercase so that matching can stay case-sensitive.
-fn is_method_token(m: &str) -> bool {
-    !m.is_empty()
-        && m.bytes().all(|b| {
-            b.is_ascii_uppercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
-}
-
 /// `^[A-Za-z0-9_.:*-]{1,128}$`
 fn is_permission(p: &str) -> bool {
     (1..=128).contains(&p.len())
@@ -275,6 +273,7 @@ struct RawRule {
 #[derive(Debug, Clone)]
 struct Rule {
     path: String,
+    /// Canonical uppercase; `None` for every method.
     methods: Option<Vec<String>>,
     permissions: Vec<String>,
     public: bool,
@@ -288,11 +287,13 @@ impl Rule {
                 return Err("methods must not be empty (omit it to match all methods)".into());
             }
             if let Some(m) = methods.iter().find(|m| !is_method_token(m)) {
-                return Err(format!(
-                    "method {m:?} is not an uppercase HTTP method token"
-                ));
+                return Err(format!("method {m:?} is not an HTTP method token"));
             }
         }
+        // Methods are matched case-insensitively; stored canonical so logs and tests agree.
+        let methods = raw
+            .methods
+            .map(|methods| methods.iter().map(|m| m.to_ascii_uppercase()).collect());
         let permissions = raw.permissions.unwrap_or_default();
         if let Some(p) = permissions.iter().find(|p| !is_permission(p)) {
             return Err(format!(
@@ -304,7 +305,7 @@ impl Rule {
         }
         Ok(Rule {
             path: raw.path,
-            methods: raw.methods,
+            methods,
             permissions,
             public: raw.public,
         })
@@ -366,15 +367,45 @@ impl Rules {
 }
 
 /// What a request needs before it may be forwarded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Access<'a> {
     /// Forward without a token.
     Public,
     /// A valid token is required (401 otherwise).
     Authenticated {
-        /// Permissions the token must all hold (403 `insufficient_scope` otherwise); may be empty.
-        required_permissions: &'a [String],
+        /// Permissions the token must all hold (403 `insufficient_scope` otherwise); may be
+        /// empty. Borrowed from the rule unless several rules' permissions were combined.
+        required_permissions: Cow<'a, [String]>,
     },
+}
+
+impl<'a> Access<'a> {
+    /// What a request needs when it must satisfy both `self` and `other`: public only if
+    /// both are, else a token holding the permissions of both (without repeats).
+    fn and(self, other: Access<'a>) -> Access<'a> {
+        match (self, other) {
+            (Access::Public, other) => other,
+            (this, Access::Public) => this,
+            (
+                Access::Authenticated {
+                    required_permissions: these,
+                },
+                Access::Authenticated {
+                    required_permissions: those,
+                },
+            ) => {
+                let mut all = these.into_owned();
+                for permission in those.iter() {
+                    if !all.contains(permission) {
+                        all.push(permission.clone());
+                    }
+                }
+                Access::Authenticated {
+                    required_permissions: Cow::Owned(all),
+                }
+            }
+        }
+    }
 }
 
 /// `PUBLIC_PATHS` entries plus the rules file: everything needed to decide on a request.
@@ -393,12 +424,23 @@ impl AccessPolicy {
         }
     }
 
-    /// Decides access for an uppercase `method` and a path already passed through [`normalize_path`].
+    /// Decides access for a request with `method` (any case) on a path already passed
+    /// through [`normalize_path`], that the upstream may also run as any of `overrides`
+    /// (the values of its method-override headers): every rule that applies under any of
+    /// these methods must be satisfied, so it is public only if it is public under each.
     ///
     /// Paths are case-sensitive: `/ADMIN` does not match a `/admin` rule and falls to the default
     /// (token required), so it is never *more* public, but a case-insensitive upstream would
     /// serve it without the `/admin` rule's permissions.
-    pub fn decide(&self, method: &str, normalized_path: &str) -> Access<'_> {
+    pub fn decide(&self, method: &str, overrides: &[&str], normalized_path: &str) -> Access<'_> {
+        overrides.iter().fold(
+            self.decide_one(method, normalized_path),
+            |access, method| access.and(self.decide_one(method, normalized_path)),
+        )
+    }
+
+    /// Decides access for a request run as `method` (any case; a `GET` rule covers `HEAD`).
+    fn decide_one(&self, method: &str, normalized_path: &str) -> Access<'_> {
         if self
             .public_paths
             .iter()
@@ -409,16 +451,16 @@ impl AccessPolicy {
         let hit = self.rules.rules.iter().find(|r| {
             r.methods
                 .as_ref()
-                .is_none_or(|ms| ms.iter().any(|m| m == method))
+                .is_none_or(|ms| ms.iter().any(|m| rule_method_covers(m, method)))
                 && has_segment_prefix(normalized_path, &r.path)
         });
         match hit {
             Some(rule) if rule.public => Access::Public,
             Some(rule) => Access::Authenticated {
-                required_permissions: &rule.permissions,
+                required_permissions: Cow::Borrowed(&rule.permissions),
             },
             None => Access::Authenticated {
-                required_permissions: &[],
+                required_permissions: Cow::Borrowed(&[]),
             },
         }
     }

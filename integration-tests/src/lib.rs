@@ -10,10 +10,12 @@ pub mod database;
 pub mod forge;
 pub mod otlp;
 pub mod raw_http;
+pub mod sidecar;
 pub mod upstream;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 pub use api::{ApiProcess, ApiProcessBuilder};
 pub use database::TestDatabase;
@@ -61,6 +63,20 @@ pub fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// Polls `condition` every 100 ms until it holds; fails naming `what` once `limit` passes.
+/// Tests wait for background work with this, never with a fixed sleep.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !condition().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// A port that was free a moment ago on 127.0.0.1.

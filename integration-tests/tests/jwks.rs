@@ -7,7 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use iam_core::{KeySet, PublicJwks, VerificationRules, verify_access_token};
 use integration_tests::api::{access_token, kid_of};
-use integration_tests::{ApiProcess, TestDatabase, interop_verifier};
+use integration_tests::{ApiProcess, TestDatabase, eventually, interop_verifier};
 use serde_json::Value;
 
 const USER: &str = "ada@example.com";
@@ -26,19 +26,6 @@ async fn published_kids(jwks: &ApiProcess) -> Vec<String> {
         .iter()
         .map(|key| key["kid"].as_str().expect("kid").to_owned())
         .collect()
-}
-
-/// Polls `condition` every 200 ms until it holds or `limit` passes.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !condition().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 async fn rotate(db: &TestDatabase, envs: &[(&str, &str)]) {

@@ -6,106 +6,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use integration_tests::api::{access_token, expect_problem};
 use integration_tests::forge::{self, claims, header, sign_hs256, sign_rs256};
+use integration_tests::sidecar::{stack, stack_with, upgrading_upstream};
 use integration_tests::upstream::EchoUpstream;
-use integration_tests::{ApiProcess, ApiProcessBuilder, TestDatabase, free_port};
+use integration_tests::{ApiProcess, TestDatabase, free_port};
 use openssl::rsa::Rsa;
 use serde_json::{Value, json};
-
-const RULES: &str = r#"
-[[rule]]
-path = "/health"
-public = true
-
-[[rule]]
-path = "/orders"
-methods = ["POST", "DELETE"]
-permissions = ["orders:write"]
-
-[[rule]]
-path = "/admin"
-permissions = ["admin:all"]
-"#;
-
-/// api + jwks + upstream + sidecar, with a user holding `orders:write`.
-struct Stack {
-    db: TestDatabase,
-    api: ApiProcess,
-    jwks: ApiProcess,
-    upstream: EchoUpstream,
-    sidecar: ApiProcess,
-    token: String,
-    _rules_dir: TempDir,
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-async fn stack_with(configure: impl FnOnce(ApiProcessBuilder) -> ApiProcessBuilder) -> Stack {
-    let db = TestDatabase::create().await;
-    let api = ApiProcess::builder(&db)
-        .env("JWKS_REFRESH_INTERVAL", "1")
-        .start()
-        .await;
-    let jwks = ApiProcess::jwks_builder(&db).start().await;
-    let upstream = EchoUpstream::start().await;
-    let dir = std::env::temp_dir().join(format!("iam-sidecar-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let rules = dir.join("rules.toml");
-    std::fs::write(&rules, RULES).expect("rules");
-    let builder = ApiProcess::sidecar_builder(&upstream.url, &jwks.url("/.well-known/jwks.json"))
-        .env("SIDECAR_RULES_FILE", rules.to_str().expect("path"))
-        .env("PUBLIC_PATHS", "/public, /docs");
-    let sidecar = configure(builder).start().await;
-
-    let admin = api.admin_token().await;
-    api.post_json(
-        "/api/v1/roles",
-        Some(&admin),
-        &json!({"name": "clerk", "permissions": ["orders:write"]}),
-    )
-    .await;
-    let (id, _) = api.user_with_token("clerk@example.com").await;
-    api.send_json(
-        reqwest::Method::PUT,
-        &format!("/api/v1/users/{id}/role"),
-        Some(&admin),
-        &json!({"role": "clerk"}),
-    )
-    .await;
-    let token = access_token(&api.login("clerk@example.com", "user-password-1").await);
-    Stack {
-        db,
-        api,
-        jwks,
-        upstream,
-        sidecar,
-        token,
-        _rules_dir: TempDir(dir),
-    }
-}
-
-async fn stack() -> Stack {
-    stack_with(|builder| builder).await
-}
-
-impl Stack {
-    async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
-        self.sidecar.get(path, token).await
-    }
-
-    fn upstream_calls(&self) -> usize {
-        self.upstream.requests().len()
-    }
-
-    fn admin_url(&self, path: &str) -> String {
-        self.sidecar.health_url.replace("/healthcheck", path)
-    }
-}
 
 #[tokio::test]
 async fn a_valid_token_reaches_the_upstream_with_identity_headers() {
@@ -566,49 +471,12 @@ async fn bad_configuration_exits_2_naming_the_problem() {
     assert!(stderr.contains("rule 2"), "{stderr}");
 }
 
-/// A raw upstream that accepts one protocol upgrade and then echoes bytes back.
-async fn upgrading_upstream() -> String {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let address = listener.local_addr().expect("address");
-    tokio::spawn(async move {
-        let (mut socket, _) = listener.accept().await.expect("accept");
-        let mut request = Vec::new();
-        let mut buffer = [0u8; 1024];
-        while !request.windows(4).any(|window| window == b"\r\n\r\n") {
-            let read = socket.read(&mut buffer).await.expect("read");
-            if read == 0 {
-                return;
-            }
-            request.extend_from_slice(&buffer[..read]);
-        }
-        let request = String::from_utf8_lossy(&request).to_lowercase();
-        assert!(request.contains("upgrade: websocket"), "{request}");
-        assert!(
-            request.contains("x-user-email: clerk@example.com"),
-            "{request}"
-        );
-        socket
-            .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-            .await
-            .expect("write");
-        loop {
-            let read = socket.read(&mut buffer).await.unwrap_or(0);
-            if read == 0 || socket.write_all(&buffer[..read]).await.is_err() {
-                return;
-            }
-        }
-    });
-    format!("http://{address}")
-}
-
 #[tokio::test]
 async fn an_authenticated_websocket_upgrade_passes_through() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let stack = stack().await;
-    let upstream = upgrading_upstream().await;
+    let upstream =
+        upgrading_upstream(&["upgrade: websocket", "x-user-email: clerk@example.com"]).await;
     let sidecar = ApiProcess::sidecar_builder(&upstream, &stack.jwks.url("/.well-known/jwks.json"))
         .start()
         .await;

@@ -3,7 +3,8 @@
 
 use chrono::Utc;
 use iam_core::Reason;
-use salvo::http::header::AUTHORIZATION;
+use iam_core::bearer;
+use salvo::http::header::{AUTHORIZATION, HeaderValue};
 use salvo::prelude::*;
 use uuid::Uuid;
 
@@ -14,20 +15,19 @@ use crate::error::{AppError, BearerFailure};
 use crate::state::AppState;
 use crate::store::users::UserRecord;
 
-/// The caller's Bearer token, if the request has one.
-fn bearer_token(req: &Request) -> Option<&str> {
-    let value = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|token| !token.is_empty())
+/// The caller's Bearer token, if the request has one; more than one `Authorization` header
+/// is a 400 (see [`iam_core::bearer::bearer_token`], shared with the sidecar).
+fn bearer_token(req: &Request) -> Result<Option<&str>, AppError> {
+    let values = req.headers().get_all(AUTHORIZATION);
+    Ok(bearer::bearer_token(
+        values.iter().map(HeaderValue::as_bytes),
+    )?)
 }
 
 /// Authenticates the request and returns its user as stored now (role and permissions
 /// from the database, not from the token).
 pub async fn authenticate(req: &Request, state: &AppState) -> Result<UserRecord, AppError> {
-    let token = bearer_token(req).ok_or(AppError::Unauthenticated(BearerFailure::Missing))?;
+    let token = bearer_token(req)?.ok_or(AppError::Unauthenticated(BearerFailure::Missing))?;
     let claims = state
         .keys
         .verify(
@@ -68,22 +68,43 @@ pub async fn authorize<'d, P: IamPermission>(
 mod tests {
     use super::*;
 
-    fn request_with(authorization: &str) -> Request {
+    fn request_with(authorizations: &[&str]) -> Request {
         let mut req = Request::new();
-        req.headers_mut()
-            .insert(AUTHORIZATION, authorization.parse().expect("header"));
+        for authorization in authorizations {
+            req.headers_mut()
+                .append(AUTHORIZATION, authorization.parse().expect("header"));
+        }
         req
+    }
+
+    fn token_of(authorizations: &[&str]) -> Result<Option<String>, String> {
+        bearer_token(&request_with(authorizations))
+            .map(|token| token.map(str::to_owned))
+            .map_err(|error| error.to_string())
     }
 
     #[test]
     fn only_bearer_credentials_are_taken() {
-        assert_eq!(
-            bearer_token(&request_with("Bearer abc.def")),
-            Some("abc.def")
-        );
-        assert_eq!(bearer_token(&request_with("bearer  abc")), Some("abc"));
-        assert_eq!(bearer_token(&request_with("Basic dXNlcjpwdw==")), None);
-        assert_eq!(bearer_token(&request_with("Bearer ")), None);
-        assert_eq!(bearer_token(&Request::new()), None);
+        assert_eq!(token_of(&["Bearer abc.def"]), Ok(Some("abc.def".into())));
+        assert_eq!(token_of(&["bearer  abc"]), Ok(Some("abc".into())));
+        assert_eq!(token_of(&["Basic dXNlcjpwdw=="]), Ok(None));
+        assert_eq!(token_of(&["Bearer "]), Ok(None));
+        assert_eq!(token_of(&[]), Ok(None));
+    }
+
+    #[test]
+    fn two_authorization_headers_are_a_bad_request() {
+        for pair in [
+            ["Bearer abc", "Bearer abc"],
+            ["Bearer abc", "Bearer other"],
+            ["Bearer abc", ""],
+            ["Basic dXNlcjpwdw==", "Bearer abc"],
+        ] {
+            assert_eq!(
+                token_of(&pair),
+                Err("the request has more than one Authorization header".into()),
+                "{pair:?}"
+            );
+        }
     }
 }

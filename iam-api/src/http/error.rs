@@ -56,6 +56,12 @@ fn describe(error: &AppError) -> (StatusCode, &'static str, &'static str, String
             "Bad request",
             why.clone(),
         ),
+        AppError::DuplicateAuthorization(duplicate) => (
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "Bad request",
+            duplicate.to_string(),
+        ),
         AppError::Validation(_) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             "validation-error",
@@ -202,6 +208,7 @@ fn extra_headers(error: &AppError, headers: &mut HeaderMap) {
         }
         AppError::BadRequest(_)
         | AppError::BeyondCeiling(_)
+        | AppError::DuplicateAuthorization(_)
         | AppError::Validation(_)
         | AppError::InvalidCredentials
         | AppError::InvalidRefreshToken

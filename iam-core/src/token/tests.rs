@@ -1,7 +1,10 @@
 #![allow(clippy::expect_used)] // test helpers report failure by panicking
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use openssl::hash::MessageDigest;
+use openssl::pkey::{PKey, Private};
 use openssl::rsa::Rsa;
+use openssl::sign::Signer;
 
 use super::*;
 use crate::jwk::{PublicJwk, PublicJwks};
@@ -11,6 +14,7 @@ const NOW: i64 = 1_800_000_000;
 struct TestKey {
     signer: AccessTokenSigner,
     jwk: PublicJwk,
+    private: PKey<Private>,
 }
 
 fn test_key() -> TestKey {
@@ -18,7 +22,25 @@ fn test_key() -> TestKey {
     let jwk = PublicJwk::from_rsa_components(&rsa.n().to_vec(), &rsa.e().to_vec());
     let der = rsa.private_key_to_der().expect("der");
     let signer = AccessTokenSigner::from_private_key_der(&jwk.kid, &der).expect("signer");
-    TestKey { signer, jwk }
+    let private = PKey::from_rsa(rsa).expect("pkey");
+    TestKey {
+        signer,
+        jwk,
+        private,
+    }
+}
+
+/// A correctly RS256-signed token with any header text (the issuer's signer fixes its own).
+fn sign_with_header(key: &TestKey, header_json: &str, claims: &AccessTokenClaims) -> String {
+    let signing_input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header_json),
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).expect("json"))
+    );
+    let mut signer = Signer::new(MessageDigest::sha256(), &key.private).expect("signer");
+    signer.update(signing_input.as_bytes()).expect("update");
+    let signature = signer.sign_to_vec().expect("sign");
+    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
 }
 
 fn rules() -> VerificationRules {
@@ -254,4 +276,133 @@ fn missing_required_claims_are_refused() {
             "without {claim}"
         );
     }
+}
+
+#[test]
+fn a_correctly_signed_token_with_a_crit_header_is_refused() {
+    let key = test_key();
+    let keys = keys_of(&key);
+    let kid = &key.jwk.kid;
+    let plain = format!(r#"{{"alg":"RS256","typ":"at+jwt","kid":"{kid}"}}"#);
+    // The same header without `crit` verifies, so each case fails for `crit` alone.
+    assert!(
+        verify_access_token(
+            &sign_with_header(&key, &plain, &claims(NOW)),
+            &keys,
+            &rules(),
+            NOW
+        )
+        .is_ok()
+    );
+    for crit in [
+        r#""crit":[]"#,
+        r#""crit":["exp"]"#,
+        r#""crit":["b64"],"b64":false"#,
+        r#""crit":["https://example.com/ext"],"https://example.com/ext":1"#,
+        r#""crit":["kid"]"#,
+        r#""crit":"b64""#,
+        r#""crit":null"#,
+        r#""crit":{}"#,
+        r#""crit":0"#,
+        r#""crit":[[]]"#,
+    ] {
+        for header in [
+            format!(r#"{{"alg":"RS256","typ":"at+jwt","kid":"{kid}",{crit}}}"#),
+            format!(r#"{{{crit},"alg":"RS256","typ":"at+jwt","kid":"{kid}"}}"#),
+        ] {
+            let token = sign_with_header(&key, &header, &claims(NOW));
+            assert_eq!(
+                verify_access_token(&token, &keys, &rules(), NOW),
+                Err(Reason::UnsupportedCritical),
+                "{header}"
+            );
+        }
+    }
+}
+
+#[test]
+fn crit_is_judged_after_alg_and_typ_and_before_the_key_is_looked_up() {
+    let key = test_key();
+    let keys = keys_of(&key);
+    let kid = &key.jwk.kid;
+    let cases = [
+        (
+            format!(r#"{{"alg":"HS256","typ":"at+jwt","kid":"{kid}","crit":[]}}"#),
+            Reason::AlgorithmNotAllowed,
+        ),
+        (
+            format!(r#"{{"alg":"RS256","typ":"JWT","kid":"{kid}","crit":[]}}"#),
+            Reason::WrongType,
+        ),
+        (
+            r#"{"alg":"RS256","typ":"at+jwt","crit":[]}"#.to_owned(),
+            Reason::UnsupportedCritical,
+        ),
+        // An unknown kid with `crit` is refused without costing a key refetch.
+        (
+            r#"{"alg":"RS256","typ":"at+jwt","kid":"nope","crit":["exp"]}"#.to_owned(),
+            Reason::UnsupportedCritical,
+        ),
+        // Two `crit` members cannot be read unambiguously.
+        (
+            format!(r#"{{"alg":"RS256","typ":"at+jwt","kid":"{kid}","crit":[],"crit":[]}}"#),
+            Reason::Malformed,
+        ),
+    ];
+    for (header, expected) in cases {
+        let token = sign_with_header(&key, &header, &claims(NOW));
+        assert_eq!(
+            verify_access_token(&token, &keys, &rules(), NOW),
+            Err(expected),
+            "{header}"
+        );
+    }
+}
+
+#[test]
+fn every_reason_is_listed_once_with_a_distinct_snake_case_name() {
+    // Adding a variant breaks this match until it is listed in `Reason::ALL` too.
+    let position = |reason: Reason| match reason {
+        Reason::TooLarge => 0,
+        Reason::Malformed => 1,
+        Reason::AlgorithmNotAllowed => 2,
+        Reason::WrongType => 3,
+        Reason::UnsupportedCritical => 4,
+        Reason::MissingKeyId => 5,
+        Reason::UnknownKeyId => 6,
+        Reason::BadSignature => 7,
+        Reason::InvalidClaims => 8,
+        Reason::WrongIssuer => 9,
+        Reason::WrongAudience => 10,
+        Reason::Expired => 11,
+        Reason::NotYetValid => 12,
+        Reason::IssuedInFuture => 13,
+    };
+    let mut names = std::collections::HashSet::new();
+    for (index, reason) in Reason::ALL.into_iter().enumerate() {
+        assert_eq!(position(reason), index, "{reason}");
+        let name = reason.as_str();
+        assert!(
+            name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+            "{name}"
+        );
+        assert_eq!(reason.to_string(), name);
+        assert!(names.insert(name), "{name} twice");
+    }
+    assert_eq!(Reason::UnsupportedCritical.as_str(), "unsupported_crit");
+}
+
+#[test]
+fn the_size_cap_refuses_only_what_is_over_it() {
+    let keys = keys_of(&test_key());
+    let at_cap = "a".repeat(MAX_ACCESS_TOKEN_BYTES);
+    assert_eq!(
+        verify_access_token(&at_cap, &keys, &rules(), NOW),
+        Err(Reason::Malformed)
+    );
+    let over = "a".repeat(MAX_ACCESS_TOKEN_BYTES + 1);
+    assert_eq!(
+        verify_access_token(&over, &keys, &rules(), NOW),
+        Err(Reason::TooLarge)
+    );
 }

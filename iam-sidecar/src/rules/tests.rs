@@ -28,7 +28,17 @@ fn policy(public: &str, rules: &str) -> AccessPolicy {
 
 /// "public", or "token[...]" with the permissions the token must hold.
 fn needs(policy: &AccessPolicy, method: &str, raw_path: &str) -> String {
-    match policy.decide(method, &normalize_path(raw_path).unwrap()) {
+    needs_with_overrides(policy, method, &[], raw_path)
+}
+
+/// As [`needs`], for a request that also carries method-override headers.
+fn needs_with_overrides(
+    policy: &AccessPolicy,
+    method: &str,
+    overrides: &[&str],
+    raw_path: &str,
+) -> String {
+    match policy.decide(method, overrides, &normalize_path(raw_path).unwrap()) {
         Access::Public => "public".into(),
         Access::Authenticated {
             required_permissions: p,
@@ -94,12 +104,20 @@ fn invalid_rules_are_reported_by_number_and_path() {
         (r#"{ path = "/a b" }"#, "would need percent-encoding"),
         (r#"{ path = "/.." }"#, "climbs above the root"),
         (
-            r#"{ path = "/a", methods = ["get"] }"#,
-            r#"method "get" is not"#,
+            r#"{ path = "/a", methods = ["GE T"] }"#,
+            r#"method "GE T" is not an HTTP method token"#,
         ),
         (
-            r#"{ path = "/a", methods = ["GE T"] }"#,
-            r#"method "GE T" is not"#,
+            r#"{ path = "/a", methods = ["GET", ""] }"#,
+            r#"method "" is not"#,
+        ),
+        (
+            r#"{ path = "/a", methods = ["G(E)T"] }"#,
+            r#"method "G(E)T" is not"#,
+        ),
+        (
+            r#"{ path = "/a", methods = ["G\u00c9T"] }"#,
+            r#"method "GÉT" is not"#,
         ),
         (
             r#"{ path = "/a", methods = [] }"#,
@@ -120,7 +138,7 @@ fn invalid_rules_are_reported_by_number_and_path() {
         assert!(msg.starts_with("rule 2"), "{msg}");
         assert!(msg.contains(expected), "{rule} gave {msg}");
     }
-    let msg = rules_error(r#"{ path = "/a", methods = ["get"] }"#);
+    let msg = rules_error(r#"{ path = "/a", methods = ["GE T"] }"#);
     assert!(msg.starts_with(r#"rule 1 (path "/a"): "#), "{msg}");
 }
 
@@ -193,14 +211,161 @@ fn prefixes_match_whole_segments_only() {
 }
 
 #[test]
-fn methods_filter_rules_case_sensitively() {
+fn methods_filter_rules_case_insensitively() {
     let p = policy(
         "",
         r#"{ path = "/o", methods = ["DELETE"], permissions = ["w"] }"#,
     );
-    assert_eq!(needs(&p, "DELETE", "/o/1"), "token[w]");
+    for method in ["DELETE", "delete", "Delete", "dElEtE"] {
+        assert_eq!(needs(&p, method, "/o/1"), "token[w]", "{method}");
+    }
     assert_eq!(needs(&p, "GET", "/o/1"), "token[]");
-    assert_eq!(needs(&p, "delete", "/o/1"), "token[]");
+    assert_eq!(needs(&p, "DELET", "/o/1"), "token[]");
+}
+
+#[test]
+fn rule_methods_may_be_written_in_any_case_and_are_stored_uppercase() {
+    let rules = Rules::parse(
+        r#"rule = [{ path = "/o", methods = ["delete", "Patch", "m-search"], permissions = ["w"] }]"#,
+    )
+    .unwrap();
+    assert_eq!(
+        rules.rules[0].methods.as_deref(),
+        Some(["DELETE", "PATCH", "M-SEARCH"].map(String::from).as_slice())
+    );
+    let p = AccessPolicy::new(vec![], rules);
+    for method in ["DELETE", "delete", "PATCH", "patch", "M-SEARCH", "m-search"] {
+        assert_eq!(needs(&p, method, "/o"), "token[w]", "{method}");
+    }
+    assert_eq!(needs(&p, "POST", "/o"), "token[]");
+}
+
+#[test]
+fn a_get_rule_also_covers_head() {
+    let p = policy(
+        "",
+        r#"{ path = "/r", methods = ["GET"], permissions = ["read"] },
+           { path = "/h", methods = ["HEAD"], permissions = ["head"] },
+           { path = "/c", methods = ["get"], public = true }"#,
+    );
+    for method in ["GET", "get", "HEAD", "head", "Head"] {
+        assert_eq!(needs(&p, method, "/r/1"), "token[read]", "{method}");
+    }
+    assert_eq!(needs(&p, "POST", "/r/1"), "token[]");
+    // A HEAD rule is only for HEAD.
+    assert_eq!(needs(&p, "HEAD", "/h"), "token[head]");
+    assert_eq!(needs(&p, "GET", "/h"), "token[]");
+    // Public GET means public HEAD too, and nothing else.
+    assert_eq!(needs(&p, "HEAD", "/c"), "public");
+    assert_eq!(needs(&p, "POST", "/c"), "token[]");
+}
+
+/// `/orders`: DELETE needs `orders:delete`, writes `orders:write`, reads are public;
+/// `/audit` needs `audit` for everything; `/open` is public for every method.
+const OVERRIDE_RULES: &str = r#"
+    { path = "/orders", methods = ["DELETE"], permissions = ["orders:delete", "orders:write"] },
+    { path = "/orders", methods = ["POST", "PUT", "PATCH"], permissions = ["orders:write"] },
+    { path = "/orders", methods = ["GET"], public = true },
+    { path = "/audit", permissions = ["audit"] },
+    { path = "/open", public = true }
+"#;
+
+#[test]
+fn a_request_is_judged_under_every_method_an_override_header_names() {
+    let p = policy("", OVERRIDE_RULES);
+    // The request line alone.
+    assert_eq!(needs(&p, "GET", "/orders/7"), "public");
+    assert_eq!(needs(&p, "POST", "/orders/7"), "token[orders:write]");
+    // A public GET turned into a DELETE needs what DELETE needs.
+    assert_eq!(
+        needs_with_overrides(&p, "GET", &["DELETE"], "/orders/7"),
+        "token[orders:delete,orders:write]"
+    );
+    assert_eq!(
+        needs_with_overrides(&p, "POST", &["delete"], "/orders/7"),
+        "token[orders:write,orders:delete]"
+    );
+    // Overriding to a public method does not make a protected request public.
+    assert_eq!(
+        needs_with_overrides(&p, "DELETE", &["GET"], "/orders/7"),
+        "token[orders:delete,orders:write]"
+    );
+    assert_eq!(
+        needs_with_overrides(&p, "POST", &["GET", "HEAD"], "/orders/7"),
+        "token[orders:write]"
+    );
+    // Public only if public under every candidate.
+    assert_eq!(
+        needs_with_overrides(&p, "GET", &["HEAD", "get"], "/orders/7"),
+        "public"
+    );
+    assert_eq!(
+        needs_with_overrides(&p, "GET", &["head", "PUT"], "/orders/7"),
+        "token[orders:write]"
+    );
+    assert_eq!(
+        needs_with_overrides(&p, "GET", &["DELETE"], "/open"),
+        "public"
+    );
+    // A method no rule names falls to the default: a token, no permissions.
+    assert_eq!(
+        needs_with_overrides(&p, "GET", &["PURGE"], "/orders/7"),
+        "token[]"
+    );
+    assert_eq!(
+        needs_with_overrides(&p, "GET", &["PURGE"], "/audit"),
+        "token[audit]"
+    );
+}
+
+#[test]
+fn combined_permissions_are_the_union_without_repeats_in_first_seen_order() {
+    let p = policy(
+        "",
+        r#"{ path = "/x", methods = ["PUT"], permissions = ["a", "b"] },
+           { path = "/x", methods = ["PATCH"], permissions = ["b", "c"] },
+           { path = "/x", methods = ["POST"], permissions = ["c"] },
+           { path = "/x", methods = ["GET"], public = true }"#,
+    );
+    assert_eq!(
+        needs_with_overrides(&p, "PUT", &["PATCH"], "/x"),
+        "token[a,b,c]"
+    );
+    assert_eq!(
+        needs_with_overrides(&p, "PATCH", &["PUT"], "/x"),
+        "token[b,c,a]"
+    );
+    assert_eq!(
+        needs_with_overrides(&p, "PUT", &["PUT", "put"], "/x"),
+        "token[a,b]"
+    );
+    assert_eq!(
+        needs_with_overrides(&p, "GET", &["POST", "PATCH", "PUT"], "/x"),
+        "token[c,b,a]"
+    );
+    assert_eq!(
+        needs_with_overrides(&p, "DELETE", &["POST"], "/x"),
+        "token[c]"
+    );
+}
+
+#[test]
+fn access_requirements_combine_like_a_logical_and() {
+    let ab = ["a", "b"].map(String::from);
+    let bc = ["b", "c"].map(String::from);
+    let token = |p: &[String]| Access::Authenticated {
+        required_permissions: Cow::Owned(p.to_vec()),
+    };
+    assert_eq!(Access::Public.and(Access::Public), Access::Public);
+    assert_eq!(Access::Public.and(token(&ab)), token(&ab));
+    assert_eq!(token(&ab).and(Access::Public), token(&ab));
+    assert_eq!(token(&[]).and(Access::Public), token(&[]));
+    assert_eq!(Access::Public.and(token(&[])), token(&[]));
+    assert_eq!(
+        token(&ab).and(token(&bc)),
+        token(&["a", "b", "c"].map(String::from))
+    );
+    assert_eq!(token(&[]).and(token(&[])), token(&[]));
 }
 
 #[test]

@@ -1,0 +1,220 @@
+//! A sidecar in front of the echo upstream, against the real api and jwks: the stack the
+//! sidecar tests share, and the stand-ins they put around a sidecar.
+
+pub mod jwks_server;
+
+use serde_json::{Value, json};
+
+use crate::api::access_token;
+use crate::database::TestDatabase;
+use crate::upstream::EchoUpstream;
+use crate::{ApiProcess, ApiProcessBuilder};
+
+/// The rules file of [`stack`]: `/health` public, writes to `/orders` need `orders:write`,
+/// `/admin` needs `admin:all`.
+pub const RULES: &str = r#"
+[[rule]]
+path = "/health"
+public = true
+
+[[rule]]
+path = "/orders"
+methods = ["POST", "DELETE"]
+permissions = ["orders:write"]
+
+[[rule]]
+path = "/admin"
+permissions = ["admin:all"]
+"#;
+
+/// The email of the user the stack logs in; its role `clerk` holds `orders:write`.
+pub const CLERK_EMAIL: &str = "clerk@example.com";
+
+/// api + jwks + upstream + sidecar (`PUBLIC_PATHS=/public, /docs`), with a user holding
+/// `orders:write`.
+#[derive(Debug)]
+pub struct Stack {
+    pub db: TestDatabase,
+    pub api: ApiProcess,
+    pub jwks: ApiProcess,
+    pub upstream: EchoUpstream,
+    pub sidecar: ApiProcess,
+    /// An access token of [`CLERK_EMAIL`].
+    pub token: String,
+    /// The user id of [`CLERK_EMAIL`].
+    pub clerk_id: String,
+    _rules_dir: TempDir,
+}
+
+/// A directory removed when dropped.
+#[derive(Debug)]
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    /// A new, empty directory under the system's temporary directory.
+    pub fn new(prefix: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The stack with [`RULES`].
+pub async fn stack() -> Stack {
+    stack_with(|builder| builder).await
+}
+
+/// The stack with [`RULES`] and the sidecar's builder adjusted by `configure`.
+pub async fn stack_with(configure: impl FnOnce(ApiProcessBuilder) -> ApiProcessBuilder) -> Stack {
+    stack_with_rules(RULES, configure).await
+}
+
+/// The stack with the given rules file and the sidecar's builder adjusted by `configure`.
+pub async fn stack_with_rules(
+    rules: &str,
+    configure: impl FnOnce(ApiProcessBuilder) -> ApiProcessBuilder,
+) -> Stack {
+    let db = TestDatabase::create().await;
+    let api = ApiProcess::builder(&db)
+        .env("JWKS_REFRESH_INTERVAL", "1")
+        .start()
+        .await;
+    let jwks = ApiProcess::jwks_builder(&db).start().await;
+    let upstream = EchoUpstream::start().await;
+    let dir = TempDir::new("iam-sidecar");
+    let rules_file = dir.0.join("rules.toml");
+    std::fs::write(&rules_file, rules).expect("rules");
+    let builder = ApiProcess::sidecar_builder(&upstream.url, &jwks.url("/.well-known/jwks.json"))
+        .env("SIDECAR_RULES_FILE", rules_file.to_str().expect("path"))
+        .env("PUBLIC_PATHS", "/public, /docs");
+    let sidecar = configure(builder).start().await;
+
+    let admin = api.admin_token().await;
+    api.post_json(
+        "/api/v1/roles",
+        Some(&admin),
+        &json!({"name": "clerk", "permissions": ["orders:write"]}),
+    )
+    .await;
+    let (clerk_id, _) = api.user_with_token(CLERK_EMAIL).await;
+    api.send_json(
+        reqwest::Method::PUT,
+        &format!("/api/v1/users/{clerk_id}/role"),
+        Some(&admin),
+        &json!({"role": "clerk"}),
+    )
+    .await;
+    let token = access_token(&api.login(CLERK_EMAIL, "user-password-1").await);
+    Stack {
+        db,
+        api,
+        jwks,
+        upstream,
+        sidecar,
+        token,
+        clerk_id,
+        _rules_dir: dir,
+    }
+}
+
+impl Stack {
+    /// GET through the sidecar with an optional Bearer token.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        self.sidecar.get(path, token).await
+    }
+
+    /// How many requests the upstream has received.
+    pub fn upstream_calls(&self) -> usize {
+        self.upstream.requests().len()
+    }
+
+    /// A URL on the sidecar's admin port.
+    pub fn admin_url(&self, path: &str) -> String {
+        admin_url(&self.sidecar, path)
+    }
+
+    /// The sidecar's metrics text.
+    pub async fn metrics(&self) -> String {
+        metrics(&self.sidecar).await
+    }
+}
+
+/// A URL on a sidecar's admin port.
+pub fn admin_url(sidecar: &ApiProcess, path: &str) -> String {
+    sidecar.health_url.replace("/healthcheck", path)
+}
+
+/// A sidecar's metrics text.
+pub async fn metrics(sidecar: &ApiProcess) -> String {
+    reqwest::get(admin_url(sidecar, "/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
+/// The value of an unlabelled or labelled series in a metrics text, e.g.
+/// `iam_sidecar_jwks_refresh_failures_total` or `…{reason="expired"}`; 0 when absent.
+pub fn metric_value(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| {
+            let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+            value.trim().parse().ok()
+        })
+        .unwrap_or(0.0)
+}
+
+/// The JSON an [`EchoUpstream`] answered with.
+pub fn echoed(body: &[u8]) -> Value {
+    serde_json::from_slice(body).expect("the echo upstream answers JSON")
+}
+
+/// A raw upstream that accepts one protocol upgrade, checks that the request carried
+/// `required` (lowercase `name: value` lines), and then echoes bytes back.
+pub async fn upgrading_upstream(required: &'static [&'static str]) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.expect("accept");
+        let mut request = Vec::new();
+        let mut buffer = [0u8; 1024];
+        while !request.windows(4).any(|window| window == b"\r\n\r\n") {
+            let read = socket.read(&mut buffer).await.expect("read");
+            if read == 0 {
+                return;
+            }
+            request.extend_from_slice(&buffer[..read]);
+        }
+        let request = String::from_utf8_lossy(&request).to_lowercase();
+        // A missing header drops the connection, so the client sees no 101.
+        if !required
+            .iter()
+            .all(|line| request.contains(&format!("\r\n{line}\r\n")))
+        {
+            eprintln!("the upgrade request lacks one of {required:?}:\n{request}");
+            return;
+        }
+        socket
+            .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+            .await
+            .expect("write");
+        loop {
+            let read = socket.read(&mut buffer).await.unwrap_or(0);
+            if read == 0 || socket.write_all(&buffer[..read]).await.is_err() {
+                return;
+            }
+        }
+    });
+    format!("http://{address}")
+}
