@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use salvo::catcher::Catcher;
-use salvo::http::header::{CACHE_CONTROL, HeaderValue, X_CONTENT_TYPE_OPTIONS};
+use salvo::http::header::{AUTHORIZATION, CACHE_CONTROL, HeaderValue, X_CONTENT_TYPE_OPTIONS};
 use salvo::oapi::security::{Http, HttpAuthScheme};
 use salvo::oapi::swagger_ui::SwaggerUi;
 use salvo::oapi::{Content, OpenApi, Ref, RefOr, SecurityScheme};
@@ -15,6 +15,7 @@ use std::sync::Arc;
 use iam_core::telemetry;
 use tracing::Instrument as _;
 
+use crate::error::AppError;
 use crate::http::error::{PROBLEM_JSON, problem_catcher};
 use crate::http::{health, me, roles, tokens, users};
 use crate::metrics::ApiMetrics;
@@ -92,6 +93,7 @@ pub fn service(state: AppState) -> Service {
         .hoop(access_log)
         .hoop(security_headers)
         .hoop(iam_core::server::RequestHeadLimit)
+        .hoop(one_authorization_header)
         .catcher(Catcher::new(problem_catcher))
 }
 
@@ -105,6 +107,24 @@ async fn security_headers(
     ctrl.call_next(req, depot, res).await;
     res.headers_mut()
         .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+}
+
+/// A request with more than one `Authorization` header is refused with 400 on every route,
+/// those that ignore credentials too: which header a proxy in front judged is unknowable.
+#[handler]
+async fn one_authorization_header(
+    req: &mut Request,
+    depot: &mut Depot,
+    res: &mut Response,
+    ctrl: &mut FlowCtrl,
+) {
+    let values = req.headers().get_all(AUTHORIZATION);
+    if let Err(duplicate) = iam_core::bearer::bearer_token(values.iter().map(|v| v.as_bytes())) {
+        AppError::from(duplicate).render(res);
+        ctrl.skip_rest();
+        return;
+    }
+    ctrl.call_next(req, depot, res).await;
 }
 
 /// `GET /metrics`: Prometheus exposition.

@@ -779,7 +779,15 @@ async fn more_than_one_authorization_header_is_a_bad_request_at_the_api() {
     let stack = stack().await;
     let address = address(&stack.api);
     let cases = duplicate_authorizations(&stack.token);
-    for path in ["/api/v1/me", "/api/v1/users"] {
+    // Routes that need no token refuse them too: every route of the api.
+    for path in [
+        "/api/v1/me",
+        "/api/v1/users",
+        "/api/v1/healthcheck",
+        "/api/v1/openapi.json",
+        "/metrics",
+        "/no/such/route",
+    ] {
         for headers in &cases {
             let response = send_with(&address, "GET", path, headers).await;
             let problem = response.expect_problem(400);
