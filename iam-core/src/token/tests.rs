@@ -406,3 +406,51 @@ fn the_size_cap_refuses_only_what_is_over_it() {
         Err(Reason::TooLarge)
     );
 }
+
+#[test]
+fn an_audience_array_must_contain_ours() {
+    let key = test_key();
+    let keys = keys_of(&key);
+    let header = r#"{"alg":"RS256","typ":"at+jwt","kid":"KID"}"#.replace("KID", &key.jwk.kid);
+    let with_audience = |audience: Audience| {
+        let mut token_claims = claims(NOW);
+        token_claims.aud = audience;
+        sign_with_header(&key, &header, &token_claims)
+    };
+    let many = |values: &[&str]| Audience::Many(values.iter().map(|&v| v.to_owned()).collect());
+    for accepted in [many(&["iam"]), many(&["billing", "iam"]), many(&["iam", "billing"])] {
+        let token = with_audience(accepted.clone());
+        assert!(
+            verify_access_token(&token, &keys, &rules(), NOW).is_ok(),
+            "{accepted:?}"
+        );
+    }
+    // Tokens minted for other services, also when the array holds something else only.
+    for refused in [
+        many(&["billing"]),
+        many(&["billing", "orders"]),
+        many(&[]),
+        many(&["IAM"]),
+        many(&["iam "]),
+        Audience::One("billing".into()),
+    ] {
+        let token = with_audience(refused.clone());
+        assert_eq!(
+            verify_access_token(&token, &keys, &rules(), NOW),
+            Err(Reason::WrongAudience),
+            "{refused:?}"
+        );
+    }
+}
+
+#[test]
+fn the_signer_names_its_kid_and_never_prints_its_key() {
+    let key = test_key();
+    assert_eq!(key.signer.kid(), key.jwk.kid);
+    let printed = format!("{:?}", key.signer);
+    assert!(printed.starts_with("AccessTokenSigner"), "{printed}");
+    assert!(printed.contains(&key.jwk.kid), "{printed}");
+    let der = key.private.private_key_to_der().expect("der");
+    let der_b64 = URL_SAFE_NO_PAD.encode(&der);
+    assert!(!printed.contains(&der_b64[..32]), "{printed}");
+}
