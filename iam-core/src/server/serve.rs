@@ -8,7 +8,6 @@
 use std::future::Future;
 use std::time::Duration;
 
-use salvo::conn::Holding;
 use salvo::conn::tcp::TcpAcceptor;
 use salvo::prelude::*;
 use salvo::server::ServerHandle;
@@ -32,13 +31,6 @@ impl Serve {
     pub fn listen(mut self, server: Server<TcpAcceptor>, service: Service) -> Self {
         self.listeners.push((server, service));
         self
-    }
-
-    /// The addresses of the listener added `index`-th (0 first), for the start-up log.
-    pub fn holdings(&self, index: usize) -> &[Holding] {
-        self.listeners
-            .get(index)
-            .map_or(&[], |(server, _)| server.holdings())
     }
 
     /// Serves until SIGTERM or SIGINT, lets in-flight requests finish, then awaits
