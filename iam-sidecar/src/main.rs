@@ -59,7 +59,7 @@ async fn run(config: SidecarConfig) -> Result<(), ProcessError> {
             rules,
             Arc::clone(&metrics),
         )
-        .map_err(ProcessError::runtime)?,
+        .map_err(|error| ProcessError::runtime(error.to_string()))?,
     );
     verifier.spawn_refresher();
 
