@@ -95,3 +95,91 @@ impl Handler for RequestLog {
         );
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::expect_used)] // test helpers report failure by panicking
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use salvo::http::StatusCode;
+
+    use super::*;
+    use crate::metrics::{Registry, render};
+
+    /// Collects what the log layer writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[handler]
+    async fn created(res: &mut Response) {
+        res.status_code(StatusCode::CREATED);
+    }
+
+    /// Sends `GET /orders/7?secret=1` through `log` and returns its log line.
+    async fn one_request(log: RequestLog) -> serde_json::Value {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let mut req = Request::new();
+        *req.uri_mut() = "/orders/7?secret=1".parse().expect("uri");
+        let mut depot = Depot::new();
+        let mut res = Response::new();
+        let mut ctrl = FlowCtrl::new(vec![Arc::new(log), Arc::new(created)]);
+        ctrl.call_next(&mut req, &mut depot, &mut res).await;
+        let text = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8");
+        assert!(!text.contains("secret"), "{text}");
+        serde_json::from_str(text.lines().last().expect("a log line")).expect("json")
+    }
+
+    #[tokio::test]
+    async fn a_fixed_label_counts_every_path_under_it_and_logs_the_path_without_a_route() {
+        let mut registry = Registry::default();
+        let http = HttpMetrics::register(&mut registry);
+        let line = one_request(RequestLog::new(http, RouteLabel::Fixed("/*")).with_path()).await;
+        assert_eq!(line["message"], "request");
+        assert_eq!(line["method"], "GET");
+        assert_eq!(line["path"], "/orders/7");
+        assert_eq!(line["status"], 201);
+        assert!(line.get("route").is_none(), "{line}");
+        assert!(line.get("env").is_none(), "{line}");
+        assert!(line["latency_ms"].is_number(), "{line}");
+        let metrics = render(&registry);
+        assert!(
+            metrics
+                .contains(r#"http_server_requests_total{method="GET",route="/*",status="201"} 1"#),
+            "{metrics}"
+        );
+    }
+
+    #[tokio::test]
+    async fn matched_routes_are_logged_with_the_environment_when_asked() {
+        let mut registry = Registry::default();
+        let http = HttpMetrics::register(&mut registry);
+        let line = one_request(RequestLog::new(http, RouteLabel::Matched).with_env("stage")).await;
+        assert_eq!(line["env"], "stage");
+        // No router ran, so nothing matched.
+        assert_eq!(line["route"], "");
+        assert!(line.get("path").is_none(), "{line}");
+        let metrics = render(&registry);
+        assert!(
+            metrics.contains(r#"route="unmatched",status="201"} 1"#),
+            "{metrics}"
+        );
+    }
+}
