@@ -1,8 +1,8 @@
 //! RFC 9457 problem documents: the one error body every process answers with, and the one
 //! way to write it into a response (`application/problem+json`).
 
-use salvo::http::StatusCode;
 use salvo::http::header::{CONTENT_TYPE as CONTENT_TYPE_HEADER, HeaderValue};
+use salvo::http::{ResBody, StatusCode};
 use salvo::oapi::ToSchema;
 use salvo::prelude::*;
 use serde::ser::{Serialize, SerializeMap, Serializer};
@@ -114,6 +114,17 @@ impl Problem {
             .insert(CONTENT_TYPE_HEADER, HeaderValue::from_static(CONTENT_TYPE));
         res.body(self.to_body());
     }
+
+    /// The same answer as a bare hyper response, for code that answers outside a salvo
+    /// `Response` (the sidecar's upstream client).
+    pub fn to_hyper_response(&self) -> salvo::hyper::Response<ResBody> {
+        let mut response = salvo::hyper::Response::new(ResBody::from(self.to_body()));
+        *response.status_mut() = self.status_code();
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE_HEADER, HeaderValue::from_static(CONTENT_TYPE));
+        response
+    }
 }
 
 impl Serialize for Problem {
@@ -194,5 +205,13 @@ mod tests {
         Problem::about_blank(StatusCode::GATEWAY_TIMEOUT, "slow").write_to(&mut res);
         assert_eq!(res.status_code, Some(StatusCode::GATEWAY_TIMEOUT));
         assert_eq!(res.headers()[CONTENT_TYPE_HEADER], CONTENT_TYPE);
+        let problem = Problem::about_blank(StatusCode::BAD_GATEWAY, "away");
+        let response = problem.to_hyper_response();
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(response.headers()[CONTENT_TYPE_HEADER], CONTENT_TYPE);
+        match response.body() {
+            ResBody::Once(body) => assert_eq!(body[..], problem.to_body()[..]),
+            other => panic!("unexpected body {other:?}"),
+        }
     }
 }

@@ -13,7 +13,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use salvo::http::header::{CONNECTION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, UPGRADE};
+use salvo::http::header::{CONNECTION, HeaderMap, HeaderName, HeaderValue, UPGRADE};
 use salvo::http::{ReqBody, ResBody, StatusCode};
 use salvo::prelude::*;
 use tracing::Instrument as _;
@@ -124,15 +124,7 @@ impl UpstreamClient {
                 "the upstream service did not answer in time",
             ),
         };
-        let mut response = hyper::Response::new(ResBody::Once(
-            Problem::about_blank(status, detail).to_body().into(),
-        ));
-        *response.status_mut() = status;
-        response.headers_mut().insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static(iam_core::problem::CONTENT_TYPE),
-        );
-        response
+        Problem::about_blank(status, detail).to_hyper_response()
     }
 
     /// Forwards `req` (cleared of hop-by-hop headers: see `end_to_end`) to the upstream at
