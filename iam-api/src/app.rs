@@ -1,10 +1,8 @@
 //! Builds the salvo service: routes, OpenAPI document, docs page, state and error catcher.
 //! Used by `main` and by tests.
 
-use std::time::Instant;
-
 use salvo::catcher::Catcher;
-use salvo::http::header::{AUTHORIZATION, CACHE_CONTROL, HeaderValue, X_CONTENT_TYPE_OPTIONS};
+use salvo::http::header::{AUTHORIZATION, CACHE_CONTROL, HeaderValue};
 use salvo::oapi::security::{Http, HttpAuthScheme};
 use salvo::oapi::swagger_ui::SwaggerUi;
 use salvo::oapi::{Content, OpenApi, Ref, RefOr, SecurityScheme};
@@ -12,13 +10,11 @@ use salvo::prelude::*;
 
 use std::sync::Arc;
 
-use iam_core::telemetry;
-use tracing::Instrument as _;
+use iam_core::server::{MetricsEndpoint, NoSniff, RequestHeadLimit, RequestLog, RouteLabel};
 
 use crate::error::AppError;
-use crate::http::error::{PROBLEM_JSON, problem_catcher};
+use crate::http::error::PROBLEM_JSON;
 use crate::http::{health, me, roles, tokens, users};
-use crate::metrics::ApiMetrics;
 use crate::state::AppState;
 
 /// Where the OpenAPI document is served.
@@ -72,8 +68,12 @@ fn document_problem_bodies(document: &mut OpenApi) {
 
 /// The whole service with its state.
 pub fn service(state: AppState) -> Service {
-    let state_env = state.config.env_label.clone();
+    let request_log = RequestLog::new(state.metrics.http.clone(), RouteLabel::Matched)
+        .with_env(state.config.env_label.clone())
+        .with_path();
     let metrics = Arc::clone(&state.metrics);
+    let db = state.db.clone();
+    let metrics_endpoint = MetricsEndpoint::new(move || metrics.render(&db));
     let router = Router::new()
         .hoop(affix_state::inject(state))
         .push(openapi_document().into_router(OPENAPI_PATH))
@@ -84,29 +84,13 @@ pub fn service(state: AppState) -> Service {
         )
         .push(Router::with_path("metrics").get(metrics_endpoint))
         .push(api_router());
-    let access_log = AccessLog {
-        env: state_env.clone(),
-        metrics,
-    };
     // Service-level hoops also run for requests no route matches.
     Service::new(router)
-        .hoop(access_log)
-        .hoop(security_headers)
-        .hoop(iam_core::server::RequestHeadLimit)
+        .hoop(request_log)
+        .hoop(NoSniff)
+        .hoop(RequestHeadLimit)
         .hoop(one_authorization_header)
-        .catcher(Catcher::new(problem_catcher))
-}
-
-#[handler]
-async fn security_headers(
-    req: &mut Request,
-    depot: &mut Depot,
-    res: &mut Response,
-    ctrl: &mut FlowCtrl,
-) {
-    ctrl.call_next(req, depot, res).await;
-    res.headers_mut()
-        .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        .catcher(Catcher::new(iam_core::problem::catcher))
 }
 
 /// A request with more than one `Authorization` header is refused with 400 on every route,
@@ -127,21 +111,6 @@ async fn one_authorization_header(
     ctrl.call_next(req, depot, res).await;
 }
 
-/// `GET /metrics`: Prometheus exposition.
-#[handler]
-async fn metrics_endpoint(depot: &mut Depot, res: &mut Response) {
-    match crate::http::app_state(depot) {
-        Ok(state) => {
-            res.headers_mut().insert(
-                salvo::http::header::CONTENT_TYPE,
-                HeaderValue::from_static(iam_core::metrics::CONTENT_TYPE),
-            );
-            res.body(state.metrics.render(&state.db));
-        }
-        Err(error) => error.render(res),
-    }
-}
-
 /// API answers are per-user and often secret: no shared cache may keep them.
 #[handler]
 async fn no_store(req: &mut Request, depot: &mut Depot, res: &mut Response, ctrl: &mut FlowCtrl) {
@@ -149,47 +118,6 @@ async fn no_store(req: &mut Request, depot: &mut Depot, res: &mut Response, ctrl
     if !res.headers().contains_key(CACHE_CONTROL) {
         res.headers_mut()
             .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-}
-
-/// One log line per request (environment, method, path but never the query, which may
-/// carry secrets, status and latency) and the request metrics by route template.
-#[derive(Debug)]
-struct AccessLog {
-    env: String,
-    metrics: Arc<ApiMetrics>,
-}
-
-#[async_trait]
-impl Handler for AccessLog {
-    async fn handle(
-        &self,
-        req: &mut Request,
-        depot: &mut Depot,
-        res: &mut Response,
-        ctrl: &mut FlowCtrl,
-    ) {
-        let started = Instant::now();
-        let span = telemetry::server_span(req.method().as_str(), req.uri().path(), req.headers());
-        ctrl.call_next(req, depot, res)
-            .instrument(span.clone())
-            .await;
-        let elapsed = started.elapsed().as_secs_f64();
-        let status = res.status_code.map_or(200, |status| status.as_u16());
-        telemetry::finish_server_span(&span, req.method().as_str(), req.matched_path(), status);
-        self.metrics
-            .http
-            .observe(req.method().as_str(), req.matched_path(), status, elapsed);
-        tracing::info!(
-            env = %self.env,
-            method = %req.method(),
-            route = req.matched_path(),
-            path = req.uri().path(),
-            status,
-            latency_ms = elapsed * 1000.0,
-            trace_id = telemetry::trace_id(&span).as_deref(),
-            "request"
-        );
     }
 }
 

@@ -34,8 +34,6 @@ const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
 const STARTUP_CONNECT_ATTEMPTS: u32 = 10;
 /// How often long-expired refresh tokens and idle login failure records are deleted.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
-/// How long in-flight requests may take to finish after a shutdown signal.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// An application error during start-up or a command is a runtime failure (exit 1);
 /// configuration and schema problems are raised as `ProcessError::config` (exit 2).
@@ -285,18 +283,13 @@ pub async fn serve(state: AppState) -> Result<(), ProcessError> {
         Some(iam_core::server::IDLE_CONNECTION_TIMEOUT),
     )
     .await?;
-    let db = state.db.clone();
     for holding in server.holdings() {
         tracing::info!(address = %holding.local_addr, env = %state.config.env_label, "iam-api listening");
     }
-    let handle = server.handle();
-    tokio::spawn(async move {
-        iam_core::shutdown::wait_for_signal().await;
-        tracing::info!("shutting down: finishing in-flight requests");
-        handle.stop_graceful(Some(SHUTDOWN_GRACE));
-    });
-    server.serve(app::service(state)).await;
-    db.close().await;
-    tracing::info!("stopped");
+    let db = state.db.clone();
+    iam_core::server::Serve::new()
+        .listen(server, app::service(state))
+        .run(async move { db.close().await })
+        .await;
     Ok(())
 }

@@ -10,6 +10,8 @@ pub mod config;
 pub mod jwk;
 #[cfg(feature = "telemetry")]
 pub mod metrics;
+#[cfg(feature = "server")]
+pub mod problem;
 #[cfg(feature = "runtime")]
 pub mod process;
 pub mod revocation;

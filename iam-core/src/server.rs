@@ -1,5 +1,7 @@
 //! The HTTP server skeleton the three binaries share: binding a listener with the connection
-//! timeouts, and the request-head limit.
+//! timeouts, the request-head limit and `nosniff` hoops, serving until a shutdown signal
+//! ([`Serve`]), the request log layer ([`RequestLog`]) and `GET /metrics`
+//! ([`MetricsEndpoint`]).
 //!
 //! A client must not be able to hold a connection (and its memory) by sending slowly:
 //! - the request head must arrive within [`HEADER_READ_TIMEOUT`] (Slowloris); hyper starts
@@ -16,11 +18,20 @@ use std::time::Duration;
 use salvo::conn::TcpListener;
 use salvo::conn::tcp::TcpAcceptor;
 use salvo::fuse::FuseConfig;
-use salvo::http::header::{CONTENT_TYPE, HeaderValue};
+use salvo::http::header::{HeaderValue, X_CONTENT_TYPE_OPTIONS};
 use salvo::http::{HeaderMap, StatusCode};
 use salvo::prelude::*;
 
+use crate::problem::Problem;
 use crate::process::ProcessError;
+
+mod metrics_endpoint;
+mod request_log;
+mod serve;
+
+pub use metrics_endpoint::MetricsEndpoint;
+pub use request_log::{RequestLog, RouteLabel};
+pub use serve::{SHUTDOWN_GRACE, Serve};
 
 /// The largest request line plus headers any process reads (larger ones get 431): enough
 /// for real clients (nginx allows 32 KiB by default), small enough that a flood of huge
@@ -114,15 +125,31 @@ impl Handler for RequestHeadLimit {
 
 /// Writes the 431 problem document.
 pub fn refuse_large_head(res: &mut Response) {
-    let status = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
-    res.status_code(status);
-    res.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    res.body(format!(
-        r#"{{"type":"about:blank","title":"Request Header Fields Too Large","status":431,"detail":"the request line and headers must be at most {MAX_REQUEST_HEAD_BYTES} bytes"}}"#
-    ));
+    Problem::about_blank(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        format!("the request line and headers must be at most {MAX_REQUEST_HEAD_BYTES} bytes"),
+    )
+    .write_to(res);
+}
+
+/// A service hoop adding `X-Content-Type-Options: nosniff` to every answer, so that no
+/// browser guesses a body's type from its content.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoSniff;
+
+#[async_trait]
+impl Handler for NoSniff {
+    async fn handle(
+        &self,
+        req: &mut Request,
+        depot: &mut Depot,
+        res: &mut Response,
+        ctrl: &mut FlowCtrl,
+    ) {
+        ctrl.call_next(req, depot, res).await;
+        res.headers_mut()
+            .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    }
 }
 
 #[cfg(test)]
@@ -138,6 +165,24 @@ mod tests {
         headers.append("x-a", HeaderValue::from_static("22"));
         let sent = "GET /p?q=1 HTTP/1.1\r\nhost: example.com\r\nx-a: 1\r\nx-a: 22\r\n\r\n";
         assert_eq!(request_head_len("GET", "/p?q=1", &headers), sent.len());
+    }
+
+    #[test]
+    fn the_431_body_is_the_documented_problem() {
+        let mut res = Response::new();
+        refuse_large_head(&mut res);
+        assert_eq!(
+            res.status_code,
+            Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+        );
+        let body = match &res.body {
+            salvo::http::ResBody::Once(body) => body.clone(),
+            other => panic!("unexpected body {other:?}"),
+        };
+        assert_eq!(
+            std::str::from_utf8(&body).expect("utf-8"),
+            r#"{"type":"about:blank","title":"Request Header Fields Too Large","status":431,"detail":"the request line and headers must be at most 65536 bytes"}"#
+        );
     }
 
     #[test]

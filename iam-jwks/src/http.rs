@@ -1,19 +1,16 @@
 //! The JWKS, OpenID discovery and healthcheck endpoints.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use salvo::catcher::Catcher;
 use salvo::http::StatusCode;
-use salvo::http::header::{
-    CACHE_CONTROL, CONTENT_TYPE, ETAG, HeaderValue, IF_NONE_MATCH, X_CONTENT_TYPE_OPTIONS,
-};
+use salvo::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, HeaderValue, IF_NONE_MATCH};
 use salvo::prelude::*;
 use serde_json::json;
 use sqlx::PgPool;
 
-use iam_core::telemetry;
-use tracing::Instrument as _;
+use iam_core::server::{MetricsEndpoint, NoSniff, RequestHeadLimit, RequestLog, RouteLabel};
 
 use crate::config::JwksConfig;
 use crate::key_cache::KeyCache;
@@ -127,78 +124,6 @@ impl Handler for Healthcheck {
     }
 }
 
-/// Errors salvo answers by itself (unknown path, wrong method) as problem documents.
-#[handler]
-async fn problem_catcher(res: &mut Response, ctrl: &mut FlowCtrl) {
-    let status = res.status_code.unwrap_or(StatusCode::NOT_FOUND);
-    let title = status.canonical_reason().unwrap_or("Error");
-    let body = json!({"type": "about:blank", "title": title, "status": status.as_u16(), "detail": title.to_lowercase()});
-    res.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    res.body(body.to_string());
-    ctrl.skip_rest();
-}
-
-/// Adds `nosniff` to every answer and records the request metrics by route template.
-#[derive(Debug)]
-struct Observe {
-    metrics: Arc<JwksMetrics>,
-}
-
-#[async_trait]
-impl Handler for Observe {
-    async fn handle(
-        &self,
-        req: &mut Request,
-        depot: &mut Depot,
-        res: &mut Response,
-        ctrl: &mut FlowCtrl,
-    ) {
-        let started = Instant::now();
-        let span = telemetry::server_span(req.method().as_str(), req.uri().path(), req.headers());
-        ctrl.call_next(req, depot, res)
-            .instrument(span.clone())
-            .await;
-        res.headers_mut()
-            .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-        let status = res.status_code.map_or(200, |status| status.as_u16());
-        telemetry::finish_server_span(&span, req.method().as_str(), req.matched_path(), status);
-        tracing::info!(
-            method = %req.method(),
-            route = req.matched_path(),
-            status,
-            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-            trace_id = telemetry::trace_id(&span).as_deref(),
-            "request"
-        );
-        self.metrics.http.observe(
-            req.method().as_str(),
-            req.matched_path(),
-            status,
-            started.elapsed().as_secs_f64(),
-        );
-    }
-}
-
-/// `GET /metrics`: Prometheus exposition.
-#[derive(Debug)]
-struct MetricsEndpoint {
-    metrics: Arc<JwksMetrics>,
-}
-
-#[async_trait]
-impl Handler for MetricsEndpoint {
-    async fn handle(&self, _: &mut Request, _: &mut Depot, res: &mut Response, _: &mut FlowCtrl) {
-        res.headers_mut().insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static(iam_core::metrics::CONTENT_TYPE),
-        );
-        res.body(self.metrics.render());
-    }
-}
-
 /// The whole service.
 pub fn service(
     config: &JwksConfig,
@@ -231,13 +156,15 @@ pub fn service(
             db,
             env: config.env_label.clone(),
         }))
-        .push(Router::with_path("metrics").get(MetricsEndpoint {
-            metrics: Arc::clone(&metrics),
-        }));
+        .push(Router::with_path("metrics").get(MetricsEndpoint::new({
+            let metrics = Arc::clone(&metrics);
+            move || metrics.render()
+        })));
     Ok(Service::new(router)
-        .hoop(Observe { metrics })
-        .hoop(iam_core::server::RequestHeadLimit)
-        .catcher(Catcher::new(problem_catcher)))
+        .hoop(RequestLog::new(metrics.http.clone(), RouteLabel::Matched))
+        .hoop(NoSniff)
+        .hoop(RequestHeadLimit)
+        .catcher(Catcher::new(iam_core::problem::catcher)))
 }
 
 #[cfg(test)]

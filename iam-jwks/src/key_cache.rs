@@ -8,11 +8,27 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
+use iam_core::jwk::JwkError;
 use iam_core::{KeySet, PublicJwk, PublicJwks};
 use sqlx::PgPool;
 use sqlx::types::Json;
 
 use crate::metrics::JwksMetrics;
+
+/// Why a key set was not loaded: the reload loop tells an outage of the database (logged
+/// once, until it answers again) from a published set that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The database did not answer the query.
+    #[error("cannot read the published keys: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A published key is not one a verifier could use; the set is not served.
+    #[error("the published key set is unusable: {0}")]
+    Unusable(#[from] JwkError),
+    /// The set could not be serialised.
+    #[error("cannot serialise the key set: {0}")]
+    Serialise(#[from] serde_json::Error),
+}
 
 /// A serialised JWKS and its entity tag.
 #[derive(Debug)]
@@ -24,10 +40,10 @@ pub struct JwksDocument {
 }
 
 impl JwksDocument {
-    fn new(jwks: &PublicJwks) -> Result<Self, String> {
+    fn new(jwks: &PublicJwks) -> Result<Self, LoadError> {
         // Refuse to publish anything a verifier could not use.
-        KeySet::from_jwks(jwks).map_err(|error| error.to_string())?;
-        let body = serde_json::to_vec(jwks).map_err(|error| error.to_string())?;
+        KeySet::from_jwks(jwks)?;
+        let body = serde_json::to_vec(jwks)?;
         let etag = format!(
             "\"{}\"",
             URL_SAFE_NO_PAD.encode(openssl::sha::sha256(&body))
@@ -51,7 +67,7 @@ pub struct KeyCache {
 
 /// Reads the keys that may sign now or may have signed a still-valid token, from the view
 /// that holds no private material.
-async fn load_published(db: &PgPool) -> Result<PublicJwks, String> {
+async fn load_published(db: &PgPool) -> Result<PublicJwks, LoadError> {
     let keys: Vec<Json<PublicJwk>> = sqlx::query_scalar(
         "SELECT public_jwk FROM published_signing_keys
          WHERE unpublish_at IS NULL OR unpublish_at > $1
@@ -59,8 +75,7 @@ async fn load_published(db: &PgPool) -> Result<PublicJwks, String> {
     )
     .bind(Utc::now())
     .fetch_all(db)
-    .await
-    .map_err(|error| error.to_string())?;
+    .await?;
     Ok(PublicJwks {
         keys: keys.into_iter().map(|key| key.0).collect(),
     })
@@ -116,16 +131,28 @@ impl KeyCache {
                 if let Ok(mut slot) = self.document.write() {
                     *slot = Arc::new(document);
                 }
-                if !self.database_reachable.swap(true, Ordering::Relaxed) {
-                    tracing::info!("database reachable again");
-                }
+                self.database_answered();
             }
-            Err(error) => {
+            Err(error @ LoadError::Database(_)) => {
                 self.metrics.reload(None);
                 if self.database_reachable.swap(false, Ordering::Relaxed) {
                     tracing::warn!(%error, "cannot reload the signing keys; serving the last good set");
                 }
             }
+            // The database answered: an unusable set is logged at each reload, and a later
+            // outage is still reported once.
+            Err(error) => {
+                self.metrics.reload(None);
+                self.database_answered();
+                tracing::warn!(%error, "cannot reload the signing keys; serving the last good set");
+            }
+        }
+    }
+
+    /// Notes that the database answered, logging the recovery from an outage once.
+    fn database_answered(&self) {
+        if !self.database_reachable.swap(true, Ordering::Relaxed) {
+            tracing::info!("database reachable again");
         }
     }
 
@@ -148,6 +175,14 @@ impl KeyCache {
 #[allow(clippy::expect_used)] // test helpers report failure by panicking
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_a_verifier_cannot_use_is_not_published() {
+        let mut key = PublicJwk::from_rsa_components(&[0xc5; 256], &[1, 0, 1]);
+        key.alg = "HS256".to_owned();
+        let error = JwksDocument::new(&PublicJwks { keys: vec![key] }).expect_err("refused");
+        assert!(matches!(error, LoadError::Unusable(_)), "{error:?}");
+    }
 
     #[test]
     fn the_etag_is_strong_and_follows_the_content() {

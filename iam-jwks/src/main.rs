@@ -19,9 +19,6 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use crate::config::JwksConfig;
 use crate::key_cache::KeyCache;
 
-/// How long in-flight requests may take to finish after a shutdown signal.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
 /// Publishes the IAM's public signing keys.
 #[derive(Debug, Parser)]
 #[command(name = "iam-jwks", version, about)]
@@ -72,14 +69,9 @@ async fn run(config: JwksConfig) -> Result<(), ProcessError> {
     for holding in server.holdings() {
         tracing::info!(address = %holding.local_addr, env = %config.env_label, "iam-jwks listening");
     }
-    let handle = server.handle();
-    tokio::spawn(async move {
-        iam_core::shutdown::wait_for_signal().await;
-        tracing::info!("shutting down: finishing in-flight requests");
-        handle.stop_graceful(Some(SHUTDOWN_GRACE));
-    });
-    server.serve(service).await;
-    db.close().await;
-    tracing::info!("stopped");
+    iam_core::server::Serve::new()
+        .listen(server, service)
+        .run(async move { db.close().await })
+        .await;
     Ok(())
 }

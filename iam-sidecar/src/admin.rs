@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
+use iam_core::server::MetricsEndpoint;
 use salvo::http::StatusCode;
-use salvo::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use salvo::http::header::{CACHE_CONTROL, HeaderValue};
 use salvo::prelude::*;
 use serde_json::json;
 
@@ -36,27 +37,10 @@ impl Handler for Healthcheck {
     }
 }
 
-/// `GET /metrics`: Prometheus text format.
-#[derive(Debug)]
-struct MetricsEndpoint {
-    metrics: Arc<Metrics>,
-}
-
-#[async_trait]
-impl Handler for MetricsEndpoint {
-    async fn handle(&self, _: &mut Request, _: &mut Depot, res: &mut Response, _: &mut FlowCtrl) {
-        res.headers_mut().insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static(iam_core::metrics::CONTENT_TYPE),
-        );
-        res.body(self.metrics.render());
-    }
-}
-
 /// The admin-port service.
 pub fn service(verifier: Arc<TokenVerifier>, metrics: Arc<Metrics>, env: String) -> Service {
     let router = Router::new()
         .push(Router::with_path("healthcheck").get(Healthcheck { verifier, env }))
-        .push(Router::with_path("metrics").get(MetricsEndpoint { metrics }));
+        .push(Router::with_path("metrics").get(MetricsEndpoint::new(move || metrics.render())));
     Service::new(router).hoop(iam_core::server::RequestHeadLimit)
 }

@@ -13,11 +13,12 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use salvo::http::header::{CONNECTION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, UPGRADE};
+use salvo::http::header::{CONNECTION, HeaderMap, HeaderName, HeaderValue, UPGRADE};
 use salvo::http::{ReqBody, ResBody, StatusCode};
 use salvo::prelude::*;
 use tracing::Instrument as _;
 
+use iam_core::problem::Problem;
 use iam_core::telemetry;
 
 use crate::metrics::{Metrics, UpstreamFailure};
@@ -83,25 +84,6 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) -> EndToEndRequest {
     EndToEndRequest { upgrade }
 }
 
-/// A problem document as the sidecar writes it.
-fn problem_body(status: StatusCode, detail: &str) -> bytes::Bytes {
-    let title = status.canonical_reason().unwrap_or("Error");
-    bytes::Bytes::from(
-        serde_json::json!({"type": "about:blank", "title": title, "status": status.as_u16(), "detail": detail})
-            .to_string(),
-    )
-}
-
-/// Answers with a problem document.
-pub fn write_problem(res: &mut Response, status: StatusCode, detail: &str) {
-    res.status_code(status);
-    res.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    res.body(problem_body(status, detail));
-}
-
 /// Plain-HTTP client to the upstream with pooled connections, a response timeout, and
 /// problem documents for unreachable (502) and slow (504) upstreams.
 #[derive(Debug, Clone)]
@@ -142,13 +124,7 @@ impl UpstreamClient {
                 "the upstream service did not answer in time",
             ),
         };
-        let mut response = hyper::Response::new(ResBody::Once(problem_body(status, detail)));
-        *response.status_mut() = status;
-        response.headers_mut().insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        response
+        Problem::about_blank(status, detail).to_hyper_response()
     }
 
     /// Forwards `req` (cleared of hop-by-hop headers: see `end_to_end`) to the upstream at
@@ -167,11 +143,11 @@ impl UpstreamClient {
         };
         // The path was re-encoded by normalisation and the query came in a valid URI.
         let Ok(uri) = hyper::Uri::try_from(uri) else {
-            write_problem(
-                res,
+            Problem::about_blank(
                 StatusCode::BAD_REQUEST,
                 "the request target is not acceptable",
-            );
+            )
+            .write_to(res);
             return;
         };
         let requested_upgrade = end_to_end.upgrade;

@@ -11,7 +11,6 @@ mod verifier;
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Parser;
 use iam_core::VerificationRules;
@@ -23,9 +22,6 @@ use crate::forward::UpstreamClient;
 use crate::metrics::Metrics;
 use crate::proxy::Gate;
 use crate::verifier::TokenVerifier;
-
-/// How long in-flight requests may take to finish after a shutdown signal.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Verifying reverse proxy for one service.
 #[derive(Debug, Parser)]
@@ -63,7 +59,7 @@ async fn run(config: SidecarConfig) -> Result<(), ProcessError> {
             rules,
             Arc::clone(&metrics),
         )
-        .map_err(ProcessError::runtime)?,
+        .map_err(|error| ProcessError::runtime(error.to_string()))?,
     );
     verifier.spawn_refresher();
 
@@ -100,18 +96,10 @@ async fn run(config: SidecarConfig) -> Result<(), ProcessError> {
     for holding in admin_server.holdings() {
         tracing::info!(address = %holding.local_addr, "admin endpoints listening");
     }
-    let handles = [main_server.handle(), admin_server.handle()];
-    tokio::spawn(async move {
-        iam_core::shutdown::wait_for_signal().await;
-        tracing::info!("shutting down: finishing in-flight requests");
-        for handle in handles {
-            handle.stop_graceful(Some(SHUTDOWN_GRACE));
-        }
-    });
-    tokio::join!(
-        main_server.serve(main_service),
-        admin_server.serve(admin_service)
-    );
-    tracing::info!("stopped");
+    iam_core::server::Serve::new()
+        .listen(main_server, main_service)
+        .listen(admin_server, admin_service)
+        .run(std::future::ready(()))
+        .await;
     Ok(())
 }

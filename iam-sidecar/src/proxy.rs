@@ -9,10 +9,10 @@ use salvo::http::header::{
 use salvo::prelude::*;
 
 use iam_core::bearer::bearer_token;
-use iam_core::telemetry;
-use tracing::Instrument as _;
+use iam_core::problem::Problem;
+use iam_core::server::{RequestHeadLimit, RequestLog, RouteLabel};
 
-use crate::forward::{UpstreamClient, remove_hop_by_hop, write_problem};
+use crate::forward::{UpstreamClient, remove_hop_by_hop};
 use crate::metrics::{Metrics, Outcome};
 use crate::rules::{Access, AccessPolicy, missing_permission, normalize_path};
 use crate::verifier::{TokenVerifier, VerifyError};
@@ -123,7 +123,7 @@ impl Gate {
             res.headers_mut()
                 .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         }
-        write_problem(res, status, detail);
+        Problem::about_blank(status, detail).write_to(res);
     }
 
     /// 401 for a token that failed verification, counted under `reason`.
@@ -139,6 +139,8 @@ impl Gate {
     }
 }
 
+/// The gate is the main port's only handler; the request log around it is
+/// [`service`]'s [`RequestLog`].
 #[async_trait]
 impl Handler for Gate {
     async fn handle(
@@ -148,29 +150,7 @@ impl Handler for Gate {
         res: &mut Response,
         _ctrl: &mut FlowCtrl,
     ) {
-        let started = std::time::Instant::now();
-        let span = telemetry::server_span(req.method().as_str(), req.uri().path(), req.headers());
-        self.decide_and_forward(req, res)
-            .instrument(span.clone())
-            .await;
-        let status = res.status_code.map_or(200, |status| status.as_u16());
-        telemetry::finish_server_span(&span, req.method().as_str(), "", status);
-        // Every path belongs to the upstream; one route label keeps the series bounded.
-        self.metrics.http.observe(
-            req.method().as_str(),
-            "/*",
-            status,
-            started.elapsed().as_secs_f64(),
-        );
-        // The path may identify resources of the upstream; it is logged like any proxy does.
-        tracing::info!(
-            method = %req.method(),
-            path = req.uri().path(),
-            status,
-            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-            trace_id = telemetry::trace_id(&span).as_deref(),
-            "request"
-        );
+        self.decide_and_forward(req, res).await;
     }
 }
 
@@ -291,9 +271,15 @@ impl Gate {
     }
 }
 
-/// The main-port service: every path goes through the gate to the upstream.
+/// The main-port service: every path goes through the gate to the upstream. Requests are
+/// logged with their path (it may identify the upstream's resources; it is logged as any
+/// proxy does) under one route label, which keeps the series bounded.
 pub fn service(gate: Gate) -> Service {
-    Service::new(Router::with_path("{**rest}").goal(gate)).hoop(iam_core::server::RequestHeadLimit)
+    let request_log =
+        RequestLog::new(gate.metrics.http.clone(), RouteLabel::Fixed("/*")).with_path();
+    Service::new(Router::with_path("{**rest}").goal(gate))
+        .hoop(RequestHeadLimit)
+        .hoop(request_log)
 }
 
 #[cfg(test)]

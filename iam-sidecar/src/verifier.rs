@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 
 pub mod document;
 
-use document::{MAX_FETCHED_DOCUMENT_BYTES, read_capped};
+use document::{DocumentError, MAX_FETCHED_DOCUMENT_BYTES, read_capped};
 
 /// How often an unknown `kid` may trigger a refetch.
 const UNKNOWN_KID_REFETCH_SPACING: Duration = Duration::from_secs(5);
@@ -37,6 +37,37 @@ pub enum VerifyError {
     /// The token was refused.
     Rejected(Reason),
 }
+
+/// Why a JWKS fetch did not install a key set (the current set stays).
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The JWKS service did not answer.
+    #[error("cannot fetch {url}: {source}")]
+    Unreachable { url: String, source: reqwest::Error },
+    /// It answered with a status other than success.
+    #[error("{url} answered {status}")]
+    Status {
+        url: String,
+        status: reqwest::StatusCode,
+    },
+    /// Its body was over the size cap or could not be read.
+    #[error("{url}: {source}")]
+    Document { url: String, source: DocumentError },
+    /// Its body is not a JWKS.
+    #[error("{url} is not a JWKS: {source}")]
+    NotJwks {
+        url: String,
+        source: serde_json::Error,
+    },
+    /// A key in it is not an RS256 verification key.
+    #[error(transparent)]
+    UnusableKey(#[from] iam_core::jwk::JwkError),
+}
+
+/// Why the verifier could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the JWKS client: {0}")]
+pub struct ClientError(#[from] reqwest::Error);
 
 /// Verifies access tokens with the cached key set.
 #[derive(Debug)]
@@ -60,11 +91,10 @@ impl TokenVerifier {
         refresh_interval: Duration,
         rules: VerificationRules,
         metrics: Arc<Metrics>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ClientError> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|error| format!("cannot build the JWKS client: {error}"))?;
+            .build()?;
         Ok(TokenVerifier {
             keys: RwLock::new(None),
             rules,
@@ -122,7 +152,7 @@ impl TokenVerifier {
 
     /// Fetches the JWKS and installs it; returns the `max-age` it was served with. A failed
     /// fetch keeps the current set.
-    async fn fetch(&self) -> Result<Option<Duration>, String> {
+    async fn fetch(&self) -> Result<Option<Duration>, FetchError> {
         let result = self.fetch_key_set().await;
         match result {
             Ok((set, count, max_age)) => {
@@ -142,15 +172,19 @@ impl TokenVerifier {
     }
 
     #[tracing::instrument(name = "JWKS fetch", skip_all, fields(otel.kind = "client", url.full = %self.jwks_url))]
-    async fn fetch_key_set(&self) -> Result<(KeySet, usize, Option<Duration>), String> {
+    async fn fetch_key_set(&self) -> Result<(KeySet, usize, Option<Duration>), FetchError> {
+        let url = || self.jwks_url.clone();
         let response = self
             .client
             .get(&self.jwks_url)
             .send()
             .await
-            .map_err(|error| format!("cannot fetch {}: {error}", self.jwks_url))?;
+            .map_err(|source| FetchError::Unreachable { url: url(), source })?;
         if !response.status().is_success() {
-            return Err(format!("{} answered {}", self.jwks_url, response.status()));
+            return Err(FetchError::Status {
+                url: url(),
+                status: response.status(),
+            });
         }
         let max_age = response
             .headers()
@@ -159,11 +193,11 @@ impl TokenVerifier {
             .and_then(max_age);
         let body = read_capped(response, MAX_FETCHED_DOCUMENT_BYTES)
             .await
-            .map_err(|error| format!("{}: {error}", self.jwks_url))?;
+            .map_err(|source| FetchError::Document { url: url(), source })?;
         let jwks: PublicJwks = serde_json::from_slice(&body)
-            .map_err(|error| format!("{} is not a JWKS: {error}", self.jwks_url))?;
+            .map_err(|source| FetchError::NotJwks { url: url(), source })?;
         let count = jwks.keys.len();
-        let set = KeySet::from_jwks(&jwks).map_err(|error| error.to_string())?;
+        let set = KeySet::from_jwks(&jwks)?;
         Ok((set, count, max_age))
     }
 
@@ -329,7 +363,19 @@ mod tests {
         for attempt in ["declared", "chunked", "far over"] {
             let error = verifier.fetch().await.expect_err(attempt);
             assert!(
-                error.contains("the document is larger than 1048576 bytes"),
+                matches!(
+                    error,
+                    FetchError::Document {
+                        source: DocumentError::TooLarge { cap: 1_048_576 },
+                        ..
+                    }
+                ),
+                "{attempt}: {error:?}"
+            );
+            assert!(
+                error
+                    .to_string()
+                    .contains("the document is larger than 1048576 bytes"),
                 "{attempt}: {error}"
             );
             assert_eq!(kids(&verifier), (true, false, 1), "{attempt}");

@@ -1,48 +1,20 @@
 //! The one place errors become RFC 9457 `application/problem+json` responses.
 
+use iam_core::problem::{self, Problem, ProblemFieldError};
 use salvo::http::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use salvo::http::{HeaderMap, StatusCode};
 use salvo::oapi::{self, Components, EndpointOutRegister, Operation, ToSchema};
 use salvo::prelude::*;
-use serde::Serialize;
 
 use crate::error::{AppError, BearerFailure, FieldError};
 
 /// The media type of every error body.
-pub const PROBLEM_JSON: &str = "application/problem+json";
+pub const PROBLEM_JSON: &str = problem::CONTENT_TYPE;
 
-/// An RFC 9457 problem document.
-#[derive(Debug, Serialize, ToSchema)]
-#[salvo(schema(name = "Problem"))]
-pub struct ProblemDetails {
-    /// A URI naming the kind of problem.
-    #[serde(rename = "type")]
-    pub problem_type: String,
-    /// A short summary of the kind of problem.
-    pub title: String,
-    /// The HTTP status code.
-    pub status: u16,
-    /// What went wrong with this request.
-    pub detail: String,
-    /// Per-field problems of a rejected request body.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<ProblemFieldError>,
-}
-
-/// One field's problem.
-#[derive(Debug, Serialize, ToSchema)]
-#[salvo(schema(name = "ProblemFieldError"))]
-pub struct ProblemFieldError {
-    pub field: String,
-    pub message: String,
-}
-
-impl From<FieldError> for ProblemFieldError {
-    fn from(error: FieldError) -> Self {
-        ProblemFieldError {
-            field: error.field,
-            message: error.message,
-        }
+fn field_problem(error: FieldError) -> ProblemFieldError {
+    ProblemFieldError {
+        field: error.field,
+        message: error.message,
     }
 }
 
@@ -221,22 +193,6 @@ fn extra_headers(error: &AppError, headers: &mut HeaderMap) {
     }
 }
 
-/// Writes a problem document with the given status.
-pub fn write_problem(res: &mut Response, problem: &ProblemDetails) {
-    let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    res.status_code(status);
-    match serde_json::to_vec(problem) {
-        Ok(body) => {
-            res.headers_mut().insert(
-                salvo::http::header::CONTENT_TYPE,
-                HeaderValue::from_static(PROBLEM_JSON),
-            );
-            res.body(body);
-        }
-        Err(error) => tracing::error!(%error, "cannot serialise a problem document"),
-    }
-}
-
 impl Scribe for AppError {
     fn render(self, res: &mut Response) {
         match &self {
@@ -252,46 +208,20 @@ impl Scribe for AppError {
         let (status, slug, title, detail) = describe(&self);
         extra_headers(&self, res.headers_mut());
         let errors = match self {
-            AppError::Validation(errors) => errors.into_iter().map(Into::into).collect(),
+            AppError::Validation(errors) => errors.into_iter().map(field_problem).collect(),
             _ => Vec::new(),
         };
-        write_problem(
-            res,
-            &ProblemDetails {
-                problem_type: format!("urn:iam:problem:{slug}"),
-                title: title.to_owned(),
-                status: status.as_u16(),
-                detail,
-                errors,
-            },
-        );
+        Problem::new(status, format!("urn:iam:problem:{slug}"), title, detail)
+            .with_errors(errors)
+            .write_to(res);
     }
 }
 
 impl EndpointOutRegister for AppError {
     fn register(components: &mut Components, operation: &mut Operation) {
-        let schema = <ProblemDetails as ToSchema>::to_schema(components);
+        let schema = <Problem as ToSchema>::to_schema(components);
         let response = oapi::Response::new("An RFC 9457 problem document")
             .add_content(PROBLEM_JSON, oapi::Content::new(schema));
         operation.responses.insert("default", response);
     }
-}
-
-/// Catcher for errors salvo answers by itself (unknown route, wrong method, malformed
-/// request line): gives them the same problem+json body as ours.
-#[handler]
-pub async fn problem_catcher(res: &mut Response, ctrl: &mut FlowCtrl) {
-    let status = res.status_code.unwrap_or(StatusCode::NOT_FOUND);
-    let title = status.canonical_reason().unwrap_or("Error").to_owned();
-    write_problem(
-        res,
-        &ProblemDetails {
-            problem_type: "about:blank".to_owned(),
-            detail: title.to_lowercase(),
-            title,
-            status: status.as_u16(),
-            errors: Vec::new(),
-        },
-    );
-    ctrl.skip_rest();
 }

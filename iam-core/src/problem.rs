@@ -1,0 +1,217 @@
+//! RFC 9457 problem documents: the one error body every process answers with, and the one
+//! way to write it into a response (`application/problem+json`).
+
+use salvo::http::header::{CONTENT_TYPE as CONTENT_TYPE_HEADER, HeaderValue};
+use salvo::http::{ResBody, StatusCode};
+use salvo::oapi::ToSchema;
+use salvo::prelude::*;
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{Map, Value};
+
+/// The media type of every problem document.
+pub const CONTENT_TYPE: &str = "application/problem+json";
+
+/// The `type` of a problem that means no more than its status code (RFC 9457 §4.2.1).
+pub const ABOUT_BLANK: &str = "about:blank";
+
+/// An RFC 9457 problem document.
+// (Doc comments here become the OpenAPI schema's descriptions.) Serialised as `type`,
+// `title`, `status`, `detail`, then `errors` when there are any, then the extension members
+// (such as the OAuth `error` code) in the order they were added.
+#[derive(Debug, Clone, PartialEq, ToSchema)]
+#[salvo(schema(name = "Problem"))]
+pub struct Problem {
+    /// A URI naming the kind of problem.
+    #[salvo(schema(rename = "type"))]
+    pub problem_type: String,
+    /// A short summary of the kind of problem.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong with this request.
+    pub detail: String,
+    /// Per-field problems of a rejected request body.
+    #[salvo(schema(required = false))]
+    pub errors: Vec<ProblemFieldError>,
+    /// Extension members (RFC 9457 §3.2); a name already used above is never written twice.
+    #[salvo(schema(skip))]
+    pub extra: Map<String, Value>,
+}
+
+/// One field's problem.
+// `field` names the member of the request body, `message` says what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, ToSchema)]
+#[salvo(schema(name = "ProblemFieldError"))]
+pub struct ProblemFieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// The members a problem document always has, which extension members cannot replace.
+const STANDARD_MEMBERS: [&str; 5] = ["type", "title", "status", "detail", "errors"];
+
+impl Problem {
+    /// A problem of kind `problem_type` with `status`, `title` and `detail`.
+    pub fn new(
+        status: StatusCode,
+        problem_type: impl Into<String>,
+        title: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Problem {
+            problem_type: problem_type.into(),
+            title: title.into(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            errors: Vec::new(),
+            extra: Map::new(),
+        }
+    }
+
+    /// An `about:blank` problem: its title is the status's reason phrase.
+    pub fn about_blank(status: StatusCode, detail: impl Into<String>) -> Self {
+        Problem::new(
+            status,
+            ABOUT_BLANK,
+            status.canonical_reason().unwrap_or("Error"),
+            detail,
+        )
+    }
+
+    /// The same problem with per-field errors.
+    pub fn with_errors(mut self, errors: Vec<ProblemFieldError>) -> Self {
+        self.errors = errors;
+        self
+    }
+
+    /// The same problem with an extension member, such as the OAuth `error` code.
+    pub fn with_member(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.extra.insert(name.into(), value.into());
+        self
+    }
+
+    /// The status code, or 500 when `status` is not one.
+    pub fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// The serialised document.
+    pub fn to_body(&self) -> Vec<u8> {
+        match serde_json::to_vec(self) {
+            Ok(body) => body,
+            // Strings and numbers always serialise; this is never reached.
+            Err(error) => {
+                tracing::error!(%error, "cannot serialise a problem document");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Writes the status, `Content-Type: application/problem+json` and the body.
+    pub fn write_to(&self, res: &mut Response) {
+        res.status_code(self.status_code());
+        res.headers_mut()
+            .insert(CONTENT_TYPE_HEADER, HeaderValue::from_static(CONTENT_TYPE));
+        res.body(self.to_body());
+    }
+
+    /// The same answer as a bare hyper response, for code that answers outside a salvo
+    /// `Response` (the sidecar's upstream client).
+    pub fn to_hyper_response(&self) -> salvo::hyper::Response<ResBody> {
+        let mut response = salvo::hyper::Response::new(ResBody::from(self.to_body()));
+        *response.status_mut() = self.status_code();
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE_HEADER, HeaderValue::from_static(CONTENT_TYPE));
+        response
+    }
+}
+
+impl Serialize for Problem {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("type", &self.problem_type)?;
+        map.serialize_entry("title", &self.title)?;
+        map.serialize_entry("status", &self.status)?;
+        map.serialize_entry("detail", &self.detail)?;
+        if !self.errors.is_empty() {
+            map.serialize_entry("errors", &self.errors)?;
+        }
+        for (name, value) in &self.extra {
+            if !STANDARD_MEMBERS.contains(&name.as_str()) {
+                map.serialize_entry(name, value)?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// Catcher for errors salvo answers by itself (unknown route, wrong method, malformed
+/// request line): an `about:blank` problem whose detail is the reason phrase in lower case.
+#[handler]
+pub async fn catcher(res: &mut Response, ctrl: &mut FlowCtrl) {
+    let status = res.status_code.unwrap_or(StatusCode::NOT_FOUND);
+    let title = status.canonical_reason().unwrap_or("Error");
+    Problem::about_blank(status, title.to_lowercase()).write_to(res);
+    ctrl.skip_rest();
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used)] // test helpers report failure by panicking
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_are_written_in_the_documented_order() {
+        let problem = Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "urn:iam:problem:validation-error",
+            "Validation failed",
+            "one or more fields are invalid",
+        )
+        .with_errors(vec![ProblemFieldError {
+            field: "email".to_owned(),
+            message: "is not an email address".to_owned(),
+        }])
+        .with_member("error", "invalid_request");
+        assert_eq!(
+            std::str::from_utf8(&problem.to_body()).expect("utf-8"),
+            r#"{"type":"urn:iam:problem:validation-error","title":"Validation failed","status":422,"detail":"one or more fields are invalid","errors":[{"field":"email","message":"is not an email address"}],"error":"invalid_request"}"#
+        );
+    }
+
+    #[test]
+    fn without_errors_the_member_is_left_out() {
+        let problem = Problem::about_blank(StatusCode::BAD_GATEWAY, "the upstream is away");
+        assert_eq!(
+            std::str::from_utf8(&problem.to_body()).expect("utf-8"),
+            r#"{"type":"about:blank","title":"Bad Gateway","status":502,"detail":"the upstream is away"}"#
+        );
+    }
+
+    #[test]
+    fn an_extension_member_cannot_replace_a_standard_one() {
+        let problem = Problem::about_blank(StatusCode::FORBIDDEN, "no")
+            .with_member("status", 200)
+            .with_member("type", "urn:other");
+        let value: Value = serde_json::from_slice(&problem.to_body()).expect("json");
+        assert_eq!(value["status"], 403);
+        assert_eq!(value["type"], ABOUT_BLANK);
+    }
+
+    #[test]
+    fn it_is_written_as_problem_json_with_its_status() {
+        let mut res = Response::new();
+        Problem::about_blank(StatusCode::GATEWAY_TIMEOUT, "slow").write_to(&mut res);
+        assert_eq!(res.status_code, Some(StatusCode::GATEWAY_TIMEOUT));
+        assert_eq!(res.headers()[CONTENT_TYPE_HEADER], CONTENT_TYPE);
+        let problem = Problem::about_blank(StatusCode::BAD_GATEWAY, "away");
+        let response = problem.to_hyper_response();
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(response.headers()[CONTENT_TYPE_HEADER], CONTENT_TYPE);
+        match response.body() {
+            ResBody::Once(body) => assert_eq!(body[..], problem.to_body()[..]),
+            other => panic!("unexpected body {other:?}"),
+        }
+    }
+}
