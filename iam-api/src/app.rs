@@ -72,7 +72,7 @@ fn document_problem_bodies(document: &mut OpenApi) {
 
 /// The whole service with its state.
 pub fn service(state: AppState) -> Service {
-    let state_env = state.config.env_label.clone();
+    let state_env = state.config.common.env_label.clone();
     let metrics = Arc::clone(&state.metrics);
     let router = Router::new()
         .hoop(affix_state::inject(state))
