@@ -69,7 +69,7 @@ fn document_problem_bodies(document: &mut OpenApi) {
 /// The whole service with its state.
 pub fn service(state: AppState) -> Service {
     let request_log = RequestLog::new(state.metrics.http.clone(), RouteLabel::Matched)
-        .with_env(state.config.env_label.clone())
+        .with_env(state.config.common.env_label.clone())
         .with_path();
     let metrics = Arc::clone(&state.metrics);
     let db = state.db.clone();

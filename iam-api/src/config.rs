@@ -5,8 +5,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use iam_core::VerificationRules;
-use iam_core::config::{ConfigProblems, Profile, non_empty};
-use iam_core::telemetry::LogFormat;
+use iam_core::config::{
+    CommonSettings, ConfigProblems, DatabaseSettings, Environment, ProcessConfig, Setting,
+};
 use serde::Deserialize;
 
 use crate::domain::email::Email;
@@ -20,33 +21,24 @@ const DEVELOPMENT_KEY_ENCRYPTION_KEY: [u8; 32] = *b"iam-local-development-only-k
 /// Longest accepted token lifetime (10 years): keeps every timestamp computation in range.
 const MAX_TTL_SECONDS: u64 = 10 * 365 * 86_400;
 
-/// The raw environment, every variable optional, so that all problems can be reported at once.
+/// The variables only iam-api reads, typed; each may be unset or invalid so that every
+/// problem is reported at once.
 #[derive(Debug, Default, Deserialize)]
-struct RawEnvironment {
-    env: Option<String>,
-    host: Option<String>,
-    port: Option<String>,
-    postgres_connection_string: Option<String>,
-    postgres_pool_size: Option<String>,
-    worker_count: Option<String>,
-    access_token_ttl: Option<String>,
-    refresh_token_ttl: Option<String>,
-    jwt_issuer: Option<String>,
-    jwt_audience: Option<String>,
-    jwt_leeway: Option<String>,
-    iam_key_encryption_key: Option<String>,
-    key_rotation_grace: Option<String>,
-    key_rotation_interval: Option<String>,
-    jwks_max_age: Option<String>,
-    jwks_refresh_interval: Option<String>,
-    password_hash_memory_kib: Option<String>,
-    password_hash_iterations: Option<String>,
-    password_hash_parallelism: Option<String>,
-    password_hash_queue: Option<String>,
-    rate_limit_per_minute: Option<String>,
+#[serde(default)]
+pub struct OwnEnvironment {
+    access_token_ttl: Setting<u64>,
+    refresh_token_ttl: Setting<u64>,
+    iam_key_encryption_key: Setting<String>,
+    key_rotation_grace: Setting<u64>,
+    key_rotation_interval: Setting<u64>,
+    password_hash_memory_kib: Setting<u32>,
+    password_hash_iterations: Setting<u32>,
+    password_hash_parallelism: Setting<u32>,
+    password_hash_queue: Setting<usize>,
+    rate_limit_per_minute: Setting<u32>,
+    // Plain strings, kept as given (not trimmed): a password's spaces are part of it.
     bootstrap_admin_email: Option<String>,
     bootstrap_admin_password: Option<String>,
-    log_format: Option<String>,
 }
 
 /// An admin that must exist after start (`BOOTSTRAP_ADMIN_*`).
@@ -59,48 +51,37 @@ pub struct BootstrapAdmin {
 /// Everything iam-api needs to know about its deployment.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
-    pub profile: Profile,
-    pub env_label: String,
-    pub host: String,
-    pub port: u16,
-    pub database_url: String,
-    pub pool_size: u32,
-    pub worker_count: usize,
+    pub common: CommonSettings,
+    pub database: DatabaseSettings,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
-    pub issuer: String,
-    pub audience: String,
-    pub leeway: Duration,
-    /// Issuer, audience and leeway as the verifier takes them, built once.
+    /// Issuer, audience and leeway: written into tokens and required of presented ones.
     verification_rules: VerificationRules,
     pub key_encryption_key: KeyEncryptionKey,
     pub key_rotation_grace: Duration,
     /// Rotate automatically when the newest key is this old (`KEY_ROTATION_INTERVAL`).
     pub key_rotation_interval: Option<Duration>,
+    /// `JWKS_REFRESH_INTERVAL`: how often this replica reloads the signing keys.
     pub key_refresh_interval: Duration,
     pub password_hash: HashParameters,
     pub password_hash_queue: usize,
     /// POSTs to `/tokens` and `/users` allowed per client address per minute; `None` = off.
     pub rate_limit_per_minute: Option<u32>,
     pub bootstrap_admin: Option<BootstrapAdmin>,
-    pub log_format: LogFormat,
 }
 
-impl ApiConfig {
-    /// Reads and validates the environment for `profile`; the error names every problem.
-    pub fn from_env(profile: Profile) -> Result<Self, String> {
-        let raw: RawEnvironment = envy::from_env().map_err(|error| error.to_string())?;
-        Self::from_raw(profile, raw)
-    }
+impl ProcessConfig for ApiConfig {
+    type Own = OwnEnvironment;
 
-    fn from_raw(profile: Profile, raw: RawEnvironment) -> Result<Self, String> {
-        let mut problems = ConfigProblems::default();
-        let strict = profile.requires_explicit_settings();
+    fn build(env: Environment<OwnEnvironment>, problems: &mut ConfigProblems) -> Self {
+        let strict = env.profile.requires_explicit_settings();
 
-        let database_url = problems.database_url(raw.postgres_connection_string.clone(), profile);
+        let common = env.shared.common(problems, env.profile, 8000);
+        let default_pool = u32::try_from(common.worker_count * 2).unwrap_or(u32::MAX);
+        let database = env.shared.database(problems, env.profile, default_pool);
 
-        let key_encryption_key = match raw.iam_key_encryption_key.as_deref().map(str::trim) {
-            Some(encoded) if !encoded.is_empty() => {
+        let key_encryption_key = match &env.own.iam_key_encryption_key {
+            Setting::Value(encoded) => {
                 match STANDARD.decode(encoded).ok().map(<[u8; 32]>::try_from) {
                     Some(Ok(bytes)) => KeyEncryptionKey::new(bytes, false),
                     _ => {
@@ -112,59 +93,42 @@ impl ApiConfig {
                     }
                 }
             }
-            _ => {
+            Setting::Unset | Setting::Invalid { .. } => {
                 if strict {
-                    problems.missing("IAM_KEY_ENCRYPTION_KEY", profile);
+                    problems.missing("IAM_KEY_ENCRYPTION_KEY", env.profile);
                 }
                 KeyEncryptionKey::new(DEVELOPMENT_KEY_ENCRYPTION_KEY, true)
             }
         };
 
-        let worker_count = problems.worker_count(raw.worker_count.as_deref());
-        let default_pool = u32::try_from(worker_count * 2).unwrap_or(u32::MAX);
-        let pool_size: u32 = problems.parse_or(
-            "POSTGRES_POOL_SIZE",
-            raw.postgres_pool_size.as_deref(),
-            default_pool,
-        );
-        if pool_size == 0 {
-            problems.invalid("POSTGRES_POOL_SIZE", "must be at least 1");
-        }
-
         let access_token_ttl = positive_seconds(
-            &mut problems,
+            problems,
             "ACCESS_TOKEN_TTL",
-            &raw.access_token_ttl,
+            &env.own.access_token_ttl,
             86_400,
         );
         let refresh_token_ttl = positive_seconds(
-            &mut problems,
+            problems,
             "REFRESH_TOKEN_TTL",
-            &raw.refresh_token_ttl,
+            &env.own.refresh_token_ttl,
             432_000,
         );
-        let jwks_max_age: u64 = problems.parse_or("JWKS_MAX_AGE", raw.jwks_max_age.as_deref(), 60);
-        let jwks_refresh: u64 = problems.parse_or(
-            "JWKS_REFRESH_INTERVAL",
-            raw.jwks_refresh_interval.as_deref(),
-            30,
-        );
-        let key_rotation_grace: u64 = problems.parse_or(
+        let jwks_max_age = env.shared.jwks_max_age(problems);
+        let key_refresh_interval = env.shared.jwks_refresh_interval(problems);
+        let key_rotation_grace = problems.take(
             "KEY_ROTATION_GRACE",
-            raw.key_rotation_grace.as_deref(),
-            jwks_max_age + jwks_refresh,
+            &env.own.key_rotation_grace,
+            jwks_max_age
+                .as_secs()
+                .saturating_add(key_refresh_interval.as_secs()),
         );
         if key_rotation_grace > MAX_TTL_SECONDS {
             problems.invalid("KEY_ROTATION_GRACE", "must be at most 10 years");
         }
-        let key_rotation_interval = match raw.key_rotation_interval.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(_) => {
-                let seconds: u64 = problems.parse_or(
-                    "KEY_ROTATION_INTERVAL",
-                    raw.key_rotation_interval.as_deref(),
-                    0,
-                );
+        let key_rotation_interval = match &env.own.key_rotation_interval {
+            Setting::Unset => None,
+            interval => {
+                let seconds = problems.take("KEY_ROTATION_INTERVAL", interval, 0);
                 if seconds <= key_rotation_grace || seconds > MAX_TTL_SECONDS {
                     problems.invalid(
                         "KEY_ROTATION_INTERVAL",
@@ -174,83 +138,56 @@ impl ApiConfig {
                 Some(Duration::from_secs(seconds))
             }
         };
-        let leeway: u64 = problems.parse_or("JWT_LEEWAY", raw.jwt_leeway.as_deref(), 30);
-        if leeway > MAX_TTL_SECONDS {
-            problems.invalid("JWT_LEEWAY", "must be at most 10 years");
-        }
+        let verification_rules = env.shared.verification_rules(problems);
 
         let password_hash = HashParameters {
-            memory_kib: problems.parse_or(
+            memory_kib: problems.take(
                 "PASSWORD_HASH_MEMORY_KIB",
-                raw.password_hash_memory_kib.as_deref(),
+                &env.own.password_hash_memory_kib,
                 19_456,
             ),
-            iterations: problems.parse_or(
+            iterations: problems.take(
                 "PASSWORD_HASH_ITERATIONS",
-                raw.password_hash_iterations.as_deref(),
+                &env.own.password_hash_iterations,
                 2,
             ),
-            parallelism: problems.parse_or(
+            parallelism: problems.take(
                 "PASSWORD_HASH_PARALLELISM",
-                raw.password_hash_parallelism.as_deref(),
+                &env.own.password_hash_parallelism,
                 1,
             ),
         };
         if let Err(why) = password_hash.validate() {
             problems.invalid("PASSWORD_HASH_*", why);
         }
-        let password_hash_queue: usize = problems.parse_or(
-            "PASSWORD_HASH_QUEUE",
-            raw.password_hash_queue.as_deref(),
-            64,
-        );
+        let password_hash_queue =
+            problems.take("PASSWORD_HASH_QUEUE", &env.own.password_hash_queue, 64);
 
         // Off by default in local (tests and development log in a lot from one address).
         let default_rate_limit = if strict { 300 } else { 0 };
-        let rate_limit: u32 = problems.parse_or(
+        let rate_limit = problems.take(
             "RATE_LIMIT_PER_MINUTE",
-            raw.rate_limit_per_minute.as_deref(),
+            &env.own.rate_limit_per_minute,
             default_rate_limit,
         );
         let rate_limit_per_minute = (rate_limit > 0).then_some(rate_limit);
-        let bootstrap_admin = bootstrap_admin(&mut problems, &raw);
+        let bootstrap_admin = bootstrap_admin(problems, &env.own);
 
-        let log_format = problems.log_format(raw.log_format.as_deref(), profile);
-        let port: u16 = problems.parse_or("PORT", raw.port.as_deref(), 8000);
-
-        let issuer = non_empty_or(raw.jwt_issuer, "iam");
-        let audience = non_empty_or(raw.jwt_audience, "iam");
-
-        problems.into_result()?;
-        let verification_rules = VerificationRules {
-            issuer: issuer.clone(),
-            audience: audience.clone(),
-            leeway_seconds: i64::try_from(leeway).unwrap_or(i64::MAX),
-        };
-        Ok(ApiConfig {
-            profile,
-            env_label: non_empty_or(raw.env, "DEFAULT"),
-            host: non_empty_or(raw.host, "127.0.0.1"),
-            port,
-            database_url,
-            pool_size,
-            worker_count,
+        ApiConfig {
+            common,
+            database,
             access_token_ttl,
             refresh_token_ttl,
-            issuer,
-            audience,
-            leeway: Duration::from_secs(leeway),
             verification_rules,
             key_encryption_key,
             key_rotation_grace: Duration::from_secs(key_rotation_grace),
             key_rotation_interval,
-            key_refresh_interval: Duration::from_secs(jwks_refresh.max(1)),
+            key_refresh_interval,
             password_hash,
             password_hash_queue,
             rate_limit_per_minute,
             bootstrap_admin,
-            log_format,
-        })
+        }
     }
 }
 
@@ -262,9 +199,10 @@ impl ApiConfig {
 
     /// How rotations are timed under this configuration.
     pub fn rotation_policy(&self) -> RotationPolicy {
+        let leeway = u64::try_from(self.verification_rules.leeway_seconds).unwrap_or(0);
         RotationPolicy {
             grace: self.key_rotation_grace,
-            token_lifetime: self.access_token_ttl + self.leeway,
+            token_lifetime: self.access_token_ttl + Duration::from_secs(leeway),
         }
     }
 }
@@ -272,26 +210,22 @@ impl ApiConfig {
 fn positive_seconds(
     problems: &mut ConfigProblems,
     variable: &str,
-    value: &Option<String>,
+    value: &Setting<u64>,
     default: u64,
 ) -> Duration {
-    let seconds: u64 = problems.parse_or(variable, value.as_deref(), default);
+    let seconds = problems.take(variable, value, default);
     if !(1..=MAX_TTL_SECONDS).contains(&seconds) {
         problems.invalid(variable, "must be between 1 second and 10 years");
     }
     Duration::from_secs(seconds.clamp(1, MAX_TTL_SECONDS))
 }
 
-fn non_empty_or(value: Option<String>, default: &str) -> String {
-    non_empty(value).unwrap_or_else(|| default.to_owned())
-}
-
-fn bootstrap_admin(problems: &mut ConfigProblems, raw: &RawEnvironment) -> Option<BootstrapAdmin> {
-    let email = raw
+fn bootstrap_admin(problems: &mut ConfigProblems, own: &OwnEnvironment) -> Option<BootstrapAdmin> {
+    let email = own
         .bootstrap_admin_email
         .as_deref()
         .filter(|v| !v.is_empty());
-    let password = raw
+    let password = own
         .bootstrap_admin_password
         .as_deref()
         .filter(|v| !v.is_empty());
@@ -330,12 +264,14 @@ fn bootstrap_admin(problems: &mut ConfigProblems, raw: &RawEnvironment) -> Optio
 #[allow(clippy::expect_used)] // test helpers report failure by panicking
 mod tests {
     use super::*;
+    use iam_core::config::{Profile, SharedEnvironment};
 
     #[test]
     fn local_runs_with_no_environment_at_all() {
-        let config = ApiConfig::from_raw(Profile::Local, RawEnvironment::default()).expect("ok");
-        assert_eq!(config.port, 8000);
-        assert_eq!(config.database_url, "postgres://localhost:5432/iam");
+        let config = ApiConfig::from_parts(Profile::Local, Default::default(), Default::default())
+            .expect("ok");
+        assert_eq!(config.common.port, 8000);
+        assert_eq!(config.database.url, "postgres://localhost:5432/iam");
         assert!(config.key_encryption_key.is_development_key);
         assert_eq!(config.key_rotation_grace, Duration::from_secs(90));
         assert_eq!(config.password_hash.memory_kib, 19_456);
@@ -343,21 +279,25 @@ mod tests {
 
     #[test]
     fn prod_names_every_missing_variable() {
-        let error = ApiConfig::from_raw(Profile::Prod, RawEnvironment::default()).expect_err("");
+        let error = ApiConfig::from_parts(Profile::Prod, Default::default(), Default::default())
+            .expect_err("");
         assert!(error.contains("POSTGRES_CONNECTION_STRING"), "{error}");
         assert!(error.contains("IAM_KEY_ENCRYPTION_KEY"), "{error}");
     }
 
     #[test]
     fn invalid_values_are_all_reported() {
-        let raw = RawEnvironment {
-            port: Some("eighty".into()),
-            access_token_ttl: Some("0".into()),
-            iam_key_encryption_key: Some("c2hvcnQ=".into()),
-            bootstrap_admin_email: Some("admin@example.com".into()),
-            ..RawEnvironment::default()
+        let shared = SharedEnvironment {
+            port: "eighty".into(),
+            ..SharedEnvironment::default()
         };
-        let error = ApiConfig::from_raw(Profile::Local, raw).expect_err("invalid");
+        let own = OwnEnvironment {
+            access_token_ttl: "0".into(),
+            iam_key_encryption_key: "c2hvcnQ=".into(),
+            bootstrap_admin_email: Some("admin@example.com".into()),
+            ..OwnEnvironment::default()
+        };
+        let error = ApiConfig::from_parts(Profile::Local, shared, own).expect_err("invalid");
         for variable in [
             "PORT",
             "ACCESS_TOKEN_TTL",
@@ -366,6 +306,55 @@ mod tests {
         ] {
             assert!(error.contains(variable), "{variable} missing from {error}");
         }
+    }
+
+    #[test]
+    fn the_shared_rules_apply_to_the_api_too() {
+        // JWKS_REFRESH_INTERVAL=0 used to be read as 1 here while iam-jwks and the sidecar
+        // refused it; now every process refuses it, and bounds JWT_LEEWAY the same way.
+        let shared = SharedEnvironment {
+            jwks_refresh_interval: "0".into(),
+            jwt_leeway: "86401".into(),
+            ..SharedEnvironment::default()
+        };
+        let error = ApiConfig::from_parts(Profile::Local, shared, OwnEnvironment::default())
+            .expect_err("invalid");
+        assert!(
+            error.contains("JWKS_REFRESH_INTERVAL is invalid: must be at least 1 second"),
+            "{error}"
+        );
+        assert!(error.contains("JWT_LEEWAY is invalid"), "{error}");
+    }
+
+    #[test]
+    fn the_default_grace_follows_the_shared_jwks_timing() {
+        let shared = SharedEnvironment {
+            jwks_refresh_interval: "5".into(),
+            jwks_max_age: "10".into(),
+            jwt_leeway: "7".into(),
+            ..SharedEnvironment::default()
+        };
+        let config = ApiConfig::from_parts(Profile::Local, shared, OwnEnvironment::default())
+            .expect("valid");
+        assert_eq!(config.key_rotation_grace, Duration::from_secs(15));
+        assert_eq!(config.key_refresh_interval, Duration::from_secs(5));
+        assert_eq!(
+            config.rotation_policy().token_lifetime,
+            Duration::from_secs(86_400 + 7)
+        );
+    }
+
+    #[test]
+    fn the_bootstrap_password_is_kept_verbatim() {
+        let own = OwnEnvironment {
+            bootstrap_admin_email: Some("admin@example.com".into()),
+            // Nine characters as given, five if it were trimmed (too short to be accepted).
+            bootstrap_admin_password: Some("  short  ".into()),
+            ..OwnEnvironment::default()
+        };
+        let config = ApiConfig::from_parts(Profile::Local, SharedEnvironment::default(), own)
+            .expect("the spaces count");
+        assert!(config.bootstrap_admin.is_some());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use iam_core::config::Profile;
+use iam_core::config::{ProcessConfig as _, Profile};
 use iam_core::process::{self, ProcessError};
 
 use crate::config::ApiConfig;
@@ -89,8 +89,12 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(message) => return process::exit_with("iam-api", &ProcessError::config(message)),
     };
-    let telemetry = iam_core::telemetry::init(config.log_format, "iam-api", &config.env_label);
-    let workers = config.worker_count;
+    let telemetry = iam_core::telemetry::init(
+        config.common.log_format,
+        "iam-api",
+        &config.common.env_label,
+    );
+    let workers = config.common.worker_count;
     let code = process::run("iam-api", workers, run(cli, config));
     telemetry.shutdown();
     code

@@ -46,15 +46,15 @@ impl From<crate::error::AppError> for ProcessError {
 /// Connects to the database, creating it first in `local` when it does not exist, and
 /// applies migrations (`migrate`) or checks that the schema is current.
 pub async fn open_database(config: &ApiConfig, migrate: bool) -> Result<PgPool, ProcessError> {
-    let mut options = PgConnectOptions::from_str(&config.database_url).map_err(|error| {
+    let mut options = PgConnectOptions::from_str(&config.database.url).map_err(|error| {
         ProcessError::config(format!("POSTGRES_CONNECTION_STRING is invalid: {error}"))
     })?;
-    if let Some(user) = iam_core::config::fallback_database_user(&config.database_url) {
+    if let Some(user) = iam_core::config::fallback_database_user(&config.database.url) {
         options = options.username(&user);
     }
-    wait_for_database(&options, config.profile).await?;
+    wait_for_database(&options, config.common.profile).await?;
     let pool = PgPoolOptions::new()
-        .max_connections(config.pool_size)
+        .max_connections(config.database.pool_size)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         // sqlx pings every connection on acquire and again on release: three round trips
         // per query. The release ping already proves a connection healthy when it goes back,
@@ -203,7 +203,7 @@ pub async fn build_state(config: ApiConfig, db: PgPool) -> Result<AppState, Proc
     let metrics = ApiMetrics::new();
     let hasher = PasswordHasherPool::start(
         config.password_hash,
-        config.worker_count,
+        config.common.worker_count,
         config.password_hash_queue,
         metrics.hash_pool.clone(),
     )
@@ -278,13 +278,13 @@ async fn bootstrap_admin(
 /// Serves until SIGTERM or SIGINT, then stops accepting and lets in-flight requests finish.
 pub async fn serve(state: AppState) -> Result<(), ProcessError> {
     let server = iam_core::server::bind(
-        &state.config.host,
-        state.config.port,
+        &state.config.common.host,
+        state.config.common.port,
         Some(iam_core::server::IDLE_CONNECTION_TIMEOUT),
     )
     .await?;
     for holding in server.holdings() {
-        tracing::info!(address = %holding.local_addr, env = %state.config.env_label, "iam-api listening");
+        tracing::info!(address = %holding.local_addr, env = %state.config.common.env_label, "iam-api listening");
     }
     let db = state.db.clone();
     iam_core::server::Serve::new()

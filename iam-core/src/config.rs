@@ -1,8 +1,18 @@
-//! Configuration shared by every process: the `--config` profile, the common environment
-//! variables, and the database URL forms we accept.
+//! Configuration shared by every process: the `--config` profile, the variables several
+//! processes read ([`SharedEnvironment`]), how problems are collected, and the database URL
+//! forms we accept.
+
+mod setting;
+mod shared;
 
 use std::fmt;
 use std::str::FromStr;
+
+pub use setting::Setting;
+pub use shared::{
+    CommonSettings, DatabaseSettings, Environment, MAX_LEEWAY_SECONDS, ProcessConfig,
+    SharedEnvironment,
+};
 
 /// Which set of defaults and requirements applies (`--config=local|stage|prod`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,59 +77,17 @@ impl ConfigProblems {
         self.problems.push(format!("{variable} is invalid: {why}"));
     }
 
-    /// Parses an optional variable, recording a problem (and returning `default`) when its
-    /// value does not parse.
-    pub fn parse_or<T>(&mut self, variable: &str, value: Option<&str>, default: T) -> T
-    where
-        T: FromStr,
-        T::Err: fmt::Display,
-    {
-        match value.map(str::trim) {
-            None | Some("") => default,
-            Some(raw) => match raw.parse() {
-                Ok(parsed) => parsed,
-                Err(error) => {
-                    self.invalid(variable, format!("{raw:?}: {error}"));
-                    default
-                }
-            },
-        }
-    }
-
-    /// `POSTGRES_CONNECTION_STRING`: required by strict profiles, the local default
-    /// otherwise, normalised to a URL sqlx understands.
-    pub fn database_url(&mut self, value: Option<String>, profile: Profile) -> String {
-        match non_empty(value) {
-            Some(url) => normalize_postgres_url(&url).unwrap_or_else(|why| {
-                self.invalid("POSTGRES_CONNECTION_STRING", why);
-                String::new()
-            }),
-            None => {
-                if profile.requires_explicit_settings() {
-                    self.missing("POSTGRES_CONNECTION_STRING", profile);
-                }
-                "postgres://localhost:5432/iam".to_owned()
+    /// The value of `setting`, or `default` when it is unset. A value that did not parse is
+    /// recorded as a problem (and `default` returned, so that checking can go on).
+    pub fn take<T: Clone>(&mut self, variable: &str, setting: &Setting<T>, default: T) -> T {
+        match setting {
+            Setting::Unset => default,
+            Setting::Value(value) => value.clone(),
+            Setting::Invalid { raw, why } => {
+                self.invalid(variable, format!("{raw:?}: {why}"));
+                default
             }
         }
-    }
-
-    /// `WORKER_COUNT`: async worker threads, at least one, the CPU count by default.
-    pub fn worker_count(&mut self, value: Option<&str>) -> usize {
-        let workers: usize = self.parse_or("WORKER_COUNT", value, available_cpus());
-        if workers == 0 {
-            self.invalid("WORKER_COUNT", "must be at least 1");
-        }
-        workers.max(1)
-    }
-
-    /// `LOG_FORMAT`: `text` by default in local, `json` in stage and prod.
-    pub fn log_format(&mut self, value: Option<&str>, profile: Profile) -> LogFormat {
-        let default = if profile.requires_explicit_settings() {
-            LogFormat::Json
-        } else {
-            LogFormat::Text
-        };
-        self.parse_or("LOG_FORMAT", value, default)
     }
 
     /// `Ok(())` when nothing was recorded, otherwise the one-line message.
@@ -168,13 +136,6 @@ pub fn fallback_database_user(url: &str) -> Option<String> {
         .or_else(|| Some("postgres".to_owned()))
 }
 
-/// A variable's value trimmed, or `None` when it is unset or blank.
-pub fn non_empty(value: Option<String>) -> Option<String> {
-    value
-        .map(|value| value.trim().to_owned())
-        .filter(|value| !value.is_empty())
-}
-
 /// The number of CPUs, the default for worker counts.
 pub fn available_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
@@ -203,7 +164,7 @@ mod tests {
     fn every_problem_is_reported_in_one_message() {
         let mut problems = ConfigProblems::default();
         problems.missing("POSTGRES_CONNECTION_STRING", Profile::Prod);
-        let port: u16 = problems.parse_or("PORT", Some("http"), 8000);
+        let port: u16 = problems.take("PORT", &Setting::parse("http"), 8000);
         assert_eq!(port, 8000);
         let message = problems.into_result().expect_err("two problems");
         assert!(message.contains("POSTGRES_CONNECTION_STRING is required with --config=prod"));

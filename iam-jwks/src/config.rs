@@ -2,112 +2,77 @@
 
 use std::time::Duration;
 
-use iam_core::config::{ConfigProblems, Profile, non_empty};
-use iam_core::telemetry::LogFormat;
+use iam_core::config::{
+    CommonSettings, ConfigProblems, DatabaseSettings, Environment, ProcessConfig, Setting,
+};
 use serde::Deserialize;
 
-/// The raw environment, every variable optional, so that all problems are reported at once.
+/// The variables only iam-jwks reads, typed; each may be unset or invalid so that every
+/// problem is reported at once.
 #[derive(Debug, Default, Deserialize)]
-struct RawEnvironment {
-    env: Option<String>,
-    host: Option<String>,
-    port: Option<String>,
-    postgres_connection_string: Option<String>,
-    postgres_pool_size: Option<String>,
-    worker_count: Option<String>,
-    jwks_refresh_interval: Option<String>,
-    jwks_max_age: Option<String>,
-    jwt_issuer: Option<String>,
-    jwks_public_url: Option<String>,
-    api_public_url: Option<String>,
-    log_format: Option<String>,
+#[serde(default)]
+pub struct OwnEnvironment {
+    jwks_public_url: Setting<String>,
+    api_public_url: Setting<String>,
 }
 
 /// Everything iam-jwks needs to know about its deployment.
 #[derive(Debug, Clone)]
 pub struct JwksConfig {
-    pub env_label: String,
-    pub host: String,
-    pub port: u16,
-    pub database_url: String,
-    pub pool_size: u32,
-    pub worker_count: usize,
+    pub common: CommonSettings,
+    pub database: DatabaseSettings,
+    /// `JWKS_REFRESH_INTERVAL`: how often the published key set is reloaded.
     pub refresh_interval: Duration,
     pub max_age: Duration,
+    /// `JWT_ISSUER`, written into discovery.
     pub issuer: String,
     /// Base URL under which clients reach this process (for `jwks_uri`).
     pub jwks_public_url: String,
     /// Base URL under which clients reach iam-api (for `token_endpoint`).
     pub api_public_url: String,
-    pub log_format: LogFormat,
 }
 
-impl JwksConfig {
-    /// Reads and validates the environment for `profile`; the error names every problem.
-    pub fn from_env(profile: Profile) -> Result<Self, String> {
-        let raw: RawEnvironment = envy::from_env().map_err(|error| error.to_string())?;
-        Self::from_raw(profile, raw)
-    }
+impl ProcessConfig for JwksConfig {
+    type Own = OwnEnvironment;
 
-    fn from_raw(profile: Profile, raw: RawEnvironment) -> Result<Self, String> {
-        let mut problems = ConfigProblems::default();
-        let database_url = problems.database_url(raw.postgres_connection_string, profile);
-        let host = non_empty(raw.host).unwrap_or_else(|| "127.0.0.1".to_owned());
-        let port: u16 = problems.parse_or("PORT", raw.port.as_deref(), 8001);
-        let worker_count = problems.worker_count(raw.worker_count.as_deref());
+    fn build(env: Environment<OwnEnvironment>, problems: &mut ConfigProblems) -> Self {
+        let common = env.shared.common(problems, env.profile, 8001);
         // The process needs one connection at a time; a second covers the healthcheck.
-        let pool_size: u32 =
-            problems.parse_or("POSTGRES_POOL_SIZE", raw.postgres_pool_size.as_deref(), 2);
-        if pool_size == 0 {
-            problems.invalid("POSTGRES_POOL_SIZE", "must be at least 1");
-        }
-        let refresh: u64 = problems.parse_or(
-            "JWKS_REFRESH_INTERVAL",
-            raw.jwks_refresh_interval.as_deref(),
-            30,
-        );
-        if refresh == 0 {
-            problems.invalid("JWKS_REFRESH_INTERVAL", "must be at least 1 second");
-        }
-        let max_age: u64 = problems.parse_or("JWKS_MAX_AGE", raw.jwks_max_age.as_deref(), 60);
-        let log_format = problems.log_format(raw.log_format.as_deref(), profile);
+        let database = env.shared.database(problems, env.profile, 2);
+        let refresh_interval = env.shared.jwks_refresh_interval(problems);
+        let max_age = env.shared.jwks_max_age(problems);
+        let issuer = env.shared.issuer(problems);
         let jwks_public_url = public_url(
-            &mut problems,
+            problems,
             "JWKS_PUBLIC_URL",
-            raw.jwks_public_url,
-            &format!("http://{host}:{port}"),
+            &env.own.jwks_public_url,
+            &format!("http://{}:{}", common.host, common.port),
         );
         let api_public_url = public_url(
-            &mut problems,
+            problems,
             "API_PUBLIC_URL",
-            raw.api_public_url,
+            &env.own.api_public_url,
             "http://127.0.0.1:8000",
         );
-        problems.into_result()?;
-        Ok(JwksConfig {
-            env_label: non_empty(raw.env).unwrap_or_else(|| "DEFAULT".to_owned()),
-            host,
-            port,
-            database_url,
-            pool_size,
-            worker_count,
-            refresh_interval: Duration::from_secs(refresh.max(1)),
-            max_age: Duration::from_secs(max_age),
-            issuer: non_empty(raw.jwt_issuer).unwrap_or_else(|| "iam".to_owned()),
+        JwksConfig {
+            common,
+            database,
+            refresh_interval,
+            max_age,
+            issuer,
             jwks_public_url,
             api_public_url,
-            log_format,
-        })
+        }
     }
 }
 
 fn public_url(
     problems: &mut ConfigProblems,
     variable: &str,
-    value: Option<String>,
+    value: &Setting<String>,
     default: &str,
 ) -> String {
-    let url = non_empty(value).unwrap_or_else(|| default.to_owned());
+    let url = problems.take(variable, value, default.to_owned());
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         problems.invalid(variable, "must be an http:// or https:// URL");
     }
@@ -115,25 +80,33 @@ fn public_url(
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // test helpers report failure by panicking
 mod tests {
     use super::*;
+    use iam_core::config::{Profile, SharedEnvironment};
 
     #[test]
     fn local_runs_with_no_environment() {
-        let config = JwksConfig::from_raw(Profile::Local, RawEnvironment::default()).expect("ok");
-        assert_eq!(config.port, 8001);
+        let config = JwksConfig::from_parts(Profile::Local, Default::default(), Default::default())
+            .expect("ok");
+        assert_eq!(config.common.port, 8001);
+        assert_eq!(config.database.pool_size, 2);
         assert_eq!(config.jwks_public_url, "http://127.0.0.1:8001");
         assert_eq!(config.max_age, Duration::from_secs(60));
+        assert_eq!(config.refresh_interval, Duration::from_secs(30));
     }
 
     #[test]
     fn prod_requires_the_database_and_reports_every_problem() {
-        let raw = RawEnvironment {
-            jwks_refresh_interval: Some("0".into()),
-            api_public_url: Some("iam.example.com".into()),
-            ..RawEnvironment::default()
+        let shared = SharedEnvironment {
+            jwks_refresh_interval: "0".into(),
+            ..SharedEnvironment::default()
         };
-        let error = JwksConfig::from_raw(Profile::Prod, raw).expect_err("invalid");
+        let own = OwnEnvironment {
+            api_public_url: "iam.example.com".into(),
+            ..OwnEnvironment::default()
+        };
+        let error = JwksConfig::from_parts(Profile::Prod, shared, own).expect_err("invalid");
         for variable in [
             "POSTGRES_CONNECTION_STRING",
             "JWKS_REFRESH_INTERVAL",

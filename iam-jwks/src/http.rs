@@ -154,7 +154,7 @@ pub fn service(
         )
         .push(Router::with_path("api/v1/healthcheck").get(Healthcheck {
             db,
-            env: config.env_label.clone(),
+            env: config.common.env_label.clone(),
         }))
         .push(Router::with_path("metrics").get(MetricsEndpoint::new({
             let metrics = Arc::clone(&metrics);

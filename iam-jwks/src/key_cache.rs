@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::Utc;
 use iam_core::jwk::JwkError;
 use iam_core::{KeySet, PublicJwk, PublicJwks};
 use sqlx::PgPool;
@@ -66,14 +65,11 @@ pub struct KeyCache {
 }
 
 /// Reads the keys that may sign now or may have signed a still-valid token, from the view
-/// that holds no private material.
+/// that holds no private material and alone decides which keys are published.
 async fn load_published(db: &PgPool) -> Result<PublicJwks, LoadError> {
     let keys: Vec<Json<PublicJwk>> = sqlx::query_scalar(
-        "SELECT public_jwk FROM published_signing_keys
-         WHERE unpublish_at IS NULL OR unpublish_at > $1
-         ORDER BY activates_at, kid",
+        "SELECT public_jwk FROM published_signing_keys ORDER BY activates_at, kid",
     )
-    .bind(Utc::now())
     .fetch_all(db)
     .await?;
     Ok(PublicJwks {

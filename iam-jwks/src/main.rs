@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use iam_core::config::Profile;
+use iam_core::config::{ProcessConfig as _, Profile};
 use iam_core::process::{self, ProcessError};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
@@ -35,23 +35,27 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(message) => return process::exit_with("iam-jwks", &ProcessError::config(message)),
     };
-    let telemetry = iam_core::telemetry::init(config.log_format, "iam-jwks", &config.env_label);
-    let workers = config.worker_count;
+    let telemetry = iam_core::telemetry::init(
+        config.common.log_format,
+        "iam-jwks",
+        &config.common.env_label,
+    );
+    let workers = config.common.worker_count;
     let code = process::run("iam-jwks", workers, run(config));
     telemetry.shutdown();
     code
 }
 
 async fn run(config: JwksConfig) -> Result<(), ProcessError> {
-    let mut options = PgConnectOptions::from_str(&config.database_url).map_err(|error| {
+    let mut options = PgConnectOptions::from_str(&config.database.url).map_err(|error| {
         ProcessError::config(format!("POSTGRES_CONNECTION_STRING is invalid: {error}"))
     })?;
-    if let Some(user) = iam_core::config::fallback_database_user(&config.database_url) {
+    if let Some(user) = iam_core::config::fallback_database_user(&config.database.url) {
         options = options.username(&user);
     }
     // Lazy: the database may be away at start; the first load retries until it answers.
     let db = PgPoolOptions::new()
-        .max_connections(config.pool_size)
+        .max_connections(config.database.pool_size)
         .acquire_timeout(Duration::from_secs(2))
         .connect_lazy_with(options);
     let metrics = metrics::JwksMetrics::new();
@@ -61,13 +65,13 @@ async fn run(config: JwksConfig) -> Result<(), ProcessError> {
     let service =
         http::service(&config, cache, db.clone(), metrics).map_err(ProcessError::config)?;
     let server = iam_core::server::bind(
-        &config.host,
-        config.port,
+        &config.common.host,
+        config.common.port,
         Some(iam_core::server::IDLE_CONNECTION_TIMEOUT),
     )
     .await?;
     for holding in server.holdings() {
-        tracing::info!(address = %holding.local_addr, env = %config.env_label, "iam-jwks listening");
+        tracing::info!(address = %holding.local_addr, env = %config.common.env_label, "iam-jwks listening");
     }
     iam_core::server::Serve::new()
         .listen(server, service)

@@ -13,8 +13,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use iam_core::VerificationRules;
-use iam_core::config::Profile;
+use iam_core::config::{ProcessConfig as _, Profile};
 use iam_core::process::{self, ProcessError};
 
 use crate::config::SidecarConfig;
@@ -38,8 +37,12 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(message) => return process::exit_with("iam-sidecar", &ProcessError::config(message)),
     };
-    let telemetry = iam_core::telemetry::init(config.log_format, "iam-sidecar", &config.env_label);
-    let workers = config.worker_count;
+    let telemetry = iam_core::telemetry::init(
+        config.common.log_format,
+        "iam-sidecar",
+        &config.common.env_label,
+    );
+    let workers = config.common.worker_count;
     let code = process::run("iam-sidecar", workers, run(config));
     telemetry.shutdown();
     code
@@ -47,11 +50,7 @@ fn main() -> ExitCode {
 
 async fn run(config: SidecarConfig) -> Result<(), ProcessError> {
     let metrics = Arc::new(Metrics::default());
-    let rules = VerificationRules {
-        issuer: config.issuer.clone(),
-        audience: config.audience.clone(),
-        leeway_seconds: config.leeway_seconds,
-    };
+    let rules = config.verification_rules.clone();
     let verifier = Arc::new(
         TokenVerifier::new(
             config.jwks_url.clone(),
@@ -74,12 +73,12 @@ async fn run(config: SidecarConfig) -> Result<(), ProcessError> {
         ),
     };
     let main_service = proxy::service(gate);
-    let admin_service = admin::service(verifier, metrics, config.env_label.clone());
+    let admin_service = admin::service(verifier, metrics, config.common.env_label.clone());
 
     // No idle timeout on the main port: long polls and event streams pass through it.
-    let main_server = iam_core::server::bind(&config.host, config.port, None).await?;
+    let main_server = iam_core::server::bind(&config.common.host, config.common.port, None).await?;
     let admin_server = iam_core::server::bind(
-        &config.host,
+        &config.common.host,
         config.admin_port,
         Some(iam_core::server::IDLE_CONNECTION_TIMEOUT),
     )
@@ -89,7 +88,7 @@ async fn run(config: SidecarConfig) -> Result<(), ProcessError> {
             address = %holding.local_addr,
             upstream = %config.upstream_url,
             rules = config.rule_count,
-            env = %config.env_label,
+            env = %config.common.env_label,
             "iam-sidecar listening"
         );
     }

@@ -31,6 +31,26 @@ async fn prod_without_required_variables_exits_2_naming_every_one() {
 }
 
 #[tokio::test]
+async fn every_process_refuses_a_jwks_refresh_interval_of_0_the_same_way() {
+    let db = TestDatabase::create().await;
+    let builders = [
+        ApiProcess::builder(&db),
+        ApiProcess::jwks_builder(&db),
+        ApiProcess::sidecar_builder("http://127.0.0.1:9", "http://127.0.0.1:9/jwks.json"),
+    ];
+    for builder in builders {
+        let output = builder.env("JWKS_REFRESH_INTERVAL", "0").run(None).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        assert!(
+            stderr.contains("JWKS_REFRESH_INTERVAL is invalid: must be at least 1 second"),
+            "{stderr}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn an_unknown_config_profile_exits_2() {
     let db = TestDatabase::create().await;
     let output = ApiProcess::builder(&db)

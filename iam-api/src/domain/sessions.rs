@@ -211,8 +211,8 @@ fn mint(
     let access_ttl = config.access_token_ttl.as_secs();
     let refresh_ttl = config.refresh_token_ttl.as_secs();
     let policy = IssuancePolicy {
-        issuer: config.issuer.clone(),
-        audience: config.audience.clone(),
+        issuer: config.verification_rules().issuer.clone(),
+        audience: config.verification_rules().audience.clone(),
         ttl_seconds: i64::try_from(access_ttl).unwrap_or(i64::MAX),
     };
     let user_id = holder.id.to_string();

@@ -49,7 +49,7 @@ pub async fn healthcheck(depot: &mut Depot, res: &mut Response) -> Result<(), Ap
         &HealthResponse {
             status: body.0,
             database: body.1,
-            env: state.config.env_label.clone(),
+            env: state.config.common.env_label.clone(),
             version: env!("CARGO_PKG_VERSION"),
         },
     );

@@ -14,7 +14,8 @@ pub struct SigningKeyRecord {
     pub created_at: DateTime<Utc>,
     pub activates_at: DateTime<Utc>,
     pub retires_at: Option<DateTime<Utc>>,
-    pub unpublish_at: Option<DateTime<Utc>>,
+    /// Whether the view `published_signing_keys` lists it now: the database holds that rule.
+    pub published: bool,
 }
 
 /// A key's encrypted private half.
@@ -72,10 +73,11 @@ pub async fn insert<'e>(
     Ok(())
 }
 
-/// SQL of [`list_all`].
-const LIST_ALL_SQL: &str =
-    "SELECT kid, public_jwk, created_at, activates_at, retires_at, unpublish_at
-         FROM signing_keys ORDER BY activates_at, kid";
+/// SQL of [`list_all`]. Whether a key is published comes from the view, never from Rust.
+const LIST_ALL_SQL: &str = "SELECT k.kid, k.public_jwk, k.created_at, k.activates_at, k.retires_at,
+                p.kid IS NOT NULL AS published
+         FROM signing_keys k LEFT JOIN published_signing_keys p ON p.kid = k.kid
+         ORDER BY k.activates_at, k.kid";
 
 /// Every key, oldest activation first.
 #[tracing::instrument(name = "db signing_keys::list_all", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "signing_keys", db.operation.name = "list_all", db.query.text = LIST_ALL_SQL))]
@@ -85,22 +87,17 @@ pub async fn list_all<'e>(
     sqlx::query_as(LIST_ALL_SQL).fetch_all(executor).await
 }
 
-/// SQL of [`list_published`].
+/// SQL of [`list_published`]: the view decides which keys are published.
 const LIST_PUBLISHED_SQL: &str =
-    "SELECT kid, public_jwk, created_at, activates_at, retires_at, unpublish_at
-         FROM signing_keys WHERE unpublish_at IS NULL OR unpublish_at > $1
-         ORDER BY activates_at, kid";
+    "SELECT kid, public_jwk, created_at, activates_at, retires_at, true AS published
+         FROM published_signing_keys ORDER BY activates_at, kid";
 
-/// Keys still published at `now` (not yet past `unpublish_at`).
+/// The keys published now, as the view `published_signing_keys` defines it.
 #[tracing::instrument(name = "db signing_keys::list_published", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "signing_keys", db.operation.name = "list_published", db.query.text = LIST_PUBLISHED_SQL))]
 pub async fn list_published<'e>(
     executor: impl PgExecutor<'e>,
-    now: DateTime<Utc>,
 ) -> Result<Vec<SigningKeyRecord>, sqlx::Error> {
-    sqlx::query_as(LIST_PUBLISHED_SQL)
-        .bind(now)
-        .fetch_all(executor)
-        .await
+    sqlx::query_as(LIST_PUBLISHED_SQL).fetch_all(executor).await
 }
 
 /// SQL of [`find_private`].

@@ -96,7 +96,7 @@ async fn load_material(
     current_signer: Option<Arc<AccessTokenSigner>>,
 ) -> Result<KeyMaterial, AppError> {
     let now = Utc::now();
-    let published = signing_keys::list_published(db, now).await?;
+    let published = signing_keys::list_published(db).await?;
     let jwks = PublicJwks {
         keys: published
             .iter()

@@ -44,7 +44,7 @@ pub async fn ensure_active_key(db: &PgPool, kek: &KeyEncryptionKey) -> Result<()
     let mut tx = db.begin().await?;
     signing_keys::lock_lifecycle(&mut *tx).await?;
     let now = Utc::now();
-    let keys = signing_keys::list_published(&mut *tx, now).await?;
+    let keys = signing_keys::list_published(&mut *tx).await?;
     if !keys
         .iter()
         .any(|key| SigningKeyState::of(key, now) == SigningKeyState::Active)
@@ -184,7 +184,7 @@ mod tests {
             created_at: now,
             activates_at: now - chrono::Duration::seconds(seconds_ago),
             retires_at: None,
-            unpublish_at: None,
+            published: true,
         };
         let interval = Duration::from_secs(60);
         assert!(rotation_due(&[], now, interval));

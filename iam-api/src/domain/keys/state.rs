@@ -14,9 +14,10 @@ pub enum SigningKeyState {
 }
 
 impl SigningKeyState {
-    /// The state of `key` at `now`.
+    /// The state of `key` at `now`. Whether it is still published is the database's answer
+    /// (the view `published_signing_keys`), not decided again here.
     pub fn of(key: &SigningKeyRecord, now: DateTime<Utc>) -> Self {
-        if key.unpublish_at.is_some_and(|at| at <= now) {
+        if !key.published {
             SigningKeyState::Unpublished
         } else if key.retires_at.is_some_and(|at| at <= now) {
             SigningKeyState::Retired
