@@ -418,7 +418,11 @@ fn an_audience_array_must_contain_ours() {
         sign_with_header(&key, &header, &token_claims)
     };
     let many = |values: &[&str]| Audience::Many(values.iter().map(|&v| v.to_owned()).collect());
-    for accepted in [many(&["iam"]), many(&["billing", "iam"]), many(&["iam", "billing"])] {
+    for accepted in [
+        many(&["iam"]),
+        many(&["billing", "iam"]),
+        many(&["iam", "billing"]),
+    ] {
         let token = with_audience(accepted.clone());
         assert!(
             verify_access_token(&token, &keys, &rules(), NOW).is_ok(),
