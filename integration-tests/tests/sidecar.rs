@@ -6,9 +6,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use integration_tests::api::{access_token, expect_problem};
 use integration_tests::forge::{self, claims, header, sign_hs256, sign_rs256};
-use integration_tests::sidecar::{stack, stack_with, upgrading_upstream};
+use integration_tests::sidecar::{CLERK_EMAIL, stack, stack_with, upgrading_upstream};
 use integration_tests::upstream::EchoUpstream;
-use integration_tests::{ApiProcess, TestDatabase, free_port};
+use integration_tests::{ApiProcess, TestDatabase, eventually, free_port};
 use openssl::rsa::Rsa;
 use serde_json::{Value, json};
 
@@ -383,11 +383,37 @@ async fn a_key_rotated_in_the_api_is_accepted_within_seconds() {
 
 #[tokio::test]
 async fn verification_continues_when_the_jwks_service_goes_away() {
-    let mut stack = stack().await;
+    // Refresh every second, so that the outage is met by a real refresh, not 30 s away.
+    let mut stack = stack_with(|builder| builder.env("JWKS_REFRESH_INTERVAL", "1")).await;
     assert_eq!(stack.get("/x", Some(&stack.token)).await.status(), 200);
+    let metrics_url = stack.admin_url("/metrics");
+    let failures = || async {
+        let metrics = reqwest::get(metrics_url.as_str())
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("iam_sidecar_jwks_refresh_failures_total "))
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = failures().await;
     stack.jwks.terminate();
     stack.jwks.wait(Duration::from_secs(10)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    eventually(
+        Duration::from_secs(10),
+        "the sidecar has failed to refresh the JWKS twice",
+        || async { failures().await >= before + 2 },
+    )
+    .await;
+    // A token the sidecar has never seen (not in its verified-token memory) still verifies
+    // against the last good key set, and so does the remembered one.
+    let fresh = access_token(&stack.api.login(CLERK_EMAIL, "user-password-1").await);
+    assert_ne!(fresh, stack.token);
+    assert_eq!(stack.get("/x", Some(&fresh)).await.status(), 200);
     assert_eq!(stack.get("/x", Some(&stack.token)).await.status(), 200);
     assert_eq!(
         reqwest::get(stack.admin_url("/healthcheck"))

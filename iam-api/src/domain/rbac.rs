@@ -207,6 +207,19 @@ mod tests {
     }
 
     #[test]
+    fn parsed_names_and_permissions_keep_their_text() {
+        let role = RoleName::parse("editor.v2").expect("role");
+        assert_eq!(role.as_str(), "editor.v2");
+        assert_eq!(role.to_string(), "editor.v2");
+        assert_eq!(
+            Permission::parse("orders:write")
+                .expect("permission")
+                .as_str(),
+            "orders:write"
+        );
+    }
+
+    #[test]
     fn permissions_follow_the_contract_pattern() {
         for good in ["iam:users:read", "orders:*", "A-Z_0.9"] {
             assert!(Permission::parse(good).is_ok(), "{good}");

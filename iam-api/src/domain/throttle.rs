@@ -120,6 +120,8 @@ mod tests {
         assert_eq!(retry_after(Some(&record(9, 0, now)), now), Some(16));
         assert_eq!(retry_after(Some(&record(9, 10, now)), now), Some(6));
         assert_eq!(retry_after(Some(&record(9, 16, now)), now), None);
+        // The longest delay is owed for its whole length: forgetting takes a day, not less.
+        assert_eq!(retry_after(Some(&record(50, 100, now)), now), Some(800));
         assert_eq!(
             retry_after(Some(&record(50, FORGET_AFTER_SECONDS, now)), now),
             None

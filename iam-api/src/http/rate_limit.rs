@@ -77,11 +77,24 @@ pub fn client_key(address: IpAddr) -> IpAddr {
 /// Counts this request against its client's window when the deployment limits clients
 /// (`RATE_LIMIT_PER_MINUTE`); a 429 when the window is full.
 pub fn admit(req: &Request, state: &AppState) -> Result<(), AppError> {
-    let (Some(limit), Some(address)) = (&state.client_limit, req.remote_addr().ip()) else {
+    admit_address(
+        state.client_limit.as_deref(),
+        req.remote_addr().ip(),
+        Instant::now(),
+    )
+}
+
+/// [`admit`] for a client `address` at `now` under `limit` (`None`: not limited).
+fn admit_address(
+    limit: Option<&ClientRateLimit>,
+    address: Option<IpAddr>,
+    now: Instant,
+) -> Result<(), AppError> {
+    let (Some(limit), Some(address)) = (limit, address) else {
         return Ok(());
     };
     limit
-        .admit(client_key(address), Instant::now())
+        .admit(client_key(address), now)
         .map_err(|retry_after_seconds| AppError::RateLimited {
             retry_after_seconds,
         })
@@ -103,6 +116,61 @@ mod tests {
         assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
         assert_eq!(key("192.0.2.7"), "192.0.2.7");
         assert_eq!(key("::1"), "::");
+    }
+
+    #[test]
+    fn admitting_counts_under_the_client_key_and_answers_429() {
+        let limit = ClientRateLimit::per_minute(1);
+        let now = Instant::now();
+        let first: IpAddr = "2001:db8::1".parse().expect("address");
+        let same_network: IpAddr = "2001:db8::2".parse().expect("address");
+        assert!(admit_address(Some(&limit), Some(first), now).is_ok());
+        assert!(matches!(
+            admit_address(Some(&limit), Some(same_network), now),
+            Err(AppError::RateLimited {
+                retry_after_seconds: 60
+            })
+        ));
+        // Not limited, or no address to count (a Unix socket): admitted.
+        assert!(admit_address(None, Some(first), now).is_ok());
+        assert!(admit_address(Some(&limit), None, now).is_ok());
+    }
+
+    fn tracked(limit: &ClientRateLimit) -> usize {
+        limit.windows.lock().expect("lock").len()
+    }
+
+    /// A limit tracking `count` addresses whose windows started at `at`.
+    fn limit_with_windows(count: u32, at: Instant) -> ClientRateLimit {
+        let limit = ClientRateLimit::per_minute(5);
+        for index in 0..count {
+            limit.admit(IpAddr::V4(index.into()), at).expect("admitted");
+        }
+        limit
+    }
+
+    #[test]
+    fn expired_windows_are_swept_only_above_the_threshold() {
+        let start = Instant::now();
+        let at_threshold = u32::try_from(SWEEP_THRESHOLD).expect("fits");
+        let client: IpAddr = [192, 0, 2, 1].into();
+        // Exactly at the threshold: nothing is swept yet.
+        let limit = limit_with_windows(at_threshold, start);
+        limit.admit(client, start + WINDOW).expect("admitted");
+        assert_eq!(tracked(&limit), SWEEP_THRESHOLD + 1);
+        // Above it: windows that are a whole WINDOW old go, younger ones stay.
+        let limit = limit_with_windows(at_threshold + 1, start);
+        limit.admit(client, start + WINDOW).expect("admitted");
+        assert_eq!(tracked(&limit), 1);
+        let limit = limit_with_windows(at_threshold + 1, start);
+        limit
+            .admit(client, start + WINDOW - Duration::from_millis(1))
+            .expect("admitted");
+        assert_eq!(tracked(&limit), SWEEP_THRESHOLD + 2);
+        // Below it a young map is never swept either.
+        let limit = limit_with_windows(3, start);
+        limit.admit(client, start + WINDOW * 2).expect("admitted");
+        assert_eq!(tracked(&limit), 4);
     }
 
     #[test]
