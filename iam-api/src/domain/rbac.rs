@@ -103,14 +103,23 @@ impl Ceiling {
     }
 }
 
+/// Only this module can make a [`sealed::Grant`], so only [`require`] can call
+/// [`IamPermission::granted`].
+mod sealed {
+    /// Proof that [`super::require`] checked the permission.
+    #[derive(Debug)]
+    pub struct Grant(pub(super) ());
+}
+
 /// A permission the service itself checks. Values of implementing types can only be made by
-/// [`require`], so a function that takes one cannot be called without the check. Each value
-/// also carries its caller's [`Ceiling`], for the delegation ceiling ([`within_ceiling`]).
+/// [`require`] (their constructor needs a [`sealed::Grant`] that no other module can make),
+/// so a function that takes one cannot be called without the check. Each value also carries
+/// its caller's [`Ceiling`], for the delegation ceiling ([`within_ceiling`]).
 pub trait IamPermission: Sized {
     /// The permission string.
     const NAME: &'static str;
-    #[doc(hidden)]
-    fn granted(ceiling: Ceiling) -> Self;
+    /// The capability, for a caller under `ceiling`; only [`require`] can call it.
+    fn granted(ceiling: Ceiling, grant: sealed::Grant) -> Self;
     /// What the caller may grant.
     fn ceiling(&self) -> &Ceiling;
 }
@@ -124,7 +133,7 @@ macro_rules! iam_permission {
         }
         impl IamPermission for $type {
             const NAME: &'static str = $name;
-            fn granted(ceiling: Ceiling) -> Self {
+            fn granted(ceiling: Ceiling, _: sealed::Grant) -> Self {
                 $type { ceiling }
             }
             fn ceiling(&self) -> &Ceiling {
@@ -155,7 +164,7 @@ iam_permission!(
 /// returns the capability, or 403.
 pub fn require<P: IamPermission>(role: &str, held: &[String]) -> Result<P, AppError> {
     if held.iter().any(|permission| permission == P::NAME) {
-        Ok(P::granted(Ceiling::of(role, held)))
+        Ok(P::granted(Ceiling::of(role, held), sealed::Grant(())))
     } else {
         Err(AppError::Forbidden(P::NAME))
     }
