@@ -17,7 +17,7 @@ pub const ADMIN_PASSWORD: &str = "admin-password-1";
 
 /// Binary, environment and arguments for one process.
 #[derive(Debug, Clone)]
-pub struct ApiProcessBuilder {
+pub struct ServiceProcessBuilder {
     binary: &'static str,
     envs: Vec<(String, String)>,
     args: Vec<String>,
@@ -25,7 +25,7 @@ pub struct ApiProcessBuilder {
     health_url: Option<String>,
 }
 
-impl ApiProcessBuilder {
+impl ServiceProcessBuilder {
     /// Sets (or overrides) an environment variable.
     pub fn env(mut self, name: &str, value: impl Into<String>) -> Self {
         self.envs.retain(|(existing, _)| existing != name);
@@ -79,14 +79,14 @@ impl ApiProcessBuilder {
     }
 
     /// Starts the server and waits until its healthcheck answers 200.
-    pub async fn start(self) -> ApiProcess {
+    pub async fn start(self) -> ServiceProcess {
         let mut process = self.spawn();
         process.wait_until_healthy().await;
         process
     }
 
     /// Starts the server without waiting for it.
-    pub fn spawn(self) -> ApiProcess {
+    pub fn spawn(self) -> ServiceProcess {
         let port: u16 = self
             .envs
             .iter()
@@ -108,7 +108,7 @@ impl ApiProcessBuilder {
             .stderr(Stdio::from(log))
             .kill_on_drop(true);
         let child = command.spawn().expect("spawn the binary");
-        ApiProcess {
+        ServiceProcess {
             child,
             binary: self.binary,
             base_url: format!("http://127.0.0.1:{port}"),
@@ -124,9 +124,9 @@ impl ApiProcessBuilder {
     }
 }
 
-/// A running `iam-api` (or `iam-jwks`), killed when dropped.
+/// A running `iam-api`, `iam-jwks` or `iam-sidecar`, killed when dropped.
 #[derive(Debug)]
-pub struct ApiProcess {
+pub struct ServiceProcess {
     child: Child,
     binary: &'static str,
     pub base_url: String,
@@ -136,12 +136,12 @@ pub struct ApiProcess {
     pub client: reqwest::Client,
 }
 
-impl ApiProcess {
+impl ServiceProcess {
     /// Defaults: local config with migrations, the test database, a free port, cheap password
     /// hashing (the cost is irrelevant to what these tests check) and a bootstrap admin.
-    pub fn builder(database: &TestDatabase) -> ApiProcessBuilder {
+    pub fn builder(database: &TestDatabase) -> ServiceProcessBuilder {
         let port = free_port();
-        ApiProcessBuilder {
+        ServiceProcessBuilder {
             binary: "iam-api",
             envs: vec![
                 ("HOST".into(), "127.0.0.1".into()),
@@ -164,8 +164,8 @@ impl ApiProcess {
     }
 
     /// Defaults for `iam-jwks`: local config, the test database, a free port, quick reloads.
-    pub fn jwks_builder(database: &TestDatabase) -> ApiProcessBuilder {
-        ApiProcessBuilder {
+    pub fn jwks_builder(database: &TestDatabase) -> ServiceProcessBuilder {
+        ServiceProcessBuilder {
             binary: "iam-jwks",
             envs: vec![
                 ("HOST".into(), "127.0.0.1".into()),
@@ -181,9 +181,9 @@ impl ApiProcess {
 
     /// Defaults for `iam-sidecar` in front of `upstream_url`, verifying against `jwks_url`;
     /// readiness is checked on its admin port.
-    pub fn sidecar_builder(upstream_url: &str, jwks_url: &str) -> ApiProcessBuilder {
+    pub fn sidecar_builder(upstream_url: &str, jwks_url: &str) -> ServiceProcessBuilder {
         let admin_port = free_port();
-        ApiProcessBuilder {
+        ServiceProcessBuilder {
             binary: "iam-sidecar",
             envs: vec![
                 ("HOST".into(), "127.0.0.1".into()),

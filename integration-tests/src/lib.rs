@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-pub use api::{ApiProcess, ApiProcessBuilder};
+pub use api::{ServiceProcess, ServiceProcessBuilder};
 pub use database::TestDatabase;
 
 /// The workspace's target directory for the profile the tests were built with.

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::api::access_token;
 use crate::database::TestDatabase;
 use crate::upstream::EchoUpstream;
-use crate::{ApiProcess, ApiProcessBuilder};
+use crate::{ServiceProcess, ServiceProcessBuilder};
 
 /// The rules file of [`stack`]: `/health` public, writes to `/orders` need `orders:write`,
 /// `/admin` needs `admin:all`.
@@ -35,10 +35,10 @@ pub const CLERK_EMAIL: &str = "clerk@example.com";
 #[derive(Debug)]
 pub struct Stack {
     pub db: TestDatabase,
-    pub api: ApiProcess,
-    pub jwks: ApiProcess,
+    pub api: ServiceProcess,
+    pub jwks: ServiceProcess,
     pub upstream: EchoUpstream,
-    pub sidecar: ApiProcess,
+    pub sidecar: ServiceProcess,
     /// An access token of [`CLERK_EMAIL`].
     pub token: String,
     /// The user id of [`CLERK_EMAIL`].
@@ -71,28 +71,31 @@ pub async fn stack() -> Stack {
 }
 
 /// The stack with [`RULES`] and the sidecar's builder adjusted by `configure`.
-pub async fn stack_with(configure: impl FnOnce(ApiProcessBuilder) -> ApiProcessBuilder) -> Stack {
+pub async fn stack_with(
+    configure: impl FnOnce(ServiceProcessBuilder) -> ServiceProcessBuilder,
+) -> Stack {
     stack_with_rules(RULES, configure).await
 }
 
 /// The stack with the given rules file and the sidecar's builder adjusted by `configure`.
 pub async fn stack_with_rules(
     rules: &str,
-    configure: impl FnOnce(ApiProcessBuilder) -> ApiProcessBuilder,
+    configure: impl FnOnce(ServiceProcessBuilder) -> ServiceProcessBuilder,
 ) -> Stack {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::builder(&db)
+    let api = ServiceProcess::builder(&db)
         .env("JWKS_REFRESH_INTERVAL", "1")
         .start()
         .await;
-    let jwks = ApiProcess::jwks_builder(&db).start().await;
+    let jwks = ServiceProcess::jwks_builder(&db).start().await;
     let upstream = EchoUpstream::start().await;
     let dir = TempDir::new("iam-sidecar");
     let rules_file = dir.0.join("rules.toml");
     std::fs::write(&rules_file, rules).expect("rules");
-    let builder = ApiProcess::sidecar_builder(&upstream.url, &jwks.url("/.well-known/jwks.json"))
-        .env("SIDECAR_RULES_FILE", rules_file.to_str().expect("path"))
-        .env("PUBLIC_PATHS", "/public, /docs");
+    let builder =
+        ServiceProcess::sidecar_builder(&upstream.url, &jwks.url("/.well-known/jwks.json"))
+            .env("SIDECAR_RULES_FILE", rules_file.to_str().expect("path"))
+            .env("PUBLIC_PATHS", "/public, /docs");
     let sidecar = configure(builder).start().await;
 
     let admin = api.admin_token().await;
@@ -146,12 +149,12 @@ impl Stack {
 }
 
 /// A URL on a sidecar's admin port.
-pub fn admin_url(sidecar: &ApiProcess, path: &str) -> String {
+pub fn admin_url(sidecar: &ServiceProcess, path: &str) -> String {
     sidecar.health_url.replace("/healthcheck", path)
 }
 
 /// A sidecar's metrics text.
-pub async fn metrics(sidecar: &ApiProcess) -> String {
+pub async fn metrics(sidecar: &ServiceProcess) -> String {
     reqwest::get(admin_url(sidecar, "/metrics"))
         .await
         .expect("metrics")

@@ -3,15 +3,15 @@
 //! replaces its password and revokes its sessions), and `BOOTSTRAP_ADMIN_*` never promotes.
 
 use integration_tests::api::{access_token, string};
-use integration_tests::{ApiProcess, TestDatabase};
+use integration_tests::{ServiceProcess, TestDatabase};
 use serde_json::{Value, json};
 
 const SQUATTER_PASSWORD: &str = "squatter-password-1";
 const OPERATOR_PASSWORD: &str = "operator-password-1";
 
 /// An api without a bootstrap admin, so that accounts can be registered first.
-async fn api_without_bootstrap(db: &TestDatabase) -> ApiProcess {
-    ApiProcess::builder(db)
+async fn api_without_bootstrap(db: &TestDatabase) -> ServiceProcess {
+    ServiceProcess::builder(db)
         .without_env("BOOTSTRAP_ADMIN_EMAIL")
         .without_env("BOOTSTRAP_ADMIN_PASSWORD")
         .start()
@@ -32,13 +32,13 @@ async fn admin_create_with(
     if promote {
         args.push("--promote");
     }
-    ApiProcess::builder(db)
+    ServiceProcess::builder(db)
         .args(&args)
         .run(Some(&format!("{password}\n")))
         .await
 }
 
-async fn login_status(api: &ApiProcess, email: &str, password: &str) -> u16 {
+async fn login_status(api: &ServiceProcess, email: &str, password: &str) -> u16 {
     api.post_json(
         "/api/v1/tokens",
         None,
@@ -49,7 +49,7 @@ async fn login_status(api: &ApiProcess, email: &str, password: &str) -> u16 {
     .as_u16()
 }
 
-async fn role_of(api: &ApiProcess, email: &str, password: &str) -> String {
+async fn role_of(api: &ServiceProcess, email: &str, password: &str) -> String {
     let pair = api.login(email, password).await;
     let me: Value = api
         .get("/api/v1/me", Some(&access_token(&pair)))
@@ -180,7 +180,7 @@ async fn the_bootstrap_admin_never_promotes_an_existing_account() {
     api.register("ops@example.com", SQUATTER_PASSWORD).await;
     drop(api);
     for spelling in ["ops@example.com", "Ops@Example.COM"] {
-        let api = ApiProcess::builder(&db)
+        let api = ServiceProcess::builder(&db)
             .env("BOOTSTRAP_ADMIN_EMAIL", spelling)
             .env("BOOTSTRAP_ADMIN_PASSWORD", OPERATOR_PASSWORD)
             .start()

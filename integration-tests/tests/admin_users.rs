@@ -2,14 +2,14 @@
 //! and the ways to get the first admin.
 
 use integration_tests::api::{ADMIN_EMAIL, expect_problem, string};
-use integration_tests::{ApiProcess, TestDatabase};
+use integration_tests::{ServiceProcess, TestDatabase};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 #[tokio::test]
 async fn users_are_listed_in_pages_in_creation_order() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::start(&db).await;
+    let api = ServiceProcess::start(&db).await;
     let admin = api.admin_token().await;
     for index in 0..5 {
         api.register(&format!("user{index}@example.com"), "password-1")
@@ -51,7 +51,7 @@ async fn users_are_listed_in_pages_in_creation_order() {
 #[tokio::test]
 async fn a_user_is_read_by_id_and_given_a_role() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::start(&db).await;
+    let api = ServiceProcess::start(&db).await;
     let admin = api.admin_token().await;
     let user = api.register("ada@example.com", "password-1").await;
     let id = string(&user["id"]);
@@ -110,7 +110,7 @@ async fn a_user_is_read_by_id_and_given_a_role() {
 #[tokio::test]
 async fn the_bootstrap_admin_is_idempotent_across_restarts() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::start(&db).await;
+    let api = ServiceProcess::start(&db).await;
     let id_before: Value = api
         .get("/api/v1/me", Some(&api.admin_token().await))
         .await
@@ -118,7 +118,7 @@ async fn the_bootstrap_admin_is_idempotent_across_restarts() {
         .await
         .expect("json");
     drop(api);
-    let api = ApiProcess::start(&db).await;
+    let api = ServiceProcess::start(&db).await;
     let id_after: Value = api
         .get("/api/v1/me", Some(&api.admin_token().await))
         .await
@@ -136,12 +136,12 @@ async fn the_bootstrap_admin_is_idempotent_across_restarts() {
 #[tokio::test]
 async fn admin_create_makes_an_admin_from_the_command_line() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::builder(&db)
+    let api = ServiceProcess::builder(&db)
         .without_env("BOOTSTRAP_ADMIN_EMAIL")
         .without_env("BOOTSTRAP_ADMIN_PASSWORD")
         .start()
         .await;
-    let cli = ApiProcess::builder(&db).args(&[
+    let cli = ServiceProcess::builder(&db).args(&[
         "--config=local",
         "admin",
         "create",
@@ -165,7 +165,7 @@ async fn admin_create_makes_an_admin_from_the_command_line() {
         .expect("json");
     assert_eq!(me["role"], "admin");
 
-    let weak = ApiProcess::builder(&db).args(&[
+    let weak = ServiceProcess::builder(&db).args(&[
         "admin",
         "create",
         "--email",

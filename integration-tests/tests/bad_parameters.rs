@@ -2,7 +2,7 @@
 //! get a 4xx problem document, never a 500.
 
 use integration_tests::raw_http::{self, authority};
-use integration_tests::{ApiProcess, TestDatabase};
+use integration_tests::{ServiceProcess, TestDatabase};
 
 /// Hostile spellings for a text parameter: NUL (raw in the escape), invalid UTF-8, control
 /// characters, over-long values, SQL and path tricks.
@@ -22,7 +22,7 @@ const HOSTILE: [&str; 12] = [
 ];
 
 async fn status_of(
-    api: &ApiProcess,
+    api: &ServiceProcess,
     method: &str,
     target: &str,
     token: &str,
@@ -58,7 +58,7 @@ fn assert_client_error(target: &str, (status, answer): &(u16, String)) {
 #[tokio::test]
 async fn hostile_path_and_query_parameters_get_4xx_problems() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::start(&db).await;
+    let api = ServiceProcess::start(&db).await;
     let admin = api.admin_token().await;
     let long = "a".repeat(5000);
     let mut names: Vec<String> = HOSTILE.iter().map(|&s| s.to_owned()).collect();

@@ -3,13 +3,13 @@
 //! requests.
 
 use integration_tests::api::{expect_problem, string};
-use integration_tests::{ApiProcess, TestDatabase};
+use integration_tests::{ServiceProcess, TestDatabase};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 /// A user with a role of its own holding exactly `permissions`; returns (id, token).
 async fn user_with_role(
-    api: &ApiProcess,
+    api: &ServiceProcess,
     admin: &str,
     email: &str,
     role: &str,
@@ -29,7 +29,7 @@ async fn user_with_role(
     (id, string(&pair["access_token"]))
 }
 
-async fn set_role(api: &ApiProcess, token: &str, id: &str, role: &str) -> u16 {
+async fn set_role(api: &ServiceProcess, token: &str, id: &str, role: &str) -> u16 {
     api.send_json(
         Method::PUT,
         &format!("/api/v1/users/{id}/role"),
@@ -41,7 +41,7 @@ async fn set_role(api: &ApiProcess, token: &str, id: &str, role: &str) -> u16 {
     .as_u16()
 }
 
-async fn role_of(api: &ApiProcess, admin: &str, id: &str) -> String {
+async fn role_of(api: &ServiceProcess, admin: &str, id: &str) -> String {
     let user: Value = api
         .get(&format!("/api/v1/users/{id}"), Some(admin))
         .await
@@ -51,7 +51,7 @@ async fn role_of(api: &ApiProcess, admin: &str, id: &str) -> String {
     string(&user["role"])
 }
 
-async fn replace_role(api: &ApiProcess, token: &str, role: &str, permissions: &[&str]) -> u16 {
+async fn replace_role(api: &ServiceProcess, token: &str, role: &str, permissions: &[&str]) -> u16 {
     api.send_json(
         Method::PUT,
         &format!("/api/v1/roles/{role}"),
@@ -66,7 +66,7 @@ async fn replace_role(api: &ApiProcess, token: &str, role: &str, permissions: &[
 #[tokio::test]
 async fn a_user_manager_cannot_grant_or_touch_more_than_it_holds() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::start(&db).await;
+    let api = ServiceProcess::start(&db).await;
     let admin = api.admin_token().await;
     let (helpdesk_id, helpdesk) = user_with_role(
         &api,
@@ -139,7 +139,7 @@ async fn a_user_manager_cannot_grant_or_touch_more_than_it_holds() {
 #[tokio::test]
 async fn a_role_manager_cannot_add_permissions_it_lacks_to_any_role() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::start(&db).await;
+    let api = ServiceProcess::start(&db).await;
     let admin = api.admin_token().await;
     let (_, manager) = user_with_role(
         &api,
@@ -232,7 +232,7 @@ async fn a_role_manager_cannot_add_permissions_it_lacks_to_any_role() {
 #[tokio::test]
 async fn the_last_admin_cannot_be_demoted_even_by_concurrent_requests() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::start(&db).await;
+    let api = ServiceProcess::start(&db).await;
     let admin = api.admin_token().await;
     let me: Value = api
         .get("/api/v1/me", Some(&admin))

@@ -1,13 +1,13 @@
 //! Property-based fuzzing of iam-api with schemathesis, driven by our own OpenAPI document:
 //! no request may get a 5xx, and every response must match what the document says.
 
-use integration_tests::{ApiProcess, TestDatabase, schemathesis};
+use integration_tests::{ServiceProcess, TestDatabase, schemathesis};
 
 #[tokio::test]
 async fn schemathesis_finds_no_server_error_and_no_undocumented_response() {
     let st = schemathesis();
     let db = TestDatabase::create().await;
-    let api = ApiProcess::start(&db).await;
+    let api = ServiceProcess::start(&db).await;
     let token = api.admin_token().await;
     let workdir = std::env::temp_dir().join(format!("iam-fuzz-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&workdir).expect("workdir");

@@ -3,14 +3,14 @@
 use std::time::{Duration, Instant};
 
 use integration_tests::api::{access_token, expect_problem, string};
-use integration_tests::{ApiProcess, TestDatabase};
+use integration_tests::{ServiceProcess, TestDatabase};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 #[tokio::test]
 async fn a_client_over_the_per_address_limit_gets_429() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::builder(&db)
+    let api = ServiceProcess::builder(&db)
         .env("RATE_LIMIT_PER_MINUTE", "3")
         .start()
         .await;
@@ -42,7 +42,7 @@ async fn a_client_over_the_per_address_limit_gets_429() {
 #[tokio::test]
 async fn the_limit_is_off_by_default_in_local() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::start(&db).await;
+    let api = ServiceProcess::start(&db).await;
     for index in 0..40 {
         let body = json!({"email": format!("u{index}@example.com"), "password": "wrong-password"});
         let status = api.post_json("/api/v1/tokens", None, &body).await.status();
@@ -50,7 +50,7 @@ async fn the_limit_is_off_by_default_in_local() {
     }
 }
 
-async fn login_time(api: &ApiProcess, email: &str, password: &str) -> Duration {
+async fn login_time(api: &ServiceProcess, email: &str, password: &str) -> Duration {
     let started = Instant::now();
     let response = api
         .post_json(
@@ -73,7 +73,7 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 async fn unknown_email_wrong_password_and_right_password_take_the_same_time() {
     let db = TestDatabase::create().await;
     // The production hashing cost, so that the hash dominates as it does in production.
-    let api = ApiProcess::builder(&db)
+    let api = ServiceProcess::builder(&db)
         .env("PASSWORD_HASH_MEMORY_KIB", "19456")
         .env("PASSWORD_HASH_ITERATIONS", "2")
         .start()
@@ -107,7 +107,7 @@ async fn unknown_email_wrong_password_and_right_password_take_the_same_time() {
 #[tokio::test]
 async fn no_secret_reaches_the_logs() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::builder(&db)
+    let api = ServiceProcess::builder(&db)
         .env("RUST_LOG", "debug")
         .start()
         .await;
@@ -139,7 +139,7 @@ async fn no_secret_reaches_the_logs() {
         &json!({"token": refreshed["refresh_token"]}),
     )
     .await;
-    let cli = ApiProcess::builder(&db)
+    let cli = ServiceProcess::builder(&db)
         .env("RUST_LOG", "debug")
         .args(&[
             "admin",
@@ -202,7 +202,7 @@ async fn no_secret_reaches_the_logs() {
 #[tokio::test]
 async fn deleting_a_role_while_assigning_it_never_leaves_a_user_without_a_role() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::start(&db).await;
+    let api = ServiceProcess::start(&db).await;
     let admin = api.admin_token().await;
     let (id, _) = api.user_with_token("ada@example.com").await;
     let pool = db.pool().await;
@@ -252,7 +252,7 @@ async fn deleting_a_role_while_assigning_it_never_leaves_a_user_without_a_role()
 #[tokio::test]
 async fn oversized_headers_and_tokens_are_refused_with_4xx() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::start(&db).await;
+    let api = ServiceProcess::start(&db).await;
     let huge_header = "x".repeat(200 * 1024);
     let response = api
         .client
@@ -282,7 +282,7 @@ async fn oversized_headers_and_tokens_are_refused_with_4xx() {
 #[tokio::test]
 async fn an_acknowledged_registration_survives_a_crash_right_after_the_answer() {
     let db = TestDatabase::create().await;
-    let mut api = ApiProcess::start(&db).await;
+    let mut api = ServiceProcess::start(&db).await;
     let user = api.register("durable@example.com", "password-1").await;
     // SIGKILL: no graceful shutdown, nothing flushed after the answer.
     let pid = api.pid();
@@ -303,7 +303,7 @@ async fn an_acknowledged_registration_survives_a_crash_right_after_the_answer() 
 #[tokio::test]
 async fn unicode_emails_are_refused_deliberately_and_punycode_is_accepted() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::start(&db).await;
+    let api = ServiceProcess::start(&db).await;
     // An IDN domain must be sent in its xn-- form; a Cyrillic "а" that looks like a Latin "a"
     // must not create a look-alike of an existing account.
     for email in [

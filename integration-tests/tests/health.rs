@@ -3,13 +3,13 @@
 use std::time::{Duration, Instant};
 
 use integration_tests::api::expect_problem;
-use integration_tests::{ApiProcess, TestDatabase};
+use integration_tests::{ServiceProcess, TestDatabase};
 use serde_json::{Value, json};
 
 #[tokio::test]
 async fn healthcheck_reports_env_and_version() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::builder(&db).env("ENV", "ci").start().await;
+    let api = ServiceProcess::builder(&db).env("ENV", "ci").start().await;
     let response = api.get("/api/v1/healthcheck", None).await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.expect("json");
@@ -22,7 +22,7 @@ async fn healthcheck_reports_env_and_version() {
 #[tokio::test]
 async fn a_database_outage_gives_503_quickly_and_the_service_recovers() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::start(&db).await;
+    let api = ServiceProcess::start(&db).await;
     let (_, token) = api.user_with_token("ada@example.com").await;
     db.refuse_connections().await;
 
@@ -76,7 +76,7 @@ async fn a_database_outage_gives_503_quickly_and_the_service_recovers() {
 #[tokio::test]
 async fn unknown_routes_and_methods_get_problem_documents() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::start(&db).await;
+    let api = ServiceProcess::start(&db).await;
     let missing = api.get("/api/v1/nothing-here", None).await;
     assert_eq!(missing.headers()["x-content-type-options"], "nosniff");
     expect_problem(missing, 404).await;
@@ -94,7 +94,7 @@ async fn unknown_routes_and_methods_get_problem_documents() {
 #[tokio::test]
 async fn the_openapi_document_and_docs_page_are_served_offline() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::start(&db).await;
+    let api = ServiceProcess::start(&db).await;
     let document: Value = api
         .get("/api/v1/openapi.json", None)
         .await

@@ -7,13 +7,13 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use iam_core::{KeySet, PublicJwks, VerificationRules, verify_access_token};
 use integration_tests::api::{access_token, kid_of};
-use integration_tests::{ApiProcess, TestDatabase, eventually, interop_verifier};
+use integration_tests::{ServiceProcess, TestDatabase, eventually, interop_verifier};
 use serde_json::Value;
 
 const USER: &str = "ada@example.com";
 const PASSWORD: &str = "user-password-1";
 
-async fn published_kids(jwks: &ApiProcess) -> Vec<String> {
+async fn published_kids(jwks: &ServiceProcess) -> Vec<String> {
     let document: Value = jwks
         .get("/.well-known/jwks.json", None)
         .await
@@ -29,7 +29,7 @@ async fn published_kids(jwks: &ApiProcess) -> Vec<String> {
 }
 
 async fn rotate(db: &TestDatabase, envs: &[(&str, &str)]) {
-    let mut command = ApiProcess::builder(db).args(&["--config=local", "keys", "rotate"]);
+    let mut command = ServiceProcess::builder(db).args(&["--config=local", "keys", "rotate"]);
     for (name, value) in envs {
         command = command.env(name, *value);
     }
@@ -44,8 +44,8 @@ async fn rotate(db: &TestDatabase, envs: &[(&str, &str)]) {
 #[tokio::test]
 async fn the_jwks_lists_public_keys_only_and_verifies_issued_tokens() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::start(&db).await;
-    let jwks = ApiProcess::jwks_builder(&db).start().await;
+    let api = ServiceProcess::start(&db).await;
+    let jwks = ServiceProcess::jwks_builder(&db).start().await;
     let response = jwks.get("/.well-known/jwks.json", None).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["cache-control"], "public, max-age=60");
@@ -93,8 +93,8 @@ async fn the_jwks_lists_public_keys_only_and_verifies_issued_tokens() {
 #[tokio::test]
 async fn if_none_match_gives_304_until_the_key_set_changes() {
     let db = TestDatabase::create().await;
-    let _api = ApiProcess::start(&db).await;
-    let jwks = ApiProcess::jwks_builder(&db).start().await;
+    let _api = ServiceProcess::start(&db).await;
+    let jwks = ServiceProcess::jwks_builder(&db).start().await;
     let first = jwks.get("/.well-known/jwks.json", None).await;
     let etag = first.headers()["etag"].to_str().expect("etag").to_owned();
     for candidate in [
@@ -140,13 +140,13 @@ async fn if_none_match_gives_304_until_the_key_set_changes() {
 #[tokio::test]
 async fn a_rotated_key_is_published_before_it_signs_and_kept_until_its_tokens_expire() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::builder(&db)
+    let api = ServiceProcess::builder(&db)
         .env("JWKS_REFRESH_INTERVAL", "1")
         .env("ACCESS_TOKEN_TTL", "3")
         .env("JWT_LEEWAY", "0")
         .start()
         .await;
-    let jwks = ApiProcess::jwks_builder(&db).start().await;
+    let jwks = ServiceProcess::jwks_builder(&db).start().await;
     api.register(USER, PASSWORD).await;
     let old_kid = kid_of(&access_token(&api.login(USER, PASSWORD).await));
 
@@ -203,11 +203,11 @@ async fn a_rotated_key_is_published_before_it_signs_and_kept_until_its_tokens_ex
 #[tokio::test]
 async fn two_api_replicas_switch_to_the_new_key_without_restart() {
     let db = TestDatabase::create().await;
-    let first = ApiProcess::builder(&db)
+    let first = ServiceProcess::builder(&db)
         .env("JWKS_REFRESH_INTERVAL", "1")
         .start()
         .await;
-    let second = ApiProcess::builder(&db)
+    let second = ServiceProcess::builder(&db)
         .env("JWKS_REFRESH_INTERVAL", "1")
         .start()
         .await;
@@ -229,8 +229,8 @@ async fn two_api_replicas_switch_to_the_new_key_without_restart() {
 #[tokio::test]
 async fn a_database_outage_keeps_the_jwks_and_reports_degraded_health() {
     let db = TestDatabase::create().await;
-    drop(ApiProcess::start(&db).await);
-    let jwks = ApiProcess::jwks_builder(&db).start().await;
+    drop(ServiceProcess::start(&db).await);
+    let jwks = ServiceProcess::jwks_builder(&db).start().await;
     let before = jwks
         .get("/.well-known/jwks.json", None)
         .await
@@ -266,10 +266,10 @@ async fn a_database_outage_keeps_the_jwks_and_reports_degraded_health() {
 async fn jwks_does_not_serve_before_the_first_key_set_loads() {
     let db = TestDatabase::create().await;
     // No schema yet: iam-jwks must wait rather than publish an empty or broken set.
-    let mut jwks = ApiProcess::jwks_builder(&db).spawn();
+    let mut jwks = ServiceProcess::jwks_builder(&db).spawn();
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(!jwks.is_healthy().await);
-    let _api = ApiProcess::start(&db).await;
+    let _api = ServiceProcess::start(&db).await;
     jwks.wait_until_healthy().await;
     assert_eq!(published_kids(&jwks).await.len(), 1);
 }
@@ -277,7 +277,7 @@ async fn jwks_does_not_serve_before_the_first_key_set_loads() {
 #[tokio::test]
 async fn jwks_needs_nothing_but_select_on_the_public_view() {
     let db = TestDatabase::create().await;
-    drop(ApiProcess::start(&db).await);
+    drop(ServiceProcess::start(&db).await);
     let role = format!("jwks_{}", &db.name["iam_test_".len()..][..12]);
     let pool = db.pool().await;
     for statement in [
@@ -306,7 +306,7 @@ async fn jwks_needs_nothing_but_select_on_the_public_view() {
     );
     restricted.close().await;
 
-    let jwks = ApiProcess::jwks_builder(&db)
+    let jwks = ServiceProcess::jwks_builder(&db)
         .env("POSTGRES_CONNECTION_STRING", restricted_url)
         .start()
         .await;
@@ -336,8 +336,8 @@ fn with_user(url: &str, userinfo: &str) -> String {
 #[tokio::test]
 async fn discovery_names_the_issuer_endpoints_and_algorithms() {
     let db = TestDatabase::create().await;
-    drop(ApiProcess::start(&db).await);
-    let jwks = ApiProcess::jwks_builder(&db)
+    drop(ServiceProcess::start(&db).await);
+    let jwks = ServiceProcess::jwks_builder(&db)
         .env("JWT_ISSUER", "https://id.example.com")
         .env("JWKS_PUBLIC_URL", "https://keys.example.com/")
         .env("API_PUBLIC_URL", "https://id.example.com")
@@ -364,7 +364,7 @@ async fn discovery_names_the_issuer_endpoints_and_algorithms() {
 #[tokio::test]
 async fn jwks_configuration_errors_exit_2_and_sigterm_exits_0() {
     let db = TestDatabase::create().await;
-    let output = ApiProcess::jwks_builder(&db)
+    let output = ServiceProcess::jwks_builder(&db)
         .without_env("POSTGRES_CONNECTION_STRING")
         .env("JWKS_REFRESH_INTERVAL", "soon")
         .args(&["--config=prod"])
@@ -377,8 +377,8 @@ async fn jwks_configuration_errors_exit_2_and_sigterm_exits_0() {
         "{stderr}"
     );
 
-    drop(ApiProcess::start(&db).await);
-    let mut jwks = ApiProcess::jwks_builder(&db).start().await;
+    drop(ServiceProcess::start(&db).await);
+    let mut jwks = ServiceProcess::jwks_builder(&db).start().await;
     jwks.terminate();
     assert_eq!(jwks.wait(Duration::from_secs(10)).await.code(), Some(0));
 }
@@ -386,11 +386,11 @@ async fn jwks_configuration_errors_exit_2_and_sigterm_exits_0() {
 #[tokio::test]
 async fn a_third_party_verifier_accepts_tokens_from_before_and_after_a_rotation() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::builder(&db)
+    let api = ServiceProcess::builder(&db)
         .env("JWKS_REFRESH_INTERVAL", "1")
         .start()
         .await;
-    let jwks = ApiProcess::jwks_builder(&db).start().await;
+    let jwks = ServiceProcess::jwks_builder(&db).start().await;
     api.register(USER, PASSWORD).await;
     let before = access_token(&api.login(USER, PASSWORD).await);
     rotate(&db, &[("KEY_ROTATION_GRACE", "1")]).await;

@@ -6,14 +6,14 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use integration_tests::api::{access_token, kid_of};
-use integration_tests::{ApiProcess, TestDatabase};
+use integration_tests::{ServiceProcess, TestDatabase};
 use openssl::rsa::Rsa;
 use serde_json::Value;
 
-fn keys_command(db: &TestDatabase, args: &[&str]) -> integration_tests::ApiProcessBuilder {
+fn keys_command(db: &TestDatabase, args: &[&str]) -> integration_tests::ServiceProcessBuilder {
     let mut full = vec!["--config=local", "keys"];
     full.extend_from_slice(args);
-    ApiProcess::builder(db)
+    ServiceProcess::builder(db)
         .env("KEY_ROTATION_GRACE", "0")
         .args(&full)
 }
@@ -21,7 +21,7 @@ fn keys_command(db: &TestDatabase, args: &[&str]) -> integration_tests::ApiProce
 #[tokio::test]
 async fn the_first_start_creates_one_active_2048_bit_key_encrypted_at_rest() {
     let db = TestDatabase::create().await;
-    let _api = ApiProcess::start(&db).await;
+    let _api = ServiceProcess::start(&db).await;
     let (jwk, sealed, kek_id): (sqlx::types::Json<Value>, Vec<u8>, String) = sqlx::query_as(
         "SELECT public_jwk, private_key_ciphertext, key_encryption_key_id FROM signing_keys",
     )
@@ -53,8 +53,8 @@ async fn the_first_start_creates_one_active_2048_bit_key_encrypted_at_rest() {
 #[tokio::test]
 async fn a_wrong_key_encryption_key_stops_the_start_with_a_clear_message() {
     let db = TestDatabase::create().await;
-    drop(ApiProcess::start(&db).await);
-    let output = ApiProcess::builder(&db)
+    drop(ServiceProcess::start(&db).await);
+    let output = ServiceProcess::builder(&db)
         .env(
             "IAM_KEY_ENCRYPTION_KEY",
             "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
@@ -68,7 +68,7 @@ async fn a_wrong_key_encryption_key_stops_the_start_with_a_clear_message() {
 #[tokio::test]
 async fn a_rotation_reaches_the_running_service_and_old_tokens_stay_valid() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::builder(&db)
+    let api = ServiceProcess::builder(&db)
         .env("JWKS_REFRESH_INTERVAL", "1")
         .start()
         .await;
@@ -108,7 +108,7 @@ async fn a_rotation_reaches_the_running_service_and_old_tokens_stay_valid() {
 #[tokio::test]
 async fn import_accepts_rsa_2048_pem_and_refuses_anything_weaker() {
     let db = TestDatabase::create().await;
-    drop(ApiProcess::start(&db).await);
+    drop(ServiceProcess::start(&db).await);
     let dir = std::env::temp_dir().join(format!("iam-keys-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("dir");
 
@@ -169,7 +169,7 @@ async fn import_accepts_rsa_2048_pem_and_refuses_anything_weaker() {
 async fn automatic_rotation_rotates_once_per_interval_across_replicas() {
     let db = TestDatabase::create().await;
     let replica = || {
-        ApiProcess::builder(&db)
+        ServiceProcess::builder(&db)
             .env("KEY_ROTATION_INTERVAL", "4")
             .env("KEY_ROTATION_GRACE", "1")
             .env("JWKS_REFRESH_INTERVAL", "1")
@@ -206,7 +206,7 @@ async fn during_an_encryption_key_rollout_old_replicas_keep_signing_and_verify_n
     const OLD_KEK: &str = "b2xkLWtleS1lbmNyeXB0aW9uLWtleS0wMTIzNDU2Nzg=";
     const NEW_KEK: &str = "bmV3LWtleS1lbmNyeXB0aW9uLWtleS0wMTIzNDU2Nzg=";
     let db = TestDatabase::create().await;
-    let old = ApiProcess::builder(&db)
+    let old = ServiceProcess::builder(&db)
         .env("IAM_KEY_ENCRYPTION_KEY", OLD_KEK)
         .env("JWKS_REFRESH_INTERVAL", "1")
         .start()
@@ -221,7 +221,7 @@ async fn during_an_encryption_key_rollout_old_replicas_keep_signing_and_verify_n
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let new = ApiProcess::builder(&db)
+    let new = ServiceProcess::builder(&db)
         .env("IAM_KEY_ENCRYPTION_KEY", NEW_KEK)
         .start()
         .await;

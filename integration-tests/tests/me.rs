@@ -1,13 +1,13 @@
 //! `GET /api/v1/me` and Bearer authentication.
 
 use integration_tests::api::{access_token, expect_problem};
-use integration_tests::{ApiProcess, TestDatabase};
+use integration_tests::{ServiceProcess, TestDatabase};
 use serde_json::{Value, json};
 
 #[tokio::test]
 async fn me_returns_the_caller_with_its_permissions() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::start(&db).await;
+    let api = ServiceProcess::start(&db).await;
     let (id, token) = api.user_with_token("ada@example.com").await;
     let response = api.get("/api/v1/me", Some(&token)).await;
     assert_eq!(response.status(), 200);
@@ -38,7 +38,7 @@ async fn me_returns_the_caller_with_its_permissions() {
 #[tokio::test]
 async fn requests_without_a_valid_token_get_401_with_a_bearer_challenge() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::start(&db).await;
+    let api = ServiceProcess::start(&db).await;
     let (_, token) = api.user_with_token("ada@example.com").await;
 
     let missing = api.get("/api/v1/me", None).await;
@@ -71,7 +71,7 @@ async fn requests_without_a_valid_token_get_401_with_a_bearer_challenge() {
 #[tokio::test]
 async fn an_expired_token_is_refused_after_the_leeway() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::builder(&db)
+    let api = ServiceProcess::builder(&db)
         .env("ACCESS_TOKEN_TTL", "1")
         .env("JWT_LEEWAY", "0")
         .start()
@@ -84,7 +84,7 @@ async fn an_expired_token_is_refused_after_the_leeway() {
 #[tokio::test]
 async fn a_role_change_shows_on_me_at_once() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::start(&db).await;
+    let api = ServiceProcess::start(&db).await;
     let admin = api.admin_token().await;
     let (id, token) = api.user_with_token("ada@example.com").await;
     let role = json!({"name": "editor", "permissions": ["articles:write"]});
@@ -121,7 +121,7 @@ async fn a_role_change_shows_on_me_at_once() {
 #[tokio::test]
 async fn a_token_of_a_deleted_user_is_refused() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::start(&db).await;
+    let api = ServiceProcess::start(&db).await;
     let (id, token) = api.user_with_token("ada@example.com").await;
     sqlx::query("DELETE FROM users WHERE id = $1::uuid")
         .bind(&id)

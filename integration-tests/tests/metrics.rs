@@ -2,7 +2,7 @@
 
 use integration_tests::api::string;
 use integration_tests::upstream::EchoUpstream;
-use integration_tests::{ApiProcess, TestDatabase};
+use integration_tests::{ServiceProcess, TestDatabase};
 use serde_json::json;
 
 async fn scrape(url: &str) -> String {
@@ -23,12 +23,13 @@ async fn scrape(url: &str) -> String {
 #[tokio::test]
 async fn every_process_exports_its_series() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::start(&db).await;
-    let jwks = ApiProcess::jwks_builder(&db).start().await;
+    let api = ServiceProcess::start(&db).await;
+    let jwks = ServiceProcess::jwks_builder(&db).start().await;
     let upstream = EchoUpstream::start().await;
-    let sidecar = ApiProcess::sidecar_builder(&upstream.url, &jwks.url("/.well-known/jwks.json"))
-        .start()
-        .await;
+    let sidecar =
+        ServiceProcess::sidecar_builder(&upstream.url, &jwks.url("/.well-known/jwks.json"))
+            .start()
+            .await;
 
     let user = api.register("ada@example.com", "password-1").await;
     let pair = api.login("ada@example.com", "password-1").await;

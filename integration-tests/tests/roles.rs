@@ -1,14 +1,14 @@
 //! Role management and permission checks.
 
 use integration_tests::api::expect_problem;
-use integration_tests::{ApiProcess, TestDatabase};
+use integration_tests::{ServiceProcess, TestDatabase};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 #[tokio::test]
 async fn an_admin_creates_reads_replaces_and_deletes_a_role() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::start(&db).await;
+    let api = ServiceProcess::start(&db).await;
     let admin = api.admin_token().await;
 
     let created = api
@@ -72,7 +72,7 @@ async fn an_admin_creates_reads_replaces_and_deletes_a_role() {
 #[tokio::test]
 async fn role_errors_have_the_documented_statuses() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::start(&db).await;
+    let api = ServiceProcess::start(&db).await;
     let admin = api.admin_token().await;
     let role = json!({"name": "editor", "permissions": []});
     assert_eq!(
@@ -161,7 +161,7 @@ async fn role_errors_have_the_documented_statuses() {
 #[tokio::test]
 async fn a_role_still_assigned_cannot_be_deleted() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::start(&db).await;
+    let api = ServiceProcess::start(&db).await;
     let admin = api.admin_token().await;
     api.post_json(
         "/api/v1/roles",
@@ -196,7 +196,7 @@ async fn a_role_still_assigned_cannot_be_deleted() {
 #[tokio::test]
 async fn authorization_is_by_permission_not_by_role_name() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::start(&db).await;
+    let api = ServiceProcess::start(&db).await;
     let admin = api.admin_token().await;
     let (id, user_token) = api.user_with_token("ada@example.com").await;
 

@@ -8,7 +8,7 @@ use integration_tests::api::{access_token, expect_problem};
 use integration_tests::forge::{self, claims, header, sign_hs256, sign_rs256};
 use integration_tests::sidecar::{CLERK_EMAIL, stack, stack_with, upgrading_upstream};
 use integration_tests::upstream::EchoUpstream;
-use integration_tests::{ApiProcess, TestDatabase, eventually, free_port};
+use integration_tests::{ServiceProcess, TestDatabase, eventually, free_port};
 use openssl::rsa::Rsa;
 use serde_json::{Value, json};
 
@@ -355,7 +355,7 @@ async fn path_tricks_do_not_bypass_a_rule() {
 #[tokio::test]
 async fn a_key_rotated_in_the_api_is_accepted_within_seconds() {
     let stack = stack().await;
-    let output = ApiProcess::builder(&stack.db)
+    let output = ServiceProcess::builder(&stack.db)
         .env("KEY_ROTATION_GRACE", "1")
         .args(&["--config=local", "keys", "rotate"])
         .run(None)
@@ -434,7 +434,7 @@ async fn an_unreachable_upstream_gives_502_and_a_slow_one_504() {
     let _ = db;
     let dead_upstream = format!("http://127.0.0.1:{}", free_port());
     let sidecar =
-        ApiProcess::sidecar_builder(&dead_upstream, &stack.jwks.url("/.well-known/jwks.json"))
+        ServiceProcess::sidecar_builder(&dead_upstream, &stack.jwks.url("/.well-known/jwks.json"))
             .start()
             .await;
     let response = sidecar.get("/anything", Some(&stack.token)).await;
@@ -455,7 +455,7 @@ async fn an_unreachable_upstream_gives_502_and_a_slow_one_504() {
 async fn before_any_key_loads_protected_paths_get_503_and_the_sidecar_is_not_ready() {
     let upstream = EchoUpstream::start().await;
     let nowhere = format!("http://127.0.0.1:{}/.well-known/jwks.json", free_port());
-    let sidecar = ApiProcess::sidecar_builder(&upstream.url, &nowhere)
+    let sidecar = ServiceProcess::sidecar_builder(&upstream.url, &nowhere)
         .env("PUBLIC_PATHS", "/public")
         .spawn();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -485,7 +485,7 @@ async fn bad_configuration_exits_2_naming_the_problem() {
         "[[rule]]\npath = \"/ok\"\n\n[[rule]]\npath = \"orders\"\n",
     )
     .expect("write");
-    let output = ApiProcess::sidecar_builder("http://127.0.0.1:9", "http://127.0.0.1:9/jwks")
+    let output = ServiceProcess::sidecar_builder("http://127.0.0.1:9", "http://127.0.0.1:9/jwks")
         .without_env("UPSTREAM_URL")
         .env("SIDECAR_RULES_FILE", rules.to_str().expect("path"))
         .run(None)
@@ -503,9 +503,10 @@ async fn an_authenticated_websocket_upgrade_passes_through() {
     let stack = stack().await;
     let upstream =
         upgrading_upstream(&["upgrade: websocket", "x-user-email: clerk@example.com"]).await;
-    let sidecar = ApiProcess::sidecar_builder(&upstream, &stack.jwks.url("/.well-known/jwks.json"))
-        .start()
-        .await;
+    let sidecar =
+        ServiceProcess::sidecar_builder(&upstream, &stack.jwks.url("/.well-known/jwks.json"))
+            .start()
+            .await;
     let address = sidecar.base_url.trim_start_matches("http://").to_owned();
 
     let mut socket = tokio::net::TcpStream::connect(&address)
@@ -582,16 +583,17 @@ async fn large_bodies_stream_through_in_both_directions() {
 #[tokio::test]
 async fn a_remembered_token_is_still_refused_once_it_expires() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::builder(&db)
+    let api = ServiceProcess::builder(&db)
         .env("ACCESS_TOKEN_TTL", "4")
         .start()
         .await;
-    let jwks = ApiProcess::jwks_builder(&db).start().await;
+    let jwks = ServiceProcess::jwks_builder(&db).start().await;
     let upstream = EchoUpstream::start().await;
-    let sidecar = ApiProcess::sidecar_builder(&upstream.url, &jwks.url("/.well-known/jwks.json"))
-        .env("JWT_LEEWAY", "0")
-        .start()
-        .await;
+    let sidecar =
+        ServiceProcess::sidecar_builder(&upstream.url, &jwks.url("/.well-known/jwks.json"))
+            .env("JWT_LEEWAY", "0")
+            .start()
+            .await;
     let (_, token) = api.user_with_token("ada@example.com").await;
     let issued = Instant::now();
     // Verified once, then answered from memory until the token expires; then 401, although

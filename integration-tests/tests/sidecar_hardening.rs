@@ -13,7 +13,7 @@ use integration_tests::sidecar::{
     CLERK_EMAIL, Stack, metric_value, metrics, stack, stack_with_rules, upgrading_upstream,
 };
 use integration_tests::upstream::EchoUpstream;
-use integration_tests::{ApiProcess, eventually};
+use integration_tests::{ServiceProcess, eventually};
 use serde_json::{Value, json};
 
 /// The methods' rules: `GET` (so `HEAD`) on `/catalog` is public, anything else there needs
@@ -45,7 +45,7 @@ permissions = ["orders:write"]
 "#;
 
 /// `host:port` of a process's main port, for raw sockets.
-fn address(process: &ApiProcess) -> String {
+fn address(process: &ServiceProcess) -> String {
     authority(&process.base_url).to_owned()
 }
 
@@ -595,9 +595,10 @@ async fn an_upgrade_keeps_the_identity_headers_its_connection_header_names() {
         "x-user-role: clerk",
     ])
     .await;
-    let sidecar = ApiProcess::sidecar_builder(&upstream, &stack.jwks.url("/.well-known/jwks.json"))
-        .start()
-        .await;
+    let sidecar =
+        ServiceProcess::sidecar_builder(&upstream, &stack.jwks.url("/.well-known/jwks.json"))
+            .start()
+            .await;
     let address = address(&sidecar);
     let mut socket = tokio::net::TcpStream::connect(&address)
         .await
@@ -875,7 +876,7 @@ async fn an_oversized_jwks_is_refused_and_the_last_good_keys_stay() {
     let second = TestSigningKey::generate();
     let jwks = JwksServer::start(&jwks_of(&[&first]).to_string()).await;
     let upstream = EchoUpstream::start().await;
-    let sidecar = ApiProcess::sidecar_builder(&upstream.url, &jwks.url)
+    let sidecar = ServiceProcess::sidecar_builder(&upstream.url, &jwks.url)
         .env("JWKS_REFRESH_INTERVAL", "1")
         .start()
         .await;

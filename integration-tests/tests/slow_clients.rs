@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use integration_tests::raw_http::{self, authority};
 use integration_tests::upstream::EchoUpstream;
-use integration_tests::{ApiProcess, TestDatabase};
+use integration_tests::{ServiceProcess, TestDatabase};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
@@ -17,22 +17,23 @@ const MAX_HEAD: usize = 64 * 1024;
 /// Every listening port: (name, host:port, a path that answers without a token).
 struct Ports {
     _db: TestDatabase,
-    _api: ApiProcess,
-    _jwks: ApiProcess,
+    _api: ServiceProcess,
+    _jwks: ServiceProcess,
     _upstream: EchoUpstream,
-    _sidecar: ApiProcess,
+    _sidecar: ServiceProcess,
     ports: Vec<(&'static str, String, &'static str)>,
 }
 
 async fn every_port() -> Ports {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::start(&db).await;
-    let jwks = ApiProcess::jwks_builder(&db).start().await;
+    let api = ServiceProcess::start(&db).await;
+    let jwks = ServiceProcess::jwks_builder(&db).start().await;
     let upstream = EchoUpstream::start().await;
-    let sidecar = ApiProcess::sidecar_builder(&upstream.url, &jwks.url("/.well-known/jwks.json"))
-        .env("PUBLIC_PATHS", "/public")
-        .start()
-        .await;
+    let sidecar =
+        ServiceProcess::sidecar_builder(&upstream.url, &jwks.url("/.well-known/jwks.json"))
+            .env("PUBLIC_PATHS", "/public")
+            .start()
+            .await;
     let admin = authority(&sidecar.health_url)
         .trim_end_matches("/healthcheck")
         .to_owned();
@@ -124,7 +125,7 @@ async fn connections_that_stall_are_closed_on_every_port() {
 #[tokio::test]
 async fn a_body_dripping_a_byte_a_second_gets_408_from_the_api() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::start(&db).await;
+    let api = ServiceProcess::start(&db).await;
     let mut stream = TcpStream::connect(authority(&api.base_url))
         .await
         .expect("connect");

@@ -3,13 +3,13 @@
 use std::time::{Duration, Instant};
 
 use integration_tests::api::expect_problem;
-use integration_tests::{ApiProcess, TestDatabase};
+use integration_tests::{ServiceProcess, TestDatabase};
 use serde_json::json;
 
 #[tokio::test]
 async fn prod_without_required_variables_exits_2_naming_every_one() {
     let db = TestDatabase::create().await;
-    let output = ApiProcess::builder(&db)
+    let output = ServiceProcess::builder(&db)
         .without_env("POSTGRES_CONNECTION_STRING")
         .env("PORT", "not-a-port")
         .args(&["--config=prod"])
@@ -34,9 +34,9 @@ async fn prod_without_required_variables_exits_2_naming_every_one() {
 async fn every_process_refuses_a_jwks_refresh_interval_of_0_the_same_way() {
     let db = TestDatabase::create().await;
     let builders = [
-        ApiProcess::builder(&db),
-        ApiProcess::jwks_builder(&db),
-        ApiProcess::sidecar_builder("http://127.0.0.1:9", "http://127.0.0.1:9/jwks.json"),
+        ServiceProcess::builder(&db),
+        ServiceProcess::jwks_builder(&db),
+        ServiceProcess::sidecar_builder("http://127.0.0.1:9", "http://127.0.0.1:9/jwks.json"),
     ];
     for builder in builders {
         let output = builder.env("JWKS_REFRESH_INTERVAL", "0").run(None).await;
@@ -53,7 +53,7 @@ async fn every_process_refuses_a_jwks_refresh_interval_of_0_the_same_way() {
 #[tokio::test]
 async fn an_unknown_config_profile_exits_2() {
     let db = TestDatabase::create().await;
-    let output = ApiProcess::builder(&db)
+    let output = ServiceProcess::builder(&db)
         .args(&["--config=staging"])
         .run(None)
         .await;
@@ -63,7 +63,7 @@ async fn an_unknown_config_profile_exits_2() {
 #[tokio::test]
 async fn without_migrate_a_missing_schema_exits_2_asking_for_migrate() {
     let db = TestDatabase::create().await;
-    let output = ApiProcess::builder(&db)
+    let output = ServiceProcess::builder(&db)
         .args(&["--config=local"])
         .run(None)
         .await;
@@ -75,7 +75,7 @@ async fn without_migrate_a_missing_schema_exits_2_asking_for_migrate() {
 async fn migrations_are_idempotent_and_safe_to_run_concurrently() {
     let db = TestDatabase::create().await;
     let migrate =
-        ApiProcess::builder(&db).args(&["--config=local", "--migrate=true", "keys", "list"]);
+        ServiceProcess::builder(&db).args(&["--config=local", "--migrate=true", "keys", "list"]);
     let (first, second) = tokio::join!(migrate.run(None), migrate.run(None));
     assert!(
         first.status.success(),
@@ -90,7 +90,7 @@ async fn migrations_are_idempotent_and_safe_to_run_concurrently() {
     let again = migrate.run(None).await;
     assert!(again.status.success());
     // Now a start without --migrate accepts the schema.
-    let api = ApiProcess::builder(&db)
+    let api = ServiceProcess::builder(&db)
         .args(&["--config=local"])
         .start()
         .await;
@@ -107,7 +107,7 @@ async fn the_migrate_command_applies_the_schema_and_exits_so_prod_replicas_can_s
     let db = TestDatabase::create().await;
     // What the Helm chart's migration job runs, with the prod profile's required variables.
     let key_encryption_key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
-    let migrate = ApiProcess::builder(&db)
+    let migrate = ServiceProcess::builder(&db)
         .env("IAM_KEY_ENCRYPTION_KEY", key_encryption_key)
         .args(&["--config=prod", "migrate"]);
     let output = migrate.run(None).await;
@@ -123,7 +123,7 @@ async fn the_migrate_command_applies_the_schema_and_exits_so_prod_replicas_can_s
         .await
         .expect("count");
     assert!(applied >= 2, "{applied} migrations recorded");
-    let api = ApiProcess::builder(&db)
+    let api = ServiceProcess::builder(&db)
         .env("IAM_KEY_ENCRYPTION_KEY", key_encryption_key)
         .args(&["--config=prod"])
         .start()
@@ -134,7 +134,7 @@ async fn the_migrate_command_applies_the_schema_and_exits_so_prod_replicas_can_s
 #[tokio::test]
 async fn two_replicas_starting_together_create_one_signing_key() {
     let db = TestDatabase::create().await;
-    let (first, second) = tokio::join!(ApiProcess::start(&db), ApiProcess::start(&db));
+    let (first, second) = tokio::join!(ServiceProcess::start(&db), ServiceProcess::start(&db));
     let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM signing_keys")
         .fetch_one(&db.pool().await)
         .await
@@ -150,7 +150,7 @@ async fn local_creates_a_missing_database_and_accepts_python_style_urls() {
     let db = TestDatabase::unused();
     assert!(!db.exists().await);
     let python_style = db.url.replacen("postgres://", "postgresql+asyncpg://", 1);
-    let api = ApiProcess::builder(&db)
+    let api = ServiceProcess::builder(&db)
         .env("POSTGRES_CONNECTION_STRING", python_style)
         .start()
         .await;
@@ -161,7 +161,7 @@ async fn local_creates_a_missing_database_and_accepts_python_style_urls() {
 #[tokio::test]
 async fn stage_does_not_create_a_missing_database() {
     let db = TestDatabase::unused();
-    let output = ApiProcess::builder(&db)
+    let output = ServiceProcess::builder(&db)
         .env(
             "IAM_KEY_ENCRYPTION_KEY",
             "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
@@ -182,7 +182,7 @@ async fn stage_does_not_create_a_missing_database() {
 async fn sigterm_finishes_in_flight_requests_then_exits_0() {
     let db = TestDatabase::create().await;
     // An expensive hash makes a login slow enough to be in flight during the signal.
-    let mut api = ApiProcess::builder(&db)
+    let mut api = ServiceProcess::builder(&db)
         .env("PASSWORD_HASH_MEMORY_KIB", "65536")
         .env("PASSWORD_HASH_ITERATIONS", "8")
         .start()

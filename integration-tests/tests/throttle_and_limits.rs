@@ -5,12 +5,12 @@
 use std::time::{Duration, Instant};
 
 use integration_tests::raw_http::{self, authority};
-use integration_tests::{ApiProcess, TestDatabase};
+use integration_tests::{ServiceProcess, TestDatabase};
 use serde_json::json;
 
 const LOGIN_BODY: &str = r#"{"email":"nobody@example.com","password":"wrong-password"}"#;
 
-async fn raw_post(api: &ApiProcess, target: &str, body: &str) -> u16 {
+async fn raw_post(api: &ServiceProcess, target: &str, body: &str) -> u16 {
     raw_http::exchange(
         authority(&api.base_url),
         &raw_http::request("POST", target, &["Content-Type: application/json"], body),
@@ -22,7 +22,7 @@ async fn raw_post(api: &ApiProcess, target: &str, body: &str) -> u16 {
 #[tokio::test]
 async fn the_per_address_limit_counts_every_spelling_of_the_path() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::builder(&db)
+    let api = ServiceProcess::builder(&db)
         .env("RATE_LIMIT_PER_MINUTE", "3")
         .start()
         .await;
@@ -76,7 +76,7 @@ async fn the_per_address_limit_counts_every_spelling_of_the_path() {
     assert_eq!(api.get("/api/v1/healthcheck", None).await.status(), 200);
 }
 
-async fn login_statuses(api: &ApiProcess, email: &str, guesses: usize) -> Vec<u16> {
+async fn login_statuses(api: &ServiceProcess, email: &str, guesses: usize) -> Vec<u16> {
     let body = json!({"email": email, "password": "wrong-password"});
     futures::future::join_all((0..guesses).map(|_| {
         let request = api
@@ -96,7 +96,7 @@ fn count(statuses: &[u16], status: u16) -> usize {
 #[tokio::test]
 async fn concurrent_guesses_get_at_most_one_evaluation_per_free_slot() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::start(&db).await;
+    let api = ServiceProcess::start(&db).await;
     api.register("ada@example.com", "right-password-1").await;
 
     // A fresh account has five free failures: eight guesses at once get exactly five
@@ -128,7 +128,7 @@ async fn concurrent_guesses_get_at_most_one_evaluation_per_free_slot() {
 #[tokio::test]
 async fn failure_records_are_deleted_once_they_no_longer_count() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::start(&db).await;
+    let api = ServiceProcess::start(&db).await;
     let pool = db.pool().await;
     // Made-up emails leave records; age half of them past the 24 h window.
     for index in 0..6 {
@@ -148,7 +148,7 @@ async fn failure_records_are_deleted_once_they_no_longer_count() {
     .expect("age records");
     drop(api);
     // The pruner runs at start and then every ten minutes.
-    let _api = ApiProcess::start(&db).await;
+    let _api = ServiceProcess::start(&db).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let left: Vec<String> =

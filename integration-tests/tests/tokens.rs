@@ -5,18 +5,18 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use iam_core::{KeySet, PublicJwks, VerificationRules, verify_access_token};
 use integration_tests::api::{access_token, expect_problem, string};
-use integration_tests::{ApiProcess, TestDatabase};
+use integration_tests::{ServiceProcess, TestDatabase};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "correct horse battery";
 
-async fn api_with_user(db: &TestDatabase) -> ApiProcess {
-    let api = ApiProcess::start(db).await;
+async fn api_with_user(db: &TestDatabase) -> ServiceProcess {
+    let api = ServiceProcess::start(db).await;
     api.register("ada@example.com", PASSWORD).await;
     api
 }
 
-async fn refresh(api: &ApiProcess, refresh_token: &str) -> reqwest::Response {
+async fn refresh(api: &ServiceProcess, refresh_token: &str) -> reqwest::Response {
     api.post_json(
         "/api/v1/tokens",
         None,
@@ -116,7 +116,7 @@ async fn the_access_token_follows_rfc_9068_and_verifies_with_the_published_key()
 #[tokio::test]
 async fn issuer_audience_and_ttl_come_from_the_environment() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::builder(&db)
+    let api = ServiceProcess::builder(&db)
         .env("JWT_ISSUER", "https://id.example.com")
         .env("JWT_AUDIENCE", "orders")
         .env("ACCESS_TOKEN_TTL", "600")
@@ -298,7 +298,7 @@ async fn concurrent_refreshes_with_one_token_succeed_at_most_once() {
 #[tokio::test]
 async fn expired_and_unknown_refresh_tokens_get_401() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::builder(&db)
+    let api = ServiceProcess::builder(&db)
         .env("REFRESH_TOKEN_TTL", "1")
         .start()
         .await;
@@ -400,7 +400,7 @@ async fn a_login_rehashes_a_password_stored_with_old_parameters() {
             .expect("hash");
     assert!(before.contains("m=1024,t=1,p=1"), "{before}");
     drop(api);
-    let api = ApiProcess::builder(&db)
+    let api = ServiceProcess::builder(&db)
         .env("PASSWORD_HASH_MEMORY_KIB", "2048")
         .env("PASSWORD_HASH_ITERATIONS", "2")
         .start()
@@ -418,7 +418,7 @@ async fn a_login_rehashes_a_password_stored_with_old_parameters() {
 async fn a_full_hashing_queue_answers_503_with_retry_after_instead_of_queueing() {
     let db = TestDatabase::create().await;
     // One slow hashing thread and room for one waiting job.
-    let api = ApiProcess::builder(&db)
+    let api = ServiceProcess::builder(&db)
         .env("WORKER_COUNT", "1")
         .env("PASSWORD_HASH_QUEUE", "1")
         .env("PASSWORD_HASH_MEMORY_KIB", "19456")

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use integration_tests::otlp::OtlpReceiver;
-use integration_tests::{ApiProcess, TestDatabase};
+use integration_tests::{ServiceProcess, TestDatabase};
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
@@ -34,16 +34,16 @@ async fn assert_one_trace_through_the_sidecar(
     protocol: &str,
 ) {
     let db = TestDatabase::create().await;
-    let otel = |builder: integration_tests::ApiProcessBuilder| {
+    let otel = |builder: integration_tests::ServiceProcessBuilder| {
         builder
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
             .env("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
             .env("OTEL_BSP_SCHEDULE_DELAY", "100")
             .env("ENV", "tracing-test")
     };
-    let mut api = otel(ApiProcess::builder(&db)).start().await;
-    let jwks = ApiProcess::jwks_builder(&db).start().await;
-    let mut sidecar = otel(ApiProcess::sidecar_builder(
+    let mut api = otel(ServiceProcess::builder(&db)).start().await;
+    let jwks = ServiceProcess::jwks_builder(&db).start().await;
+    let mut sidecar = otel(ServiceProcess::sidecar_builder(
         &api.base_url,
         &jwks.url("/.well-known/jwks.json"),
     ))

@@ -1,13 +1,13 @@
 //! Registration: `POST /api/v1/users`.
 
 use integration_tests::api::expect_problem;
-use integration_tests::{ApiProcess, TestDatabase};
+use integration_tests::{ServiceProcess, TestDatabase};
 use serde_json::{Value, json};
 
 #[tokio::test]
 async fn registration_creates_a_user_with_the_default_role() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::start(&db).await;
+    let api = ServiceProcess::start(&db).await;
     let response = api
         .post_json(
             "/api/v1/users",
@@ -46,7 +46,7 @@ async fn registration_creates_a_user_with_the_default_role() {
 #[tokio::test]
 async fn a_taken_email_gives_409_whatever_its_case() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::start(&db).await;
+    let api = ServiceProcess::start(&db).await;
     api.register("grace@example.com", "password-1").await;
     let again = api
         .post_json(
@@ -61,7 +61,7 @@ async fn a_taken_email_gives_409_whatever_its_case() {
 #[tokio::test]
 async fn invalid_email_and_password_are_both_reported_with_422() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::start(&db).await;
+    let api = ServiceProcess::start(&db).await;
     let response = api
         .post_json(
             "/api/v1/users",
@@ -101,7 +101,7 @@ async fn invalid_email_and_password_are_both_reported_with_422() {
 #[tokio::test]
 async fn missing_and_mistyped_fields_are_422_and_malformed_json_is_400() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::start(&db).await;
+    let api = ServiceProcess::start(&db).await;
     let response = api
         .post_json("/api/v1/users", None, &json!({"email": 42}))
         .await;
@@ -136,7 +136,7 @@ async fn missing_and_mistyped_fields_are_422_and_malformed_json_is_400() {
 #[tokio::test]
 async fn bodies_over_64_kib_get_413_and_deep_nesting_is_refused() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::start(&db).await;
+    let api = ServiceProcess::start(&db).await;
     let padding = "x".repeat(70 * 1024);
     let response = api
         .post_json(
@@ -162,7 +162,7 @@ async fn bodies_over_64_kib_get_413_and_deep_nesting_is_refused() {
 #[tokio::test]
 async fn concurrent_registration_of_one_email_creates_exactly_one_user() {
     let db = TestDatabase::create().await;
-    let api = ApiProcess::start(&db).await;
+    let api = ServiceProcess::start(&db).await;
     let attempts = (0..12).map(|index| {
         let email = if index % 2 == 0 {
             "race@example.com"
