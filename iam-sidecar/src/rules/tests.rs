@@ -500,22 +500,3 @@ fn paths_are_case_sensitive_so_upper_case_falls_back_to_token_required() {
     let p = policy("", r#"{ path = "/admin", permissions = ["admin"] }"#);
     assert_eq!(needs(&p, "GET", "/ADMIN"), "token[]");
 }
-
-#[test]
-fn missing_permission_returns_the_first_one_not_held() {
-    let required = ["a", "b", "c"].map(String::from);
-    assert_eq!(
-        missing_permission(&required, &["c", "a"].map(String::from)),
-        Some("b")
-    );
-    assert_eq!(
-        missing_permission(&required, &["c", "b", "a", "d"].map(String::from)),
-        None
-    );
-    assert_eq!(missing_permission(&[], &[]), None);
-    let wildcard = ["*", "orders:*"].map(String::from);
-    assert_eq!(
-        missing_permission(&["orders:read".into()], &wildcard),
-        Some("orders:read")
-    );
-}
