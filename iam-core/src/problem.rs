@@ -1,12 +1,16 @@
 //! RFC 9457 problem documents: the one error body every process answers with, and the one
 //! way to write it into a response (`application/problem+json`).
 
-use salvo::http::header::{CONTENT_TYPE as CONTENT_TYPE_HEADER, HeaderValue};
+use salvo::http::header::{
+    CONTENT_TYPE as CONTENT_TYPE_HEADER, HeaderValue, WWW_AUTHENTICATE,
+};
 use salvo::http::{ResBody, StatusCode};
 use salvo::oapi::ToSchema;
 use salvo::prelude::*;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
+
+use crate::refusal::{PROBLEM_TYPE_PREFIX, Refusal};
 
 /// The media type of every problem document.
 pub const CONTENT_TYPE: &str = "application/problem+json";
@@ -68,6 +72,26 @@ impl Problem {
         }
     }
 
+    /// A problem of one of the IAM's own kinds: its `type` is `urn:iam:problem:{slug}`.
+    pub fn iam(
+        status: StatusCode,
+        slug: &str,
+        title: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Problem::new(status, format!("{PROBLEM_TYPE_PREFIX}{slug}"), title, detail)
+    }
+
+    /// The problem document of a refused Bearer token.
+    pub fn refusal(refusal: &Refusal<'_>) -> Self {
+        Problem::iam(
+            StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::UNAUTHORIZED),
+            refusal.problem_slug(),
+            refusal.title(),
+            refusal.detail(),
+        )
+    }
+
     /// An `about:blank` problem: its title is the status's reason phrase.
     pub fn about_blank(status: StatusCode, detail: impl Into<String>) -> Self {
         Problem::new(
@@ -127,6 +151,15 @@ impl Problem {
     }
 }
 
+/// Answers a refused Bearer token: its status, challenge and problem document.
+pub fn write_refusal(res: &mut Response, refusal: &Refusal<'_>) {
+    res.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static(refusal.challenge()),
+    );
+    Problem::refusal(refusal).write_to(res);
+}
+
 impl Serialize for Problem {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
@@ -177,6 +210,26 @@ mod tests {
         assert_eq!(
             std::str::from_utf8(&problem.to_body()).expect("utf-8"),
             r#"{"type":"urn:iam:problem:validation-error","title":"Validation failed","status":422,"detail":"one or more fields are invalid","errors":[{"field":"email","message":"is not an email address"}],"error":"invalid_request"}"#
+        );
+    }
+
+    #[test]
+    fn a_refusal_is_answered_with_its_challenge_and_problem() {
+        let mut res = Response::new();
+        write_refusal(&mut res, &Refusal::InsufficientScope { permission: "a:b" });
+        assert_eq!(res.status_code, Some(StatusCode::FORBIDDEN));
+        assert_eq!(
+            res.headers()[WWW_AUTHENTICATE],
+            r#"Bearer error="insufficient_scope""#
+        );
+        let problem = Problem::refusal(&Refusal::InsufficientScope { permission: "a:b" });
+        assert_eq!(
+            std::str::from_utf8(&problem.to_body()).expect("utf-8"),
+            r#"{"type":"urn:iam:problem:forbidden","title":"Forbidden","status":403,"detail":"the permission a:b is required"}"#
+        );
+        assert_eq!(
+            Problem::refusal(&Refusal::MissingToken).status_code(),
+            StatusCode::UNAUTHORIZED
         );
     }
 

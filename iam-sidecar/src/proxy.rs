@@ -4,17 +4,19 @@ use std::sync::Arc;
 
 use salvo::http::StatusCode;
 use salvo::http::header::{
-    AUTHORIZATION, HOST, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE,
+    AUTHORIZATION, HOST, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
 };
 use salvo::prelude::*;
 
 use iam_core::bearer::bearer_token;
-use iam_core::problem::Problem;
+use iam_core::permission::missing_permission;
+use iam_core::problem::{Problem, write_refusal};
+use iam_core::refusal::Refusal;
 use iam_core::server::{RequestHeadLimit, RequestLog, RouteLabel};
 
 use crate::forward::{UpstreamClient, remove_hop_by_hop};
 use crate::metrics::{Metrics, Outcome};
-use crate::rules::{Access, AccessPolicy, missing_permission, normalize_path};
+use crate::rules::{Access, AccessPolicy, normalize_path};
 use crate::verifier::{TokenVerifier, VerifyError};
 
 mod inbound_headers;
@@ -110,32 +112,22 @@ fn add_forwarding_headers(headers: &mut HeaderMap, client_ip: Option<String>, re
 }
 
 impl Gate {
-    fn deny(
-        &self,
-        res: &mut Response,
-        outcome: Outcome,
-        status: StatusCode,
-        challenge: Option<&'static str>,
-        detail: &str,
-    ) {
+    fn deny(&self, res: &mut Response, outcome: Outcome, status: StatusCode, detail: &str) {
         self.metrics.outcome(outcome);
-        if let Some(challenge) = challenge {
-            res.headers_mut()
-                .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
-        }
         Problem::about_blank(status, detail).write_to(res);
+    }
+
+    /// 401 or 403 for a request whose token does not let it through, answered as the api
+    /// answers (`iam_core::refusal`).
+    fn refuse(&self, res: &mut Response, outcome: Outcome, refusal: &Refusal<'_>) {
+        self.metrics.outcome(outcome);
+        write_refusal(res, refusal);
     }
 
     /// 401 for a token that failed verification, counted under `reason`.
     fn deny_invalid_token(&self, res: &mut Response, reason: iam_core::Reason) {
         self.metrics.rejection(reason);
-        self.deny(
-            res,
-            Outcome::Unauthenticated,
-            StatusCode::UNAUTHORIZED,
-            Some(r#"Bearer error="invalid_token""#),
-            "the access token is invalid or expired",
-        );
+        self.refuse(res, Outcome::Unauthenticated, &Refusal::InvalidToken);
     }
 }
 
@@ -157,7 +149,7 @@ impl Handler for Gate {
 impl Gate {
     /// 400 for a request that cannot be judged safely, counted as `outcome`.
     fn deny_bad_request(&self, res: &mut Response, outcome: Outcome, detail: &str) {
-        self.deny(res, outcome, StatusCode::BAD_REQUEST, None, detail);
+        self.deny(res, outcome, StatusCode::BAD_REQUEST, detail);
     }
 
     async fn decide_and_forward(&self, req: &mut Request, res: &mut Response) {
@@ -202,13 +194,7 @@ impl Gate {
                 required_permissions,
             } => {
                 let Some(token) = token else {
-                    self.deny(
-                        res,
-                        Outcome::Unauthenticated,
-                        StatusCode::UNAUTHORIZED,
-                        Some("Bearer"),
-                        "a Bearer access token is required",
-                    );
+                    self.refuse(res, Outcome::Unauthenticated, &Refusal::MissingToken);
                     return;
                 };
                 let claims = match self.verifier.verify(token).await {
@@ -220,7 +206,6 @@ impl Gate {
                             res,
                             Outcome::KeysUnavailable,
                             StatusCode::SERVICE_UNAVAILABLE,
-                            None,
                             "the signing keys have not been loaded yet",
                         );
                         return;
@@ -234,13 +219,10 @@ impl Gate {
                 if let Some(missing) =
                     missing_permission(&required_permissions, &claims.permissions)
                 {
-                    self.deny(
-                        res,
-                        Outcome::Forbidden,
-                        StatusCode::FORBIDDEN,
-                        Some(r#"Bearer error="insufficient_scope""#),
-                        &format!("the permission {missing} is required"),
-                    );
+                    let refusal = Refusal::InsufficientScope {
+                        permission: missing,
+                    };
+                    self.refuse(res, Outcome::Forbidden, &refusal);
                     return;
                 }
                 let identity = [

@@ -204,7 +204,7 @@ async fn authorization_is_by_permission_not_by_role_name() {
     let forbidden = api.get("/api/v1/roles", Some(&user_token)).await;
     assert_eq!(
         forbidden.headers()["www-authenticate"],
-        r#"Bearer realm="iam", error="insufficient_scope""#
+        r#"Bearer error="insufficient_scope""#
     );
     expect_problem(forbidden, 403).await;
     expect_problem(

@@ -618,3 +618,76 @@ async fn a_remembered_token_is_still_refused_once_it_expires() {
     assert_eq!(upstream.requests().len(), accepted);
     expect_problem(sidecar.get("/x", Some(&token)).await, 401).await;
 }
+
+#[tokio::test]
+async fn the_api_and_the_sidecar_refuse_a_token_with_the_same_answer() {
+    let stack = stack().await;
+    let (_, user_token) = stack.api.user_with_token("reader@example.com").await;
+    let answer = |response: reqwest::Response| async move {
+        let status = response.status().as_u16();
+        let challenge = response.headers()["www-authenticate"]
+            .to_str()
+            .expect("challenge")
+            .to_owned();
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .expect("content type")
+            .to_owned();
+        let body: Value = response.json().await.expect("problem");
+        (status, challenge, content_type, body)
+    };
+    for (case, token, challenge) in [
+        ("no token", None, "Bearer"),
+        (
+            "not a token",
+            Some("not-a-token"),
+            r#"Bearer error="invalid_token""#,
+        ),
+    ] {
+        let from_api = answer(stack.api.get("/api/v1/me", token).await).await;
+        let from_sidecar = answer(stack.get("/anything", token).await).await;
+        assert_eq!(from_api, from_sidecar, "{case}");
+        assert_eq!(from_api.0, 401, "{case}");
+        assert_eq!(from_api.1, challenge, "{case}");
+        assert_eq!(from_api.2, "application/problem+json", "{case}");
+        assert_eq!(
+            from_api.3["type"], "urn:iam:problem:unauthenticated",
+            "{case}"
+        );
+    }
+    // Lacking a permission: the same answer, naming the permission each one needed.
+    let (status, challenge, content_type, mut from_api) =
+        answer(stack.api.get("/api/v1/roles", Some(&user_token)).await).await;
+    let forbidden = stack
+        .sidecar
+        .client
+        .post(stack.sidecar.url("/orders"))
+        .bearer_auth(&user_token)
+        .send()
+        .await
+        .expect("send");
+    let (sidecar_status, sidecar_challenge, sidecar_type, mut from_sidecar) =
+        answer(forbidden).await;
+    assert_eq!(
+        (status, challenge.as_str(), content_type.as_str()),
+        (
+            403,
+            r#"Bearer error="insufficient_scope""#,
+            "application/problem+json"
+        )
+    );
+    assert_eq!(
+        (sidecar_status, sidecar_challenge, sidecar_type),
+        (status, challenge, content_type)
+    );
+    assert_eq!(
+        from_api["detail"].take(),
+        "the permission iam:roles:read is required"
+    );
+    assert_eq!(
+        from_sidecar["detail"].take(),
+        "the permission orders:write is required"
+    );
+    assert_eq!(from_api, from_sidecar);
+    assert_eq!(from_api["type"], "urn:iam:problem:forbidden");
+}

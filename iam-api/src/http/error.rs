@@ -1,6 +1,7 @@
 //! The one place errors become RFC 9457 `application/problem+json` responses.
 
 use iam_core::problem::{self, Problem, ProblemFieldError};
+use iam_core::refusal::Refusal;
 use salvo::http::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use salvo::http::{HeaderMap, StatusCode};
 use salvo::oapi::{self, Components, EndpointOutRegister, Operation, ToSchema};
@@ -40,17 +41,7 @@ fn describe(error: &AppError) -> (StatusCode, &'static str, &'static str, String
             "Validation failed",
             "one or more fields are invalid".to_owned(),
         ),
-        AppError::Unauthenticated(failure) => (
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "Unauthenticated",
-            match failure {
-                BearerFailure::Missing => "a Bearer access token is required".to_owned(),
-                BearerFailure::Invalid(_) | BearerFailure::UnknownUser | BearerFailure::Revoked => {
-                    "the access token is invalid or expired".to_owned()
-                }
-            },
-        ),
+        AppError::Unauthenticated(failure) => refusal_parts(&bearer_refusal(failure)),
         AppError::InvalidCredentials => (
             StatusCode::UNAUTHORIZED,
             "invalid-credentials",
@@ -63,12 +54,9 @@ fn describe(error: &AppError) -> (StatusCode, &'static str, &'static str, String
             "Invalid refresh token",
             "the refresh token is invalid, expired or revoked".to_owned(),
         ),
-        AppError::Forbidden(permission) => (
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "Forbidden",
-            format!("the permission {permission} is required"),
-        ),
+        AppError::Forbidden(permission) => {
+            refusal_parts(&Refusal::InsufficientScope { permission })
+        }
         AppError::BeyondCeiling(permission) => (
             StatusCode::FORBIDDEN,
             "beyond-own-permissions",
@@ -146,23 +134,34 @@ fn describe(error: &AppError) -> (StatusCode, &'static str, &'static str, String
     }
 }
 
+/// A refused Bearer token is answered as every verifier answers it (`iam_core::refusal`).
+fn bearer_refusal(failure: &BearerFailure) -> Refusal<'static> {
+    match failure {
+        BearerFailure::Missing => Refusal::MissingToken,
+        BearerFailure::Invalid(_) | BearerFailure::UnknownUser | BearerFailure::Revoked => {
+            Refusal::InvalidToken
+        }
+    }
+}
+
+fn refusal_parts(refusal: &Refusal<'_>) -> (StatusCode, &'static str, &'static str, String) {
+    (
+        StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::UNAUTHORIZED),
+        refusal.problem_slug(),
+        refusal.title(),
+        refusal.detail(),
+    )
+}
+
 fn extra_headers(error: &AppError, headers: &mut HeaderMap) {
     match error {
         AppError::Unauthenticated(failure) => {
-            // RFC 6750 §3: no error code when no token was sent at all.
-            let challenge = match failure {
-                BearerFailure::Missing => r#"Bearer realm="iam""#,
-                BearerFailure::Invalid(_) | BearerFailure::UnknownUser | BearerFailure::Revoked => {
-                    r#"Bearer realm="iam", error="invalid_token""#
-                }
-            };
+            let challenge = bearer_refusal(failure).challenge();
             headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         }
-        AppError::Forbidden(_) => {
-            headers.insert(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_static(r#"Bearer realm="iam", error="insufficient_scope""#),
-            );
+        AppError::Forbidden(permission) => {
+            let challenge = Refusal::InsufficientScope { permission }.challenge();
+            headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         }
         AppError::Throttled {
             retry_after_seconds,
@@ -211,7 +210,7 @@ impl Scribe for AppError {
             AppError::Validation(errors) => errors.into_iter().map(field_problem).collect(),
             _ => Vec::new(),
         };
-        Problem::new(status, format!("urn:iam:problem:{slug}"), title, detail)
+        Problem::iam(status, slug, title, detail)
             .with_errors(errors)
             .write_to(res);
     }
