@@ -10,10 +10,12 @@ pub mod config;
 pub mod jwk;
 #[cfg(feature = "telemetry")]
 pub mod metrics;
+pub mod permission;
 #[cfg(feature = "server")]
 pub mod problem;
 #[cfg(feature = "runtime")]
 pub mod process;
+pub mod refusal;
 pub mod revocation;
 #[cfg(feature = "server")]
 pub mod server;

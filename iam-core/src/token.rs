@@ -7,6 +7,7 @@ use josekit::jws::JwsVerifier as _;
 use serde::{Deserialize, Serialize};
 
 use crate::jwk::{KeySet, SIGNING_ALGORITHM};
+use crate::revocation::Revocations;
 
 /// Tokens larger than this are refused before any parsing (a real token is well under 2 KiB).
 pub const MAX_ACCESS_TOKEN_BYTES: usize = 16 * 1024;
@@ -110,11 +111,13 @@ pub enum Reason {
     Expired,
     NotYetValid,
     IssuedInFuture,
+    /// Valid, but revoked since it was issued (its id, or its subject's earlier tokens).
+    Revoked,
 }
 
 impl Reason {
     /// Every reason, in the order a token is checked (for metric labels and docs).
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 15] = [
         Reason::TooLarge,
         Reason::Malformed,
         Reason::AlgorithmNotAllowed,
@@ -129,6 +132,7 @@ impl Reason {
         Reason::Expired,
         Reason::NotYetValid,
         Reason::IssuedInFuture,
+        Reason::Revoked,
     ];
 
     /// Stable snake_case name for logs and metrics.
@@ -148,6 +152,7 @@ impl Reason {
             Reason::Expired => "expired",
             Reason::NotYetValid => "not_yet_valid",
             Reason::IssuedInFuture => "issued_in_future",
+            Reason::Revoked => "revoked",
         }
     }
 }
@@ -177,11 +182,13 @@ fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D:
 
 /// Verifies an access token at `now` (unix seconds), checking, in this order: size, the
 /// `alg` allow-list and `typ`, no `crit` header, `kid` presence, the key from `keys` only,
-/// the signature, then the claims (`iss`, `aud`, `exp`, `nbf`, `iat` with leeway).
+/// the signature, then the claims (`iss`, `aud`, `exp`, `nbf`, `iat` with leeway), then
+/// `revoked`.
 pub fn verify_access_token(
     token: &str,
     keys: &KeySet,
     rules: &VerificationRules,
+    revoked: &Revocations,
     now: i64,
 ) -> Result<AccessTokenClaims, Reason> {
     if token.len() > MAX_ACCESS_TOKEN_BYTES {
@@ -220,13 +227,29 @@ pub fn verify_access_token(
 
     let claims: AccessTokenClaims =
         decode_json_segment(payload_b64).ok_or(Reason::InvalidClaims)?;
-    validate_claims(&claims, rules, now)?;
+    judge_claims(&claims, rules, revoked, now)?;
     Ok(claims)
 }
 
+/// Judges claims whose signature has already been verified: [`validate_claims`], then
+/// whether `revoked` revokes them. [`verify_access_token`] calls it last; the memory of
+/// verified tokens calls it on every recall.
+pub fn judge_claims(
+    claims: &AccessTokenClaims,
+    rules: &VerificationRules,
+    revoked: &Revocations,
+    now: i64,
+) -> Result<(), Reason> {
+    validate_claims(claims, rules, now)?;
+    if revoked.revokes(claims) {
+        return Err(Reason::Revoked);
+    }
+    Ok(())
+}
+
 /// Checks `iss`, `aud` and the validity window (`exp`, `nbf`, `iat` with leeway) of claims
-/// whose signature has already been verified; [`verify_access_token`] calls it last.
-pub fn validate_claims(
+/// whose signature has already been verified.
+fn validate_claims(
     claims: &AccessTokenClaims,
     rules: &VerificationRules,
     now: i64,

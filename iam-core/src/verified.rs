@@ -4,11 +4,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use crate::token::{AccessTokenClaims, Reason, VerificationRules, validate_claims};
+use crate::revocation::Revocations;
+use crate::token::{AccessTokenClaims, Reason, VerificationRules, judge_claims};
 
 /// Remembers up to `capacity` verified tokens with their claims. Holders must call
 /// [`Self::forget_all`] whenever their key set changes (a key may have been withdrawn); the
-/// claims' issuer, audience and validity window are still checked on every recall.
+/// claims are judged again on every recall (issuer, audience, validity window and
+/// revocations), so a remembered token that has since been revoked is refused.
 #[derive(Debug)]
 pub struct VerifiedTokens {
     capacity: usize,
@@ -31,10 +33,11 @@ impl VerifiedTokens {
         &self,
         token: &str,
         rules: &VerificationRules,
+        revoked: &Revocations,
         now: i64,
     ) -> Option<Result<Arc<AccessTokenClaims>, Reason>> {
         let claims = self.tokens.read().ok()?.get(token).cloned()?;
-        Some(validate_claims(&claims, rules, now).map(|()| claims))
+        Some(judge_claims(&claims, rules, revoked, now).map(|()| claims))
     }
 
     /// Remembers a token whose signature and claims have just been verified.
@@ -87,15 +90,26 @@ mod tests {
     #[test]
     fn a_remembered_token_is_recalled_until_it_expires() {
         let memory = VerifiedTokens::new(10);
-        assert!(memory.recall("t", &rules(), 5).is_none());
+        assert!(memory.recall("t", &rules(), &Revocations::NONE, 5).is_none());
         memory.remember("t", claims(100));
-        assert!(matches!(memory.recall("t", &rules(), 50), Some(Ok(_))));
+        assert!(matches!(memory.recall("t", &rules(), &Revocations::NONE, 50), Some(Ok(_))));
         assert_eq!(
-            memory.recall("t", &rules(), 101).map(|r| r.err()),
+            memory.recall("t", &rules(), &Revocations::NONE, 101).map(|r| r.err()),
             Some(Some(Reason::Expired))
         );
         memory.forget_all();
-        assert!(memory.recall("t", &rules(), 50).is_none());
+        assert!(memory.recall("t", &rules(), &Revocations::NONE, 50).is_none());
+    }
+
+    #[test]
+    fn a_remembered_token_revoked_since_is_refused() {
+        let memory = VerifiedTokens::new(10);
+        memory.remember("t", claims(100));
+        let revoked = Revocations::new([], ["j".to_owned()]);
+        assert_eq!(
+            memory.recall("t", &rules(), &revoked, 50).map(|r| r.err()),
+            Some(Some(Reason::Revoked))
+        );
     }
 
     #[test]
@@ -104,7 +118,7 @@ mod tests {
         memory.remember("a", claims(100));
         memory.remember("b", claims(100));
         memory.remember("c", claims(100));
-        assert!(memory.recall("a", &rules(), 1).is_none());
-        assert!(memory.recall("c", &rules(), 1).is_some());
+        assert!(memory.recall("a", &rules(), &Revocations::NONE, 1).is_none());
+        assert!(memory.recall("c", &rules(), &Revocations::NONE, 1).is_some());
     }
 }

@@ -10,6 +10,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use iam_core::revocation::Revocations;
 use iam_core::{
     AccessTokenClaims, KeySet, PublicJwks, Reason, VerificationRules, VerifiedTokens,
     verify_access_token,
@@ -73,6 +74,9 @@ pub struct ClientError(#[from] reqwest::Error);
 #[derive(Debug)]
 pub struct TokenVerifier {
     keys: RwLock<Option<Arc<KeySet>>>,
+    /// What has been revoked; consulted after the signature, on every verification and
+    /// every recall. Nothing yet: the revocation feed will fill it.
+    revoked: RwLock<Arc<Revocations>>,
     rules: VerificationRules,
     jwks_url: String,
     refresh_interval: Duration,
@@ -97,6 +101,7 @@ impl TokenVerifier {
             .build()?;
         Ok(TokenVerifier {
             keys: RwLock::new(None),
+            revoked: RwLock::new(Arc::new(Revocations::NONE)),
             rules,
             jwks_url,
             refresh_interval,
@@ -119,18 +124,26 @@ impl TokenVerifier {
         }
     }
 
+    fn current_revocations(&self) -> Arc<Revocations> {
+        match self.revoked.read() {
+            Ok(slot) => Arc::clone(&slot),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
     /// Verifies `token` now; an unknown `kid` gets one refetch before it is refused.
     pub async fn verify(&self, token: &str) -> Result<Arc<AccessTokenClaims>, VerifyError> {
         let now = chrono::Utc::now().timestamp();
-        if let Some(recalled) = self.verified.recall(token, &self.rules, now) {
+        let revoked = self.current_revocations();
+        if let Some(recalled) = self.verified.recall(token, &self.rules, &revoked, now) {
             return recalled.map_err(VerifyError::Rejected);
         }
         let keys = self.current().ok_or(VerifyError::KeysUnavailable)?;
-        let claims = match verify_access_token(token, &keys, &self.rules, now) {
+        let claims = match verify_access_token(token, &keys, &self.rules, &revoked, now) {
             Err(Reason::UnknownKeyId) => {
                 self.refetch_for_unknown_kid().await;
                 let keys = self.current().ok_or(VerifyError::KeysUnavailable)?;
-                verify_access_token(token, &keys, &self.rules, now)
+                verify_access_token(token, &keys, &self.rules, &revoked, now)
                     .map_err(VerifyError::Rejected)?
             }
             result => result.map_err(VerifyError::Rejected)?,

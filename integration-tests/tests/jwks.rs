@@ -85,6 +85,7 @@ async fn the_jwks_lists_public_keys_only_and_verifies_issued_tokens() {
         &token,
         &KeySet::from_jwks(&set).expect("set"),
         &rules,
+        &iam_core::revocation::Revocations::NONE,
         chrono::Utc::now().timestamp(),
     )
     .expect("the published key verifies the token");

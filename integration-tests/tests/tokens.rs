@@ -95,6 +95,7 @@ async fn the_access_token_follows_rfc_9068_and_verifies_with_the_published_key()
         &token,
         &published_keys(&db).await,
         &rules,
+        &iam_core::revocation::Revocations::NONE,
         chrono::Utc::now().timestamp(),
     )
     .expect("verifies");
@@ -136,6 +137,7 @@ async fn issuer_audience_and_ttl_come_from_the_environment() {
         &access_token(&pair),
         &published_keys(&db).await,
         &rules,
+        &iam_core::revocation::Revocations::NONE,
         chrono::Utc::now().timestamp(),
     )
     .expect("verifies");

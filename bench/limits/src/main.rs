@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use argon2::{Algorithm, Argon2, Params, Version};
+use iam_core::revocation::Revocations;
 use iam_core::token::{AccessTokenClaims, AccessTokenSigner, IssuancePolicy, TokenSubject};
 use iam_core::{KeySet, PublicJwk, PublicJwks, VerificationRules, verify_access_token};
 use openssl::rsa::Rsa;
@@ -80,7 +81,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         leeway_seconds: 30,
     };
     let rs256_verify = time_per_call(budget, || {
-        let _ = verify_access_token(&token, &keys, &rules, now);
+        let _ = verify_access_token(&token, &keys, &rules, &Revocations::NONE, now);
     });
     let micros = |duration: Duration| duration.as_secs_f64() * 1e6;
     let report = serde_json::json!({

@@ -8,6 +8,7 @@ use openssl::sign::Signer;
 
 use super::*;
 use crate::jwk::{PublicJwk, PublicJwks};
+use crate::revocation::Revocations;
 
 const NOW: i64 = 1_800_000_000;
 
@@ -90,7 +91,7 @@ fn a_signed_token_verifies_and_round_trips_its_claims() {
     let key = test_key();
     let issued = claims(NOW);
     let token = key.signer.sign(&issued).expect("sign");
-    let verified = verify_access_token(&token, &keys_of(&key), &rules(), NOW).expect("verify");
+    let verified = verify_access_token(&token, &keys_of(&key), &rules(), &Revocations::NONE, NOW).expect("verify");
     assert_eq!(verified, issued);
 }
 
@@ -112,9 +113,9 @@ fn expiry_is_checked_with_leeway() {
     let key = test_key();
     let token = key.signer.sign(&claims(NOW)).expect("sign");
     let keys = keys_of(&key);
-    assert!(verify_access_token(&token, &keys, &rules(), NOW + 300 + 30).is_ok());
+    assert!(verify_access_token(&token, &keys, &rules(), &Revocations::NONE, NOW + 300 + 30).is_ok());
     assert_eq!(
-        verify_access_token(&token, &keys, &rules(), NOW + 300 + 31),
+        verify_access_token(&token, &keys, &rules(), &Revocations::NONE, NOW + 300 + 31),
         Err(Reason::Expired)
     );
 }
@@ -124,9 +125,9 @@ fn not_before_is_checked_with_leeway() {
     let key = test_key();
     let token = key.signer.sign(&claims(NOW)).expect("sign");
     let keys = keys_of(&key);
-    assert!(verify_access_token(&token, &keys, &rules(), NOW - 30).is_ok());
+    assert!(verify_access_token(&token, &keys, &rules(), &Revocations::NONE, NOW - 30).is_ok());
     assert_eq!(
-        verify_access_token(&token, &keys, &rules(), NOW - 31),
+        verify_access_token(&token, &keys, &rules(), &Revocations::NONE, NOW - 31),
         Err(Reason::NotYetValid)
     );
 }
@@ -139,13 +140,13 @@ fn wrong_issuer_and_audience_are_refused() {
     let mut other_issuer = rules();
     other_issuer.issuer = "someone-else".into();
     assert_eq!(
-        verify_access_token(&token, &keys, &other_issuer, NOW),
+        verify_access_token(&token, &keys, &other_issuer, &Revocations::NONE, NOW),
         Err(Reason::WrongIssuer)
     );
     let mut other_audience = rules();
     other_audience.audience = "billing".into();
     assert_eq!(
-        verify_access_token(&token, &keys, &other_audience, NOW),
+        verify_access_token(&token, &keys, &other_audience, &Revocations::NONE, NOW),
         Err(Reason::WrongAudience)
     );
 }
@@ -160,7 +161,7 @@ fn a_tampered_payload_fails_the_signature() {
     parts[1] = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).expect("json"));
     let tampered = parts.join(".");
     assert_eq!(
-        verify_access_token(&tampered, &keys_of(&key), &rules(), NOW),
+        verify_access_token(&tampered, &keys_of(&key), &rules(), &Revocations::NONE, NOW),
         Err(Reason::BadSignature)
     );
 }
@@ -171,7 +172,7 @@ fn a_stripped_signature_is_refused() {
     let token = key.signer.sign(&claims(NOW)).expect("sign");
     let stripped = format!("{}.", token.rsplit_once('.').expect("dot").0);
     assert_eq!(
-        verify_access_token(&stripped, &keys_of(&key), &rules(), NOW),
+        verify_access_token(&stripped, &keys_of(&key), &rules(), &Revocations::NONE, NOW),
         Err(Reason::BadSignature)
     );
 }
@@ -187,7 +188,7 @@ fn alg_none_and_hs256_are_refused_before_any_key_is_used() {
             b"",
         );
         assert_eq!(
-            verify_access_token(&token, &keys, &rules(), NOW),
+            verify_access_token(&token, &keys, &rules(), &Revocations::NONE, NOW),
             Err(Reason::AlgorithmNotAllowed),
             "alg {alg}"
         );
@@ -205,7 +206,7 @@ fn only_the_access_token_type_is_accepted() {
         }
         let token = forge(header, &claims(NOW), b"sig");
         assert_eq!(
-            verify_access_token(&token, &keys, &rules(), NOW),
+            verify_access_token(&token, &keys, &rules(), &Revocations::NONE, NOW),
             Err(Reason::WrongType),
             "typ {typ:?}"
         );
@@ -220,7 +221,7 @@ fn a_key_named_inside_the_token_is_never_used() {
     // The attacker signs with its own key and points at it via an embedded `jwk`.
     let token = attacker.signer.sign(&claims(NOW)).expect("sign");
     assert_eq!(
-        verify_access_token(&token, &keys_of(&trusted), &rules(), NOW),
+        verify_access_token(&token, &keys_of(&trusted), &rules(), &Revocations::NONE, NOW),
         Err(Reason::UnknownKeyId)
     );
     let embedded = forge(
@@ -229,7 +230,7 @@ fn a_key_named_inside_the_token_is_never_used() {
         b"x",
     );
     assert_eq!(
-        verify_access_token(&embedded, &keys_of(&trusted), &rules(), NOW),
+        verify_access_token(&embedded, &keys_of(&trusted), &rules(), &Revocations::NONE, NOW),
         Err(Reason::BadSignature)
     );
 }
@@ -244,20 +245,20 @@ fn missing_kid_garbage_and_oversized_tokens_are_refused() {
         b"x",
     );
     assert_eq!(
-        verify_access_token(&no_kid, &keys, &rules(), NOW),
+        verify_access_token(&no_kid, &keys, &rules(), &Revocations::NONE, NOW),
         Err(Reason::MissingKeyId)
     );
     assert_eq!(
-        verify_access_token("not-a-token", &keys, &rules(), NOW),
+        verify_access_token("not-a-token", &keys, &rules(), &Revocations::NONE, NOW),
         Err(Reason::Malformed)
     );
     assert_eq!(
-        verify_access_token("a.b.c.d", &keys, &rules(), NOW),
+        verify_access_token("a.b.c.d", &keys, &rules(), &Revocations::NONE, NOW),
         Err(Reason::Malformed)
     );
     let huge = "a".repeat(MAX_ACCESS_TOKEN_BYTES + 1);
     assert_eq!(
-        verify_access_token(&huge, &keys, &rules(), NOW),
+        verify_access_token(&huge, &keys, &rules(), &Revocations::NONE, NOW),
         Err(Reason::TooLarge)
     );
 }
@@ -271,7 +272,7 @@ fn missing_required_claims_are_refused() {
         payload.as_object_mut().expect("object").remove(claim);
         let token = key.signer.sign_json(&payload).expect("sign");
         assert_eq!(
-            verify_access_token(&token, &keys, &rules(), NOW),
+            verify_access_token(&token, &keys, &rules(), &Revocations::NONE, NOW),
             Err(Reason::InvalidClaims),
             "without {claim}"
         );
@@ -290,6 +291,7 @@ fn a_correctly_signed_token_with_a_crit_header_is_refused() {
             &sign_with_header(&key, &plain, &claims(NOW)),
             &keys,
             &rules(),
+            &Revocations::NONE,
             NOW
         )
         .is_ok()
@@ -312,7 +314,7 @@ fn a_correctly_signed_token_with_a_crit_header_is_refused() {
         ] {
             let token = sign_with_header(&key, &header, &claims(NOW));
             assert_eq!(
-                verify_access_token(&token, &keys, &rules(), NOW),
+                verify_access_token(&token, &keys, &rules(), &Revocations::NONE, NOW),
                 Err(Reason::UnsupportedCritical),
                 "{header}"
             );
@@ -352,7 +354,7 @@ fn crit_is_judged_after_alg_and_typ_and_before_the_key_is_looked_up() {
     for (header, expected) in cases {
         let token = sign_with_header(&key, &header, &claims(NOW));
         assert_eq!(
-            verify_access_token(&token, &keys, &rules(), NOW),
+            verify_access_token(&token, &keys, &rules(), &Revocations::NONE, NOW),
             Err(expected),
             "{header}"
         );
@@ -377,6 +379,7 @@ fn every_reason_is_listed_once_with_a_distinct_snake_case_name() {
         Reason::Expired => 11,
         Reason::NotYetValid => 12,
         Reason::IssuedInFuture => 13,
+        Reason::Revoked => 14,
     };
     let mut names = std::collections::HashSet::new();
     for (index, reason) in Reason::ALL.into_iter().enumerate() {
@@ -397,12 +400,12 @@ fn the_size_cap_refuses_only_what_is_over_it() {
     let keys = keys_of(&test_key());
     let at_cap = "a".repeat(MAX_ACCESS_TOKEN_BYTES);
     assert_eq!(
-        verify_access_token(&at_cap, &keys, &rules(), NOW),
+        verify_access_token(&at_cap, &keys, &rules(), &Revocations::NONE, NOW),
         Err(Reason::Malformed)
     );
     let over = "a".repeat(MAX_ACCESS_TOKEN_BYTES + 1);
     assert_eq!(
-        verify_access_token(&over, &keys, &rules(), NOW),
+        verify_access_token(&over, &keys, &rules(), &Revocations::NONE, NOW),
         Err(Reason::TooLarge)
     );
 }
@@ -425,7 +428,7 @@ fn an_audience_array_must_contain_ours() {
     ] {
         let token = with_audience(accepted.clone());
         assert!(
-            verify_access_token(&token, &keys, &rules(), NOW).is_ok(),
+            verify_access_token(&token, &keys, &rules(), &Revocations::NONE, NOW).is_ok(),
             "{accepted:?}"
         );
     }
@@ -440,7 +443,7 @@ fn an_audience_array_must_contain_ours() {
     ] {
         let token = with_audience(refused.clone());
         assert_eq!(
-            verify_access_token(&token, &keys, &rules(), NOW),
+            verify_access_token(&token, &keys, &rules(), &Revocations::NONE, NOW),
             Err(Reason::WrongAudience),
             "{refused:?}"
         );
@@ -457,4 +460,37 @@ fn the_signer_names_its_kid_and_never_prints_its_key() {
     let der = key.private.private_key_to_der().expect("der");
     let der_b64 = URL_SAFE_NO_PAD.encode(&der);
     assert!(!printed.contains(&der_b64[..32]), "{printed}");
+}
+
+#[test]
+fn a_revoked_token_is_refused_after_its_signature_and_claims() {
+    let key = test_key();
+    let keys = keys_of(&key);
+    let issued = claims(NOW);
+    let token = key.signer.sign(&issued).expect("sign");
+    let by_id = Revocations::new([], [issued.jti.clone()]);
+    assert_eq!(
+        verify_access_token(&token, &keys, &rules(), &by_id, NOW),
+        Err(Reason::Revoked)
+    );
+    let by_subject = Revocations::new([(issued.sub.clone(), issued.iat + 1)], []);
+    assert_eq!(
+        verify_access_token(&token, &keys, &rules(), &by_subject, NOW),
+        Err(Reason::Revoked)
+    );
+    let before_it = Revocations::new([(issued.sub.clone(), issued.iat)], []);
+    assert!(verify_access_token(&token, &keys, &rules(), &before_it, NOW).is_ok());
+    // The claims are judged first: an expired, revoked token says it expired.
+    assert_eq!(
+        verify_access_token(&token, &keys, &rules(), &by_id, issued.exp + 31),
+        Err(Reason::Expired)
+    );
+    // And the signature before both: a forged token never learns whether its id is revoked.
+    let flip_at = token.len() - 10;
+    let flipped = if &token[flip_at..=flip_at] == "A" { "B" } else { "A" };
+    let forged = format!("{}{flipped}{}", &token[..flip_at], &token[flip_at + 1..]);
+    assert_eq!(
+        verify_access_token(&forged, &keys, &rules(), &by_id, NOW),
+        Err(Reason::BadSignature)
+    );
 }

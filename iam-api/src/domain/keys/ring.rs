@@ -4,6 +4,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::Utc;
+use iam_core::revocation::Revocations;
 use iam_core::token::AccessTokenSigner;
 use iam_core::{
     AccessTokenClaims, KeySet, PublicJwks, Reason, VerificationRules, VerifiedTokens,
@@ -80,11 +81,15 @@ impl KeyRing {
         rules: &VerificationRules,
         now: i64,
     ) -> Result<Arc<AccessTokenClaims>, Reason> {
-        if let Some(recalled) = self.verified.recall(token, rules, now) {
+        // The api learns of revocations from its database, per request, after this
+        // (`users.tokens_revoked_at`, refresh-token families), so the verifier's own view
+        // stays empty here.
+        let revoked = &Revocations::NONE;
+        if let Some(recalled) = self.verified.recall(token, rules, revoked, now) {
             return recalled;
         }
         let keys = Arc::clone(&self.current().verification);
-        let claims = Arc::new(verify_access_token(token, &keys, rules, now)?);
+        let claims = Arc::new(verify_access_token(token, &keys, rules, revoked, now)?);
         self.verified.remember(token, Arc::clone(&claims));
         Ok(claims)
     }
