@@ -85,19 +85,12 @@ enum AdminCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match ApiConfig::from_env(cli.config) {
-        Ok(config) => config,
-        Err(message) => return process::exit_with("iam-api", &ProcessError::config(message)),
-    };
-    let telemetry = iam_core::telemetry::init(
-        config.common.log_format,
+    process::run_service(
         "iam-api",
-        &config.common.env_label,
-    );
-    let workers = config.common.worker_count;
-    let code = process::run("iam-api", workers, run(cli, config));
-    telemetry.shutdown();
-    code
+        ApiConfig::from_env(cli.config),
+        |config| &config.common,
+        |config| run(cli, config),
+    )
 }
 
 async fn run(cli: Cli, config: ApiConfig) -> Result<(), ProcessError> {

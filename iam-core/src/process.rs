@@ -65,3 +65,30 @@ where
         Err(error) => exit_with(name, &error),
     }
 }
+
+/// The whole `main` of a service binary: `config` (its error exits 2 with one line), then
+/// logging and tracing set up from its [`CommonSettings`](crate::config::CommonSettings),
+/// then `main` on a runtime with the configured workers; the exporters are flushed before
+/// the exit status is returned.
+#[cfg(feature = "telemetry")]
+pub fn run_service<C, M, F>(
+    name: &'static str,
+    config: Result<C, String>,
+    common: fn(&C) -> &crate::config::CommonSettings,
+    main: M,
+) -> ExitCode
+where
+    M: FnOnce(C) -> F,
+    F: Future<Output = Result<(), ProcessError>>,
+{
+    let config = match config {
+        Ok(config) => config,
+        Err(message) => return exit_with(name, &ProcessError::config(message)),
+    };
+    let settings = common(&config);
+    let telemetry = crate::telemetry::init(settings.log_format, name, &settings.env_label);
+    let workers = settings.worker_count;
+    let code = run(name, workers, main(config));
+    telemetry.shutdown();
+    code
+}

@@ -31,19 +31,12 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match JwksConfig::from_env(cli.config) {
-        Ok(config) => config,
-        Err(message) => return process::exit_with("iam-jwks", &ProcessError::config(message)),
-    };
-    let telemetry = iam_core::telemetry::init(
-        config.common.log_format,
+    process::run_service(
         "iam-jwks",
-        &config.common.env_label,
-    );
-    let workers = config.common.worker_count;
-    let code = process::run("iam-jwks", workers, run(config));
-    telemetry.shutdown();
-    code
+        JwksConfig::from_env(cli.config),
+        |config| &config.common,
+        run,
+    )
 }
 
 async fn run(config: JwksConfig) -> Result<(), ProcessError> {

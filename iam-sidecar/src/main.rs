@@ -33,19 +33,12 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match SidecarConfig::from_env(cli.config) {
-        Ok(config) => config,
-        Err(message) => return process::exit_with("iam-sidecar", &ProcessError::config(message)),
-    };
-    let telemetry = iam_core::telemetry::init(
-        config.common.log_format,
+    process::run_service(
         "iam-sidecar",
-        &config.common.env_label,
-    );
-    let workers = config.common.worker_count;
-    let code = process::run("iam-sidecar", workers, run(config));
-    telemetry.shutdown();
-    code
+        SidecarConfig::from_env(cli.config),
+        |config| &config.common,
+        run,
+    )
 }
 
 async fn run(config: SidecarConfig) -> Result<(), ProcessError> {
