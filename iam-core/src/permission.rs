@@ -62,7 +62,13 @@ mod tests {
 
     #[test]
     fn permissions_follow_the_contract_pattern() {
-        for good in ["iam:users:read", "orders:*", "A-Z_0.9", "*", &"p".repeat(128)] {
+        for good in [
+            "iam:users:read",
+            "orders:*",
+            "A-Z_0.9",
+            "*",
+            &"p".repeat(128),
+        ] {
             let parsed = Permission::parse(good).expect(good);
             assert_eq!(parsed.as_str(), good);
             assert_eq!(parsed.to_string(), good);

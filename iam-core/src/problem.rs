@@ -1,9 +1,7 @@
 //! RFC 9457 problem documents: the one error body every process answers with, and the one
 //! way to write it into a response (`application/problem+json`).
 
-use salvo::http::header::{
-    CONTENT_TYPE as CONTENT_TYPE_HEADER, HeaderValue, WWW_AUTHENTICATE,
-};
+use salvo::http::header::{CONTENT_TYPE as CONTENT_TYPE_HEADER, HeaderValue, WWW_AUTHENTICATE};
 use salvo::http::{ResBody, StatusCode};
 use salvo::oapi::ToSchema;
 use salvo::prelude::*;
@@ -79,7 +77,12 @@ impl Problem {
         title: impl Into<String>,
         detail: impl Into<String>,
     ) -> Self {
-        Problem::new(status, format!("{PROBLEM_TYPE_PREFIX}{slug}"), title, detail)
+        Problem::new(
+            status,
+            format!("{PROBLEM_TYPE_PREFIX}{slug}"),
+            title,
+            detail,
+        )
     }
 
     /// The problem document of a refused Bearer token.

@@ -90,15 +90,28 @@ mod tests {
     #[test]
     fn a_remembered_token_is_recalled_until_it_expires() {
         let memory = VerifiedTokens::new(10);
-        assert!(memory.recall("t", &rules(), &Revocations::NONE, 5).is_none());
+        assert!(
+            memory
+                .recall("t", &rules(), &Revocations::NONE, 5)
+                .is_none()
+        );
         memory.remember("t", claims(100));
-        assert!(matches!(memory.recall("t", &rules(), &Revocations::NONE, 50), Some(Ok(_))));
+        assert!(matches!(
+            memory.recall("t", &rules(), &Revocations::NONE, 50),
+            Some(Ok(_))
+        ));
         assert_eq!(
-            memory.recall("t", &rules(), &Revocations::NONE, 101).map(|r| r.err()),
+            memory
+                .recall("t", &rules(), &Revocations::NONE, 101)
+                .map(|r| r.err()),
             Some(Some(Reason::Expired))
         );
         memory.forget_all();
-        assert!(memory.recall("t", &rules(), &Revocations::NONE, 50).is_none());
+        assert!(
+            memory
+                .recall("t", &rules(), &Revocations::NONE, 50)
+                .is_none()
+        );
     }
 
     #[test]
@@ -118,7 +131,15 @@ mod tests {
         memory.remember("a", claims(100));
         memory.remember("b", claims(100));
         memory.remember("c", claims(100));
-        assert!(memory.recall("a", &rules(), &Revocations::NONE, 1).is_none());
-        assert!(memory.recall("c", &rules(), &Revocations::NONE, 1).is_some());
+        assert!(
+            memory
+                .recall("a", &rules(), &Revocations::NONE, 1)
+                .is_none()
+        );
+        assert!(
+            memory
+                .recall("c", &rules(), &Revocations::NONE, 1)
+                .is_some()
+        );
     }
 }

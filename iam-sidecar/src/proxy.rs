@@ -3,9 +3,7 @@
 use std::sync::Arc;
 
 use salvo::http::StatusCode;
-use salvo::http::header::{
-    AUTHORIZATION, HOST, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
-};
+use salvo::http::header::{AUTHORIZATION, HOST, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use salvo::prelude::*;
 
 use iam_core::bearer::bearer_token;

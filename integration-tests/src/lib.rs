@@ -79,6 +79,23 @@ where
     }
 }
 
+/// Polls `produce` every 100 ms until it yields a value and returns it; fails naming `what`
+/// once `limit` passes.
+pub async fn eventually_some<T, F, Fut>(limit: Duration, what: &str, mut produce: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = produce().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -221,3 +221,44 @@ pub async fn upgrading_upstream(required: &'static [&'static str]) -> String {
     });
     format!("http://{address}")
 }
+
+/// Opens a WebSocket upgrade through the sidecar at `address` with `token`, the header
+/// `Connection: {connection}` and the extra header lines `extra_headers` (each ending in
+/// `\r\n`); checks that it is answered 101, then that bytes written come back (the
+/// [`upgrading_upstream`] echoes them).
+pub async fn upgrade_and_echo(address: &str, connection: &str, extra_headers: &str, token: &str) {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut socket = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    let request = format!(
+        "GET /socket HTTP/1.1\r\nHost: {address}\r\nConnection: {connection}\r\n\
+         Upgrade: websocket\r\n{extra_headers}\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Authorization: Bearer {token}\r\n\r\n"
+    );
+    socket.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !response.windows(4).any(|window| window == b"\r\n\r\n") {
+        let read = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut buffer))
+            .await
+            .expect("response in time")
+            .expect("read");
+        assert!(read > 0, "closed before answering");
+        response.extend_from_slice(&buffer[..read]);
+    }
+    assert!(
+        String::from_utf8_lossy(&response).starts_with("HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
+    socket.write_all(b"ping").await.expect("write");
+    let mut echoed = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(10), socket.read_exact(&mut echoed))
+        .await
+        .expect("echo in time")
+        .expect("read");
+    assert_eq!(&echoed, b"ping");
+}

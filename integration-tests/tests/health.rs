@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use integration_tests::api::expect_problem;
-use integration_tests::{ServiceProcess, TestDatabase};
+use integration_tests::{ServiceProcess, TestDatabase, eventually};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -62,14 +62,10 @@ async fn a_database_outage_gives_503_quickly_and_the_service_recovers() {
     );
 
     db.allow_connections().await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if api.get("/api/v1/healthcheck", None).await.status() == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "did not recover");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(Duration::from_secs(15), "the api recovers", || async {
+        api.get("/api/v1/healthcheck", None).await.status() == 200
+    })
+    .await;
     assert_eq!(api.get("/api/v1/me", Some(&token)).await.status(), 200);
 }
 

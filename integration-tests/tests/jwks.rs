@@ -7,7 +7,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use iam_core::{KeySet, PublicJwks, VerificationRules, verify_access_token};
 use integration_tests::api::{access_token, kid_of};
-use integration_tests::{ServiceProcess, TestDatabase, eventually, interop_verifier};
+use integration_tests::{
+    ServiceProcess, TestDatabase, eventually, eventually_some, interop_verifier,
+};
 use serde_json::Value;
 
 const USER: &str = "ada@example.com";
@@ -240,11 +242,13 @@ async fn a_database_outage_keeps_the_jwks_and_reports_degraded_health() {
         .expect("body");
 
     db.refuse_connections().await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let health = jwks.get("/api/v1/healthcheck", None).await;
-    assert_eq!(health.status(), 200);
-    let health: Value = health.json().await.expect("json");
-    assert_eq!(health["status"], "degraded");
+    let health = eventually_some(Duration::from_secs(10), "health says degraded", || async {
+        let health = jwks.get("/api/v1/healthcheck", None).await;
+        assert_eq!(health.status(), 200, "a degraded jwks still serves");
+        let health: Value = health.json().await.expect("json");
+        (health["status"] == "degraded").then_some(health)
+    })
+    .await;
     assert_eq!(health["database"], "unreachable");
     let during = jwks.get("/.well-known/jwks.json", None).await;
     assert_eq!(during.status(), 200);
@@ -268,7 +272,12 @@ async fn jwks_does_not_serve_before_the_first_key_set_loads() {
     let db = TestDatabase::create().await;
     // No schema yet: iam-jwks must wait rather than publish an empty or broken set.
     let mut jwks = ServiceProcess::jwks_builder(&db).spawn();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    eventually(
+        Duration::from_secs(20),
+        "iam-jwks reports that it cannot load the keys",
+        || async { jwks.logs().contains("cannot load the signing keys yet") },
+    )
+    .await;
     assert!(!jwks.is_healthy().await);
     let _api = ServiceProcess::start(&db).await;
     jwks.wait_until_healthy().await;
@@ -395,18 +404,15 @@ async fn a_third_party_verifier_accepts_tokens_from_before_and_after_a_rotation(
     api.register(USER, PASSWORD).await;
     let before = access_token(&api.login(USER, PASSWORD).await);
     rotate(&db, &[("KEY_ROTATION_GRACE", "1")]).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let after = loop {
-        let token = access_token(&api.login(USER, PASSWORD).await);
-        if kid_of(&token) != kid_of(&before) {
-            break token;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the api kept signing with the old key"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let after = eventually_some(
+        Duration::from_secs(10),
+        "the api signs with the new key",
+        || async {
+            let token = access_token(&api.login(USER, PASSWORD).await);
+            (kid_of(&token) != kid_of(&before)).then_some(token)
+        },
+    )
+    .await;
     assert_ne!(kid_of(&before), kid_of(&after));
 
     let jwks_url = jwks.url("/.well-known/jwks.json");

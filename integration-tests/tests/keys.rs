@@ -1,12 +1,12 @@
 //! Signing keys: created on first start, encrypted at rest, listed, rotated and imported
 //! from the command line.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use integration_tests::api::{access_token, kid_of};
-use integration_tests::{ServiceProcess, TestDatabase};
+use integration_tests::{ServiceProcess, TestDatabase, eventually, eventually_some};
 use openssl::rsa::Rsa;
 use serde_json::Value;
 
@@ -82,18 +82,15 @@ async fn a_rotation_reaches_the_running_service_and_old_tokens_stay_valid() {
         String::from_utf8_lossy(&output.stderr)
     );
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let new_token = loop {
-        let token = access_token(&api.login("ada@example.com", "user-password-1").await);
-        if kid_of(&token) != old_kid {
-            break token;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the service kept signing with the old key"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let new_token = eventually_some(
+        Duration::from_secs(10),
+        "the service signs with the new key",
+        || async {
+            let token = access_token(&api.login("ada@example.com", "user-password-1").await);
+            (kid_of(&token) != old_kid).then_some(token)
+        },
+    )
+    .await;
     assert_eq!(api.get("/api/v1/me", Some(&new_token)).await.status(), 200);
     assert_eq!(api.get("/api/v1/me", Some(&old_token)).await.status(), 200);
 
@@ -178,15 +175,15 @@ async fn automatic_rotation_rotates_once_per_interval_across_replicas() {
     let _second = replica().start().await;
     let (_, token) = first.user_with_token("ada@example.com").await;
     let first_kid = kid_of(&token);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let token = access_token(&first.login("ada@example.com", "user-password-1").await);
-        if kid_of(&token) != first_kid {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no automatic rotation happened");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    eventually(
+        Duration::from_secs(15),
+        "an automatic rotation happens",
+        || async {
+            let token = access_token(&first.login("ada@example.com", "user-password-1").await);
+            kid_of(&token) != first_kid
+        },
+    )
+    .await;
     // Two replicas checking concurrently must not both rotate: keys are spaced by the interval.
     let activations: Vec<chrono::DateTime<chrono::Utc>> =
         sqlx::query_scalar("SELECT activates_at FROM signing_keys ORDER BY activates_at")
@@ -228,11 +225,16 @@ async fn during_an_encryption_key_rollout_old_replicas_keep_signing_and_verify_n
     let new_token = access_token(&new.login("ada@example.com", "user-password-1").await);
     assert_ne!(kid_of(&new_token), kid_of(&old_token));
 
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    // The old replica cannot open the new key, so it keeps signing with its current one...
+    // The old replica reloads its keys every second; once it has seen the new key...
+    eventually(
+        Duration::from_secs(10),
+        "the old replica meets the new key",
+        || async { old.logs().contains("cannot open the new signing key") },
+    )
+    .await;
+    // ...it cannot open it, so it keeps signing with its current one...
     let still_old = access_token(&old.login("ada@example.com", "user-password-1").await);
     assert_eq!(kid_of(&still_old), kid_of(&old_token));
-    assert!(old.logs().contains("cannot open the new signing key"));
     // ...but it learned the new public key and accepts the new replica's tokens.
     assert_eq!(old.get("/api/v1/me", Some(&new_token)).await.status(), 200);
     assert_eq!(new.get("/api/v1/me", Some(&still_old)).await.status(), 200);

@@ -6,9 +6,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use integration_tests::api::{access_token, expect_problem};
 use integration_tests::forge::{self, claims, header, sign_hs256, sign_rs256};
-use integration_tests::sidecar::{CLERK_EMAIL, stack, stack_with, upgrading_upstream};
+use integration_tests::sidecar::{
+    CLERK_EMAIL, stack, stack_with, upgrade_and_echo, upgrading_upstream,
+};
 use integration_tests::upstream::EchoUpstream;
-use integration_tests::{ServiceProcess, TestDatabase, eventually, free_port};
+use integration_tests::{ServiceProcess, TestDatabase, eventually, eventually_some, free_port};
 use openssl::rsa::Rsa;
 use serde_json::{Value, json};
 
@@ -362,20 +364,16 @@ async fn a_key_rotated_in_the_api_is_accepted_within_seconds() {
         .await;
     assert!(output.status.success());
     let old_kid = stack.token.split('.').next().expect("header").to_owned();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let new_token = loop {
+    let new_token = eventually_some(Duration::from_secs(10), "the api rotates", || async {
         let token = access_token(
             &stack
                 .api
                 .login("clerk@example.com", "user-password-1")
                 .await,
         );
-        if token.split('.').next() != Some(old_kid.as_str()) {
-            break token;
-        }
-        assert!(Instant::now() < deadline, "no rotation");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+        (token.split('.').next() != Some(old_kid.as_str())).then_some(token)
+    })
+    .await;
     // The sidecar refreshes only every 30 s; the unknown kid triggers the refetch.
     assert_eq!(stack.get("/orders", Some(&new_token)).await.status(), 200);
     assert_eq!(stack.get("/orders", Some(&stack.token)).await.status(), 200);
@@ -458,14 +456,10 @@ async fn before_any_key_loads_protected_paths_get_503_and_the_sidecar_is_not_rea
     let sidecar = ServiceProcess::sidecar_builder(&upstream.url, &nowhere)
         .env("PUBLIC_PATHS", "/public")
         .spawn();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let health = loop {
-        if let Ok(response) = reqwest::get(&sidecar.health_url).await {
-            break response;
-        }
-        assert!(Instant::now() < deadline, "admin port never opened");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let health = eventually_some(Duration::from_secs(20), "the admin port opens", || async {
+        reqwest::get(&sidecar.health_url).await.ok()
+    })
+    .await;
     assert_eq!(health.status(), 503);
     let protected = sidecar.get("/orders", Some("any.token.at-all")).await;
     assert!(protected.headers().contains_key("retry-after"));
@@ -509,38 +503,7 @@ async fn an_authenticated_websocket_upgrade_passes_through() {
             .await;
     let address = sidecar.base_url.trim_start_matches("http://").to_owned();
 
-    let mut socket = tokio::net::TcpStream::connect(&address)
-        .await
-        .expect("connect");
-    let request = format!(
-        "GET /socket HTTP/1.1\r\nHost: {address}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-         Authorization: Bearer {}\r\n\r\n",
-        stack.token
-    );
-    socket.write_all(request.as_bytes()).await.expect("write");
-    let mut response = Vec::new();
-    let mut buffer = [0u8; 1024];
-    while !response.windows(4).any(|window| window == b"\r\n\r\n") {
-        let read = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buffer))
-            .await
-            .expect("response in time")
-            .expect("read");
-        assert!(read > 0, "closed before answering");
-        response.extend_from_slice(&buffer[..read]);
-    }
-    assert!(
-        String::from_utf8_lossy(&response).starts_with("HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&response)
-    );
-    socket.write_all(b"ping").await.expect("write");
-    let mut echoed = [0u8; 4];
-    tokio::time::timeout(Duration::from_secs(5), socket.read_exact(&mut echoed))
-        .await
-        .expect("echo in time")
-        .expect("read");
-    assert_eq!(&echoed, b"ping");
+    upgrade_and_echo(&address, "Upgrade", "", &stack.token).await;
 
     // Without a token the upgrade is refused before the upstream is contacted.
     let mut anonymous = tokio::net::TcpStream::connect(&address)
@@ -553,6 +516,7 @@ async fn an_authenticated_websocket_upgrade_passes_through() {
         .write_all(request.as_bytes())
         .await
         .expect("write");
+    let mut buffer = [0u8; 1024];
     let read = anonymous.read(&mut buffer).await.expect("read");
     assert!(String::from_utf8_lossy(&buffer[..read]).starts_with("HTTP/1.1 401"));
 }

@@ -10,7 +10,8 @@ use integration_tests::sidecar::jwks_server::{
     Framing, JwksServer, TestSigningKey, jwks_of, padded_jwks_of,
 };
 use integration_tests::sidecar::{
-    CLERK_EMAIL, Stack, metric_value, metrics, stack, stack_with_rules, upgrading_upstream,
+    CLERK_EMAIL, Stack, metric_value, metrics, stack, stack_with_rules, upgrade_and_echo,
+    upgrading_upstream,
 };
 use integration_tests::upstream::EchoUpstream;
 use integration_tests::{ServiceProcess, eventually};
@@ -586,7 +587,6 @@ async fn a_clients_connection_header_cannot_remove_what_the_sidecar_adds() {
 
 #[tokio::test]
 async fn an_upgrade_keeps_the_identity_headers_its_connection_header_names() {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let stack = stack().await;
     let upstream = upgrading_upstream(&[
         "upgrade: websocket",
@@ -599,40 +599,13 @@ async fn an_upgrade_keeps_the_identity_headers_its_connection_header_names() {
         ServiceProcess::sidecar_builder(&upstream, &stack.jwks.url("/.well-known/jwks.json"))
             .start()
             .await;
-    let address = address(&sidecar);
-    let mut socket = tokio::net::TcpStream::connect(&address)
-        .await
-        .expect("connect");
-    let request = format!(
-        "GET /socket HTTP/1.1\r\nHost: {address}\r\nConnection: Upgrade, X-User-Email, x_user_role\r\n\
-         Upgrade: websocket\r\nX-User-Email: spoofed@example.com\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-         Authorization: Bearer {}\r\n\r\n",
-        stack.token
-    );
-    socket.write_all(request.as_bytes()).await.expect("write");
-    let mut response = Vec::new();
-    let mut buffer = [0u8; 1024];
-    while !response.windows(4).any(|window| window == b"\r\n\r\n") {
-        let read = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut buffer))
-            .await
-            .expect("response in time")
-            .expect("read");
-        assert!(read > 0, "closed before answering");
-        response.extend_from_slice(&buffer[..read]);
-    }
-    assert!(
-        String::from_utf8_lossy(&response).starts_with("HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&response)
-    );
-    socket.write_all(b"ping").await.expect("write");
-    let mut echoed = [0u8; 4];
-    tokio::time::timeout(Duration::from_secs(10), socket.read_exact(&mut echoed))
-        .await
-        .expect("echo in time")
-        .expect("read");
-    assert_eq!(&echoed, b"ping");
+    upgrade_and_echo(
+        &address(&sidecar),
+        "Upgrade, X-User-Email, x_user_role",
+        "X-User-Email: spoofed@example.com\r\n",
+        &stack.token,
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -2,10 +2,10 @@
 //! spelling of the hashing endpoints' paths, the per-account throttle under concurrent
 //! guesses, and the failure records made-up emails leave behind.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use integration_tests::raw_http::{self, authority};
-use integration_tests::{ServiceProcess, TestDatabase};
+use integration_tests::{ServiceProcess, TestDatabase, eventually_some};
 use serde_json::json;
 
 const LOGIN_BODY: &str = r#"{"email":"nobody@example.com","password":"wrong-password"}"#;
@@ -149,25 +149,25 @@ async fn failure_records_are_deleted_once_they_no_longer_count() {
     drop(api);
     // The pruner runs at start and then every ten minutes.
     let _api = ServiceProcess::start(&db).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let left: Vec<String> =
-            sqlx::query_scalar("SELECT email FROM login_failures ORDER BY email")
-                .fetch_all(&pool)
-                .await
-                .expect("emails");
-        if left.len() == 3 {
-            assert_eq!(
-                left,
-                [
-                    "made-up-3@example.com",
-                    "made-up-4@example.com",
-                    "made-up-5@example.com"
-                ]
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "stale records left: {left:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let left: Vec<String> = eventually_some(
+        Duration::from_secs(20),
+        "the pruner removes the stale records",
+        || async {
+            let left: Vec<String> =
+                sqlx::query_scalar("SELECT email FROM login_failures ORDER BY email")
+                    .fetch_all(&pool)
+                    .await
+                    .expect("emails");
+            (left.len() <= 3).then_some(left)
+        },
+    )
+    .await;
+    assert_eq!(
+        left,
+        [
+            "made-up-3@example.com",
+            "made-up-4@example.com",
+            "made-up-5@example.com"
+        ]
+    );
 }

@@ -306,6 +306,8 @@ async fn expired_and_unknown_refresh_tokens_get_401() {
         .await;
     api.register("ada@example.com", PASSWORD).await;
     let pair = api.login("ada@example.com", PASSWORD).await;
+    // Waiting for the clock, not for background work: a refresh attempt would rotate the
+    // token, so it cannot be polled. Past the 1 s lifetime the token is expired for good.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     expect_problem(
         refresh(&api, pair["refresh_token"].as_str().expect("rt")).await,
@@ -377,6 +379,7 @@ async fn repeated_failures_are_throttled_with_retry_after_and_success_resets() {
     }
     expect_problem(api.post_json("/api/v1/tokens", None, &ghost).await, 429).await;
 
+    // Waiting as the server said to (a login attempt while throttled would be charged).
     tokio::time::sleep(std::time::Duration::from_secs(retry_after)).await;
     assert_eq!(
         api.post_json("/api/v1/tokens", None, &right).await.status(),

@@ -1,10 +1,10 @@
 //! One trace across sidecar → api → database, exported to an in-test receiver over each OTLP
 //! protocol: http/json, http/protobuf and grpc.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use integration_tests::otlp::OtlpReceiver;
-use integration_tests::{ServiceProcess, TestDatabase};
+use integration_tests::{ServiceProcess, TestDatabase, eventually_some};
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
@@ -66,23 +66,23 @@ async fn assert_one_trace_through_the_sidecar(
     api.terminate();
     sidecar.wait(Duration::from_secs(20)).await;
     api.wait(Duration::from_secs(20)).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let spans = loop {
-        let spans: Vec<_> = receiver
-            .spans()
-            .into_iter()
-            .filter(|span| span.trace_id == TRACE_ID)
-            .collect();
-        let services: Vec<&str> = spans.iter().map(|span| span.service.as_str()).collect();
-        if services.contains(&"iam-sidecar")
-            && services.contains(&"iam-api")
-            && spans.iter().any(|s| s.name.starts_with("db "))
-        {
-            break spans;
-        }
-        assert!(Instant::now() < deadline, "incomplete trace: {spans:#?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let spans = eventually_some(
+        Duration::from_secs(10),
+        "the trace has the sidecar's, the api's and a database span",
+        || async {
+            let spans: Vec<_> = receiver
+                .spans()
+                .into_iter()
+                .filter(|span| span.trace_id == TRACE_ID)
+                .collect();
+            let services: Vec<&str> = spans.iter().map(|span| span.service.as_str()).collect();
+            (services.contains(&"iam-sidecar")
+                && services.contains(&"iam-api")
+                && spans.iter().any(|s| s.name.starts_with("db ")))
+            .then_some(spans)
+        },
+    )
+    .await;
 
     let sidecar_server = spans
         .iter()

@@ -91,7 +91,8 @@ fn a_signed_token_verifies_and_round_trips_its_claims() {
     let key = test_key();
     let issued = claims(NOW);
     let token = key.signer.sign(&issued).expect("sign");
-    let verified = verify_access_token(&token, &keys_of(&key), &rules(), &Revocations::NONE, NOW).expect("verify");
+    let verified = verify_access_token(&token, &keys_of(&key), &rules(), &Revocations::NONE, NOW)
+        .expect("verify");
     assert_eq!(verified, issued);
 }
 
@@ -113,7 +114,9 @@ fn expiry_is_checked_with_leeway() {
     let key = test_key();
     let token = key.signer.sign(&claims(NOW)).expect("sign");
     let keys = keys_of(&key);
-    assert!(verify_access_token(&token, &keys, &rules(), &Revocations::NONE, NOW + 300 + 30).is_ok());
+    assert!(
+        verify_access_token(&token, &keys, &rules(), &Revocations::NONE, NOW + 300 + 30).is_ok()
+    );
     assert_eq!(
         verify_access_token(&token, &keys, &rules(), &Revocations::NONE, NOW + 300 + 31),
         Err(Reason::Expired)
@@ -221,7 +224,13 @@ fn a_key_named_inside_the_token_is_never_used() {
     // The attacker signs with its own key and points at it via an embedded `jwk`.
     let token = attacker.signer.sign(&claims(NOW)).expect("sign");
     assert_eq!(
-        verify_access_token(&token, &keys_of(&trusted), &rules(), &Revocations::NONE, NOW),
+        verify_access_token(
+            &token,
+            &keys_of(&trusted),
+            &rules(),
+            &Revocations::NONE,
+            NOW
+        ),
         Err(Reason::UnknownKeyId)
     );
     let embedded = forge(
@@ -230,7 +239,13 @@ fn a_key_named_inside_the_token_is_never_used() {
         b"x",
     );
     assert_eq!(
-        verify_access_token(&embedded, &keys_of(&trusted), &rules(), &Revocations::NONE, NOW),
+        verify_access_token(
+            &embedded,
+            &keys_of(&trusted),
+            &rules(),
+            &Revocations::NONE,
+            NOW
+        ),
         Err(Reason::BadSignature)
     );
 }
@@ -487,7 +502,11 @@ fn a_revoked_token_is_refused_after_its_signature_and_claims() {
     );
     // And the signature before both: a forged token never learns whether its id is revoked.
     let flip_at = token.len() - 10;
-    let flipped = if &token[flip_at..=flip_at] == "A" { "B" } else { "A" };
+    let flipped = if &token[flip_at..=flip_at] == "A" {
+        "B"
+    } else {
+        "A"
+    };
     let forged = format!("{}{flipped}{}", &token[..flip_at], &token[flip_at + 1..]);
     assert_eq!(
         verify_access_token(&forged, &keys, &rules(), &by_id, NOW),
