@@ -24,6 +24,10 @@ pub enum LoadError {
     /// A published key is not one a verifier could use; the set is not served.
     #[error("the published key set is unusable: {0}")]
     Unusable(#[from] JwkError),
+    /// No key is published yet (the api creates the first one just after its migrations):
+    /// the first load waits for one rather than serve an empty set.
+    #[error("no signing key is published yet")]
+    NothingPublished,
     /// The set could not be serialised.
     #[error("cannot serialise the key set: {0}")]
     Serialise(#[from] serde_json::Error),
@@ -83,10 +87,12 @@ impl KeyCache {
     pub async fn load_first(db: &PgPool, metrics: Arc<JwksMetrics>) -> Self {
         let mut delay = Duration::from_millis(200);
         loop {
-            match load_published(db)
-                .await
-                .and_then(|jwks| JwksDocument::new(&jwks))
-            {
+            match load_published(db).await.and_then(|jwks| {
+                if jwks.keys.is_empty() {
+                    return Err(LoadError::NothingPublished);
+                }
+                JwksDocument::new(&jwks)
+            }) {
                 Ok(document) => {
                     tracing::info!(keys = document.key_count, "loaded the signing keys");
                     metrics.reload(Some(document.key_count));
