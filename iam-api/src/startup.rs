@@ -2,11 +2,11 @@
 //! signing keys, the bootstrap admin, and serving until SIGTERM/SIGINT.
 
 use std::collections::HashSet;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use iam_core::config::Profile;
+use iam_core::database::lasting_failure;
 use iam_core::process::ProcessError;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -46,12 +46,8 @@ impl From<crate::error::AppError> for ProcessError {
 /// Connects to the database, creating it first in `local` when it does not exist, and
 /// applies migrations (`migrate`) or checks that the schema is current.
 pub async fn open_database(config: &ApiConfig, migrate: bool) -> Result<PgPool, ProcessError> {
-    let mut options = PgConnectOptions::from_str(&config.database.url).map_err(|error| {
-        ProcessError::config(format!("POSTGRES_CONNECTION_STRING is invalid: {error}"))
-    })?;
-    if let Some(user) = iam_core::config::fallback_database_user(&config.database.url) {
-        options = options.username(&user);
-    }
+    let options =
+        iam_core::database::connect_options(&config.database).map_err(ProcessError::config)?;
     wait_for_database(&options, config.common.profile).await?;
     let pool = PgPoolOptions::new()
         .max_connections(config.database.pool_size)
@@ -101,10 +97,8 @@ async fn wait_for_database(
             Err(error) if is_missing_database(&error) && profile == Profile::Local => {
                 create_database(options).await?;
             }
-            Err(error) if is_rejected_login(&error) => {
-                return Err(ProcessError::config(format!(
-                    "PostgreSQL refused the login in POSTGRES_CONNECTION_STRING: {error}"
-                )));
+            Err(error) if let Some(why) = lasting_failure(&error) => {
+                return Err(ProcessError::config(why));
             }
             Err(error) if is_missing_database(&error) => {
                 return Err(ProcessError::config(format!(
@@ -127,11 +121,6 @@ async fn wait_for_database(
 fn is_missing_database(error: &sqlx::Error) -> bool {
     // SQLSTATE 3D000: invalid_catalog_name.
     matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("3D000"))
-}
-
-fn is_rejected_login(error: &sqlx::Error) -> bool {
-    // SQLSTATE class 28: invalid authorization specification (unknown role, bad password).
-    matches!(error, sqlx::Error::Database(db) if db.code().is_some_and(|code| code.starts_with("28")))
 }
 
 async fn create_database(options: &PgConnectOptions) -> Result<(), ProcessError> {

@@ -7,6 +7,8 @@
 
 pub mod bearer;
 pub mod config;
+#[cfg(feature = "database")]
+pub mod database;
 pub mod jwk;
 #[cfg(feature = "telemetry")]
 pub mod metrics;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use iam_core::database::lasting_failure;
 use iam_core::jwk::JwkError;
 use iam_core::{KeySet, PublicJwk, PublicJwks};
 use sqlx::PgPool;
@@ -83,8 +84,9 @@ async fn load_published(db: &PgPool) -> Result<PublicJwks, LoadError> {
 
 impl KeyCache {
     /// Loads the first document, retrying with back-off until it succeeds: the process does
-    /// not serve before it has keys to publish.
-    pub async fn load_first(db: &PgPool, metrics: Arc<JwksMetrics>) -> Self {
+    /// not serve before it has keys to publish. A failure waiting will not mend (a TLS
+    /// certificate that does not verify, a refused login) is returned instead.
+    pub async fn load_first(db: &PgPool, metrics: Arc<JwksMetrics>) -> Result<Self, String> {
         let mut delay = Duration::from_millis(200);
         loop {
             match load_published(db).await.and_then(|jwks| {
@@ -96,11 +98,14 @@ impl KeyCache {
                 Ok(document) => {
                     tracing::info!(keys = document.key_count, "loaded the signing keys");
                     metrics.reload(Some(document.key_count));
-                    return KeyCache {
+                    return Ok(KeyCache {
                         document: Arc::new(RwLock::new(Arc::new(document))),
                         database_reachable: Arc::new(AtomicBool::new(true)),
                         metrics,
-                    };
+                    });
+                }
+                Err(LoadError::Database(error)) if let Some(why) = lasting_failure(&error) => {
+                    return Err(why);
                 }
                 Err(error) => {
                     metrics.reload(None);

@@ -7,14 +7,13 @@ mod key_cache;
 mod metrics;
 
 use std::process::ExitCode;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use iam_core::config::{ProcessConfig as _, Profile};
 use iam_core::process::{self, ProcessError};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgPoolOptions;
 
 use crate::config::JwksConfig;
 use crate::key_cache::KeyCache;
@@ -40,19 +39,17 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: JwksConfig) -> Result<(), ProcessError> {
-    let mut options = PgConnectOptions::from_str(&config.database.url).map_err(|error| {
-        ProcessError::config(format!("POSTGRES_CONNECTION_STRING is invalid: {error}"))
-    })?;
-    if let Some(user) = iam_core::config::fallback_database_user(&config.database.url) {
-        options = options.username(&user);
-    }
+    let options =
+        iam_core::database::connect_options(&config.database).map_err(ProcessError::config)?;
     // Lazy: the database may be away at start; the first load retries until it answers.
     let db = PgPoolOptions::new()
         .max_connections(config.database.pool_size)
         .acquire_timeout(Duration::from_secs(2))
         .connect_lazy_with(options);
     let metrics = metrics::JwksMetrics::new();
-    let cache = KeyCache::load_first(&db, Arc::clone(&metrics)).await;
+    let cache = KeyCache::load_first(&db, Arc::clone(&metrics))
+        .await
+        .map_err(ProcessError::config)?;
     cache.spawn_reloader(db.clone(), config.refresh_interval);
 
     let service =

@@ -140,13 +140,18 @@ impl ServiceProcess {
     /// Defaults: local config with migrations, the test database, a free port, cheap password
     /// hashing (the cost is irrelevant to what these tests check) and a bootstrap admin.
     pub fn builder(database: &TestDatabase) -> ServiceProcessBuilder {
+        Self::builder_with_url(&database.url)
+    }
+
+    /// [`Self::builder`] with the connection string `url` (a database of its own server).
+    pub fn builder_with_url(url: &str) -> ServiceProcessBuilder {
         let port = free_port();
         ServiceProcessBuilder {
             binary: "iam-api",
             envs: vec![
                 ("HOST".into(), "127.0.0.1".into()),
                 ("PORT".into(), port.to_string()),
-                ("POSTGRES_CONNECTION_STRING".into(), database.url.clone()),
+                ("POSTGRES_CONNECTION_STRING".into(), url.to_owned()),
                 ("PASSWORD_HASH_MEMORY_KIB".into(), "1024".into()),
                 ("PASSWORD_HASH_ITERATIONS".into(), "1".into()),
                 ("BOOTSTRAP_ADMIN_EMAIL".into(), ADMIN_EMAIL.into()),
@@ -165,12 +170,17 @@ impl ServiceProcess {
 
     /// Defaults for `iam-jwks`: local config, the test database, a free port, quick reloads.
     pub fn jwks_builder(database: &TestDatabase) -> ServiceProcessBuilder {
+        Self::jwks_builder_with_url(&database.url)
+    }
+
+    /// [`Self::jwks_builder`] with the connection string `url`.
+    pub fn jwks_builder_with_url(url: &str) -> ServiceProcessBuilder {
         ServiceProcessBuilder {
             binary: "iam-jwks",
             envs: vec![
                 ("HOST".into(), "127.0.0.1".into()),
                 ("PORT".into(), free_port().to_string()),
-                ("POSTGRES_CONNECTION_STRING".into(), database.url.clone()),
+                ("POSTGRES_CONNECTION_STRING".into(), url.to_owned()),
                 ("JWKS_REFRESH_INTERVAL".into(), "1".into()),
                 ("RUST_LOG".into(), "info".into()),
             ],
@@ -200,19 +210,27 @@ impl ServiceProcess {
 
     /// Waits until the healthcheck answers 200; panics with the log if it never does.
     pub async fn wait_until_healthy(&mut self) {
+        if let Some(status) = self.wait_until_healthy_or_exit().await {
+            panic!(
+                "{} exited with {status} during start:\n{}",
+                self.binary,
+                self.logs()
+            );
+        }
+    }
+
+    /// Waits until the healthcheck answers 200 (`None`) or the process exits (its status);
+    /// panics with the log if neither happens within 60 s.
+    pub async fn wait_until_healthy_or_exit(&mut self) -> Option<ExitStatus> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "{} exited with {status} during start:\n{}",
-                    self.binary,
-                    self.logs()
-                );
+                return Some(status);
             }
             if let Ok(response) = self.client.get(&self.health_url).send().await
                 && response.status() == 200
             {
-                return;
+                return None;
             }
             assert!(
                 Instant::now() < deadline,

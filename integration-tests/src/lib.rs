@@ -11,6 +11,7 @@ pub mod forge;
 pub mod otlp;
 pub mod raw_http;
 pub mod sidecar;
+pub mod tls_postgres;
 pub mod upstream;
 
 use std::path::PathBuf;
@@ -44,6 +45,28 @@ pub fn binary(name: &str) -> PathBuf {
         command
             .args(["build", "--quiet", "--bins"])
             .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+        // `cargo test` gives the test process the variables it gives a package's build
+        // (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, ...). Build scripts that watch one of them
+        // (ring's does) would see a change and rebuild here, and then again in the next
+        // `cargo test`: a minute lost per test binary.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            let set_for_a_package = [
+                "CARGO_MANIFEST_",
+                "CARGO_PKG_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+            ]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+                || matches!(
+                    name.as_ref(),
+                    "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "OUT_DIR"
+                );
+            if set_for_a_package {
+                command.env_remove(name.as_ref());
+            }
+        }
         if release {
             command.arg("--release");
         }

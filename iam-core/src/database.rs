@@ -1,0 +1,163 @@
+//! How iam-api and iam-jwks reach PostgreSQL: the connection options read from
+//! `POSTGRES_CONNECTION_STRING` as libpq reads them (TLS included), and which connection
+//! failures are worth waiting out and which must stop the process.
+//!
+//! TLS is rustls with the ring provider. `sslmode` is `disable`, `prefer` (the default: TLS
+//! when the server offers it), `require` (TLS, certificate not checked), `verify-ca` (the
+//! certificate chains to a trusted root) or `verify-full` (and names the host). Trusted
+//! roots are `sslrootcert` when given, else the system's. `sslcert`/`sslkey` present a
+//! client certificate.
+
+use std::str::FromStr as _;
+
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
+
+use crate::config::{DatabaseSettings, fallback_database_user};
+
+/// The connection options of `settings`, or why the connection string is unusable.
+pub fn connect_options(settings: &DatabaseSettings) -> Result<PgConnectOptions, String> {
+    let mut options = PgConnectOptions::from_str(&settings.url)
+        .map_err(|error| format!("POSTGRES_CONNECTION_STRING is invalid: {error}"))?;
+    if let Some(user) = fallback_database_user(&settings.url) {
+        options = options.username(&user);
+    }
+    Ok(with_libpq_root_rule(
+        options,
+        has_root_certificate(&settings.url),
+    ))
+}
+
+/// libpq: "if a root CA file exists, the behavior of `sslmode=require` will be the same as
+/// that of `verify-ca`". sqlx would accept any certificate under `require`; a user who named
+/// a CA expects it to be checked.
+fn with_libpq_root_rule(options: PgConnectOptions, root_named: bool) -> PgConnectOptions {
+    if root_named && matches!(options.get_ssl_mode(), PgSslMode::Require) {
+        options.ssl_mode(PgSslMode::VerifyCa)
+    } else {
+        options
+    }
+}
+
+/// Whether `sslrootcert` (or sqlx's spellings of it) is given, in the URL or as
+/// `PGSSLROOTCERT`.
+fn has_root_certificate(url: &str) -> bool {
+    let in_url = url.split_once('?').is_some_and(|(_, query)| {
+        query.split('&').any(|pair| {
+            matches!(
+                pair.split('=').next(),
+                Some("sslrootcert" | "ssl-root-cert" | "ssl-ca")
+            )
+        })
+    });
+    in_url || std::env::var_os("PGSSLROOTCERT").is_some_and(|value| !value.is_empty())
+}
+
+/// Why a connection attempt failed in a way that waiting will not mend (a certificate that
+/// does not verify, a server without TLS when TLS is required, a refused login), as the
+/// message the process stops with; `None` when the database may simply not be up yet.
+pub fn lasting_failure(error: &sqlx::Error) -> Option<String> {
+    let tls_failure = |cause: &dyn std::fmt::Display| {
+        format!(
+            "cannot open a TLS connection to PostgreSQL (check sslmode and sslrootcert in \
+             POSTGRES_CONNECTION_STRING): {cause}"
+        )
+    };
+    match error {
+        // Set-up failures (a certificate file that cannot be read, no TLS on the server).
+        sqlx::Error::Tls(cause) => Some(tls_failure(cause)),
+        // The handshake's verdict (a certificate that does not verify) arrives as I/O.
+        sqlx::Error::Io(io) if let Some(cause) = handshake_failure(io) => Some(tls_failure(cause)),
+        // SQLSTATE class 28: invalid authorization specification (unknown role, bad
+        // password, no pg_hba.conf entry, e.g. for a connection without TLS).
+        sqlx::Error::Database(db) if db.code().is_some_and(|code| code.starts_with("28")) => Some(
+            format!("PostgreSQL refused the login in POSTGRES_CONNECTION_STRING: {error}"),
+        ),
+        _ => None,
+    }
+}
+
+fn handshake_failure(io: &std::io::Error) -> Option<&rustls::Error> {
+    io.get_ref()?.downcast_ref::<rustls::Error>()
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used)] // test helpers report failure by panicking
+mod tests {
+    use super::*;
+
+    fn settings(url: &str) -> DatabaseSettings {
+        DatabaseSettings {
+            url: url.to_owned(),
+            pool_size: 1,
+        }
+    }
+
+    fn mode(url: &str) -> PgSslMode {
+        connect_options(&settings(url))
+            .expect("options")
+            .get_ssl_mode()
+    }
+
+    #[test]
+    fn sslmode_is_read_as_libpq_reads_it() {
+        assert!(matches!(mode("postgres://u@db/iam"), PgSslMode::Prefer));
+        for (value, expected) in [
+            ("disable", PgSslMode::Disable),
+            ("prefer", PgSslMode::Prefer),
+            ("require", PgSslMode::Require),
+            ("verify-ca", PgSslMode::VerifyCa),
+            ("verify-full", PgSslMode::VerifyFull),
+        ] {
+            let got = mode(&format!("postgres://u@db/iam?sslmode={value}"));
+            assert_eq!(
+                std::mem::discriminant(&got),
+                std::mem::discriminant(&expected),
+                "{value}"
+            );
+        }
+        assert!(connect_options(&settings("postgres://u@db/iam?sslmode=sometimes")).is_err());
+    }
+
+    #[test]
+    fn require_with_a_named_root_certificate_verifies_the_chain() {
+        assert!(matches!(
+            mode("postgres://u@db/iam?sslmode=require&sslrootcert=/etc/ca.pem"),
+            PgSslMode::VerifyCa
+        ));
+        // Other modes keep their meaning.
+        assert!(matches!(
+            mode("postgres://u@db/iam?sslmode=verify-full&sslrootcert=/etc/ca.pem"),
+            PgSslMode::VerifyFull
+        ));
+        assert!(matches!(
+            mode("postgres://u@db/iam?sslmode=disable&sslrootcert=/etc/ca.pem"),
+            PgSslMode::Disable
+        ));
+        assert!(has_root_certificate("postgres://db/iam?a=b&sslrootcert=x"));
+        assert!(has_root_certificate("postgres://db/iam?ssl-ca=x"));
+        assert!(!has_root_certificate(
+            "postgres://db/iam?sslrootcertificate=x"
+        ));
+        assert!(!has_root_certificate("postgres://db/sslrootcert"));
+    }
+
+    #[test]
+    fn only_tls_and_login_failures_are_lasting() {
+        let tls = sqlx::Error::Tls("invalid peer certificate: UnknownIssuer".into());
+        let message = lasting_failure(&tls).expect("lasting");
+        assert!(message.contains("UnknownIssuer"), "{message}");
+        assert!(message.contains("sslrootcert"), "{message}");
+        let handshake = sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        ));
+        let message = lasting_failure(&handshake).expect("lasting");
+        assert!(
+            message.contains("invalid peer certificate: UnknownIssuer"),
+            "{message}"
+        );
+        let refused = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(lasting_failure(&refused), None);
+        assert_eq!(lasting_failure(&sqlx::Error::PoolTimedOut), None);
+    }
+}
