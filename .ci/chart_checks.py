@@ -155,6 +155,24 @@ def iam_chart(charts: pathlib.Path) -> None:
     default_api_env = env(container(find(defaults, "Deployment", "iam-api"), "iam-api"))
     check(default_api_env.get("ACCESS_TOKEN_TTL", {}).get("value") == "900",
           "access tokens live 15 minutes by default in the chart")
+    check("PGSSLROOTCERT" not in default_api_env, "no CA is mounted unless one is given")
+
+    # A PostgreSQL CA reaches every process that connects, as libpq's PGSSLROOTCERT.
+    with_ca = render(iam, "--set", "database.existingSecret=db", "--set", "keyEncryption.existingSecret=kek",
+                     "--set", "database.caSecret=postgres-ca")
+    for kind, name, container_name in (("Deployment", "iam-api", "iam-api"),
+                                       ("Deployment", "iam-jwks", "iam-jwks"),
+                                       ("Job", "iam-migrate-1", "migrate")):
+        workload = find(with_ca, kind, name)
+        spec = container(workload, container_name)
+        mounts = {mount["name"]: mount for mount in spec.get("volumeMounts", [])}
+        volumes = {volume["name"]: volume
+                   for volume in workload["spec"]["template"]["spec"].get("volumes", [])}
+        check(env(spec).get("PGSSLROOTCERT", {}).get("value") == "/etc/iam/postgres-ca/ca.crt"
+              and mounts.get("postgres-ca", {}).get("mountPath") == "/etc/iam/postgres-ca"
+              and mounts["postgres-ca"].get("readOnly") is True
+              and volumes.get("postgres-ca", {}).get("secret", {}).get("secretName") == "postgres-ca",
+              f"{name}: database.caSecret is mounted read-only and named by PGSSLROOTCERT")
 
 
 def sidecar_example(charts: pathlib.Path) -> None:

@@ -61,6 +61,31 @@ app.kubernetes.io/component: {{ .component }}
 - name: POSTGRES_POOL_SIZE
   value: {{ . | quote }}
 {{- end }}
+{{- if .Values.database.caSecret }}
+# The CA that signed the PostgreSQL server's certificate (libpq's PGSSLROOTCERT); pair it
+# with sslmode=verify-full in the connection string.
+- name: PGSSLROOTCERT
+  value: /etc/iam/postgres-ca/{{ .Values.database.caSecretKey }}
+{{- end }}
+{{- end -}}
+
+{{/* The PostgreSQL CA, mounted read-only when database.caSecret names a Secret. */}}
+{{- define "iam.databaseCaMount" -}}
+{{- if .Values.database.caSecret }}
+volumeMounts:
+  - name: postgres-ca
+    mountPath: /etc/iam/postgres-ca
+    readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "iam.databaseCaVolume" -}}
+{{- with .Values.database.caSecret }}
+volumes:
+  - name: postgres-ca
+    secret:
+      secretName: {{ . }}
+{{- end }}
 {{- end -}}
 
 {{- define "iam.keyEncryptionEnv" -}}
