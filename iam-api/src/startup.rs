@@ -227,6 +227,7 @@ pub async fn build_state(config: ApiConfig, db: PgPool) -> Result<AppState, Proc
         hasher,
         keys: ring,
         metrics,
+        drain: iam_core::shutdown::Drain::default(),
     })
 }
 
@@ -276,7 +277,9 @@ pub async fn serve(state: AppState) -> Result<(), ProcessError> {
         tracing::info!(address = %holding.local_addr, env = %state.config.common.env_label, "iam-api listening");
     }
     let db = state.db.clone();
-    iam_core::server::Serve::new()
+    let drain = state.drain.clone();
+    let delay = state.config.common.shutdown_delay;
+    iam_core::server::Serve::new(drain, delay)
         .listen(server, app::service(state))
         .run(async move { db.close().await })
         .await;

@@ -21,4 +21,6 @@ pub struct AppState {
     pub metrics: Arc<ApiMetrics>,
     /// The per-client limit of the hashing endpoints; `None` when `RATE_LIMIT_PER_MINUTE=0`.
     pub client_limit: Option<Arc<ClientRateLimit>>,
+    /// Set on the stop signal: readiness answers 503 while requests are still served.
+    pub drain: iam_core::shutdown::Drain,
 }

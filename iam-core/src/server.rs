@@ -29,6 +29,7 @@ mod metrics_endpoint;
 mod request_log;
 mod serve;
 
+pub use crate::shutdown::Drain;
 pub use metrics_endpoint::MetricsEndpoint;
 pub use request_log::{RequestLog, RouteLabel};
 pub use serve::{SHUTDOWN_GRACE, Serve};

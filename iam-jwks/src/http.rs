@@ -10,7 +10,7 @@ use salvo::prelude::*;
 use serde_json::json;
 use sqlx::PgPool;
 
-use iam_core::server::{MetricsEndpoint, NoSniff, RequestHeadLimit, RequestLog, RouteLabel};
+use iam_core::server::{Drain, MetricsEndpoint, NoSniff, RequestHeadLimit, RequestLog, RouteLabel};
 
 use crate::config::JwksConfig;
 use crate::key_cache::KeyCache;
@@ -93,11 +93,12 @@ fn discovery_document(config: &JwksConfig) -> serde_json::Value {
 }
 
 /// `GET /api/v1/healthcheck`: 200 while keys can be served; `degraded` when the database is
-/// away and the last good key set is being served.
+/// away and the last good key set is being served; 503 `draining` after the stop signal.
 #[derive(Debug)]
 struct Healthcheck {
     db: PgPool,
     env: String,
+    drain: Drain,
 }
 
 #[async_trait]
@@ -108,10 +109,14 @@ impl Handler for Healthcheck {
             tokio::time::timeout(Duration::from_secs(2), ping).await,
             Ok(Ok(_))
         );
-        let (status, database) = if reachable {
-            ("ok", "ok")
+        let database = if reachable { "ok" } else { "unreachable" };
+        let status = if self.drain.is_draining() {
+            res.status_code(StatusCode::SERVICE_UNAVAILABLE);
+            "draining"
+        } else if reachable {
+            "ok"
         } else {
-            ("degraded", "unreachable")
+            "degraded"
         };
         res.headers_mut()
             .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -130,6 +135,7 @@ pub fn service(
     cache: KeyCache,
     db: PgPool,
     metrics: Arc<JwksMetrics>,
+    drain: Drain,
 ) -> Result<Service, String> {
     let cache_control =
         HeaderValue::from_str(&format!("public, max-age={}", config.max_age.as_secs()))
@@ -155,6 +161,7 @@ pub fn service(
         .push(Router::with_path("api/v1/healthcheck").get(Healthcheck {
             db,
             env: config.common.env_label.clone(),
+            drain,
         }))
         .push(Router::with_path("metrics").get(MetricsEndpoint::new({
             let metrics = Arc::clone(&metrics);

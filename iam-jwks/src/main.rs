@@ -52,8 +52,9 @@ async fn run(config: JwksConfig) -> Result<(), ProcessError> {
         .map_err(ProcessError::config)?;
     cache.spawn_reloader(db.clone(), config.refresh_interval);
 
-    let service =
-        http::service(&config, cache, db.clone(), metrics).map_err(ProcessError::config)?;
+    let drain = iam_core::server::Drain::default();
+    let service = http::service(&config, cache, db.clone(), metrics, drain.clone())
+        .map_err(ProcessError::config)?;
     let server = iam_core::server::bind(
         &config.common.host,
         config.common.port,
@@ -63,7 +64,7 @@ async fn run(config: JwksConfig) -> Result<(), ProcessError> {
     for holding in server.holdings() {
         tracing::info!(address = %holding.local_addr, env = %config.common.env_label, "iam-jwks listening");
     }
-    iam_core::server::Serve::new()
+    iam_core::server::Serve::new(drain, config.common.shutdown_delay)
         .listen(server, service)
         .run(async move { db.close().await })
         .await;

@@ -66,7 +66,13 @@ async fn run(config: SidecarConfig) -> Result<(), ProcessError> {
         ),
     };
     let main_service = proxy::service(gate);
-    let admin_service = admin::service(verifier, metrics, config.common.env_label.clone());
+    let drain = iam_core::server::Drain::default();
+    let admin_service = admin::service(
+        verifier,
+        metrics,
+        config.common.env_label.clone(),
+        drain.clone(),
+    );
 
     // No idle timeout on the main port: long polls and event streams pass through it.
     let main_server = iam_core::server::bind(&config.common.host, config.common.port, None).await?;
@@ -88,7 +94,7 @@ async fn run(config: SidecarConfig) -> Result<(), ProcessError> {
     for holding in admin_server.holdings() {
         tracing::info!(address = %holding.local_addr, "admin endpoints listening");
     }
-    iam_core::server::Serve::new()
+    iam_core::server::Serve::new(drain, config.common.shutdown_delay)
         .listen(main_server, main_service)
         .listen(admin_server, admin_service)
         .run(std::future::ready(()))

@@ -16,7 +16,8 @@ const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// The healthcheck document.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HealthResponse {
-    /// `ok`, or `error` when the database is unreachable.
+    /// `ok`; `error` when the database is unreachable; `draining` after the stop signal,
+    /// while requests are still served (`SHUTDOWN_DELAY`).
     pub status: &'static str,
     /// `ok` or `unreachable`.
     pub database: &'static str,
@@ -31,17 +32,20 @@ pub struct HealthResponse {
     tags("health"),
     responses(
         (status_code = 200, description = "Service and database are up", body = HealthResponse),
-        (status_code = 503, description = "The database is unreachable", body = HealthResponse),
+        (status_code = 503, description = "The database is unreachable, or the process is draining before it stops", body = HealthResponse),
     )
 )]
 pub async fn healthcheck(depot: &mut Depot, res: &mut Response) -> Result<(), AppError> {
     let state = app_state(depot)?;
     let ping = sqlx::query("SELECT 1").execute(&state.db);
     let database_ok = matches!(tokio::time::timeout(PING_TIMEOUT, ping).await, Ok(Ok(_)));
-    let (status, body) = if database_ok {
-        (StatusCode::OK, ("ok", "ok"))
+    let database = if database_ok { "ok" } else { "unreachable" };
+    let (status, body) = if state.drain.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, ("draining", database))
+    } else if database_ok {
+        (StatusCode::OK, ("ok", database))
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, ("error", "unreachable"))
+        (StatusCode::SERVICE_UNAVAILABLE, ("error", database))
     };
     write_json(
         res,

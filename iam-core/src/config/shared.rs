@@ -12,6 +12,10 @@ use crate::token::VerificationRules;
 /// Largest accepted `JWT_LEEWAY`: a day of clock skew is already far beyond any real clock.
 pub const MAX_LEEWAY_SECONDS: i64 = 86_400;
 
+/// Largest accepted `SHUTDOWN_DELAY`: a load balancer that needs longer than five minutes to
+/// stop sending is misconfigured.
+pub const MAX_SHUTDOWN_DELAY_SECONDS: u64 = 300;
+
 /// The shared variables as envy reads them, typed; nothing is reported until a process asks
 /// for the part it uses, so a variable a process ignores never stops it.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -22,6 +26,7 @@ pub struct SharedEnvironment {
     pub port: Setting<u16>,
     pub worker_count: Setting<usize>,
     pub log_format: Setting<LogFormat>,
+    pub shutdown_delay: Setting<u64>,
     pub postgres_connection_string: Setting<String>,
     pub postgres_pool_size: Setting<u32>,
     pub jwt_issuer: Setting<String>,
@@ -31,8 +36,8 @@ pub struct SharedEnvironment {
     pub jwks_max_age: Setting<u64>,
 }
 
-/// What every process reads the same way: `--config`, `ENV`, `HOST`, `PORT`, `WORKER_COUNT`
-/// and `LOG_FORMAT`.
+/// What every process reads the same way: `--config`, `ENV`, `HOST`, `PORT`, `WORKER_COUNT`,
+/// `LOG_FORMAT` and `SHUTDOWN_DELAY`.
 #[derive(Debug, Clone)]
 pub struct CommonSettings {
     pub profile: Profile,
@@ -43,6 +48,8 @@ pub struct CommonSettings {
     /// Async runtime worker threads, at least one.
     pub worker_count: usize,
     pub log_format: LogFormat,
+    /// `SHUTDOWN_DELAY`: how long the process drains after its stop signal.
+    pub shutdown_delay: Duration,
 }
 
 /// `POSTGRES_CONNECTION_STRING` and `POSTGRES_POOL_SIZE` (iam-api and iam-jwks).
@@ -116,6 +123,19 @@ impl SharedEnvironment {
         } else {
             LogFormat::Text
         };
+        // Kubernetes takes a few seconds to stop routing to a terminating pod.
+        let default_delay = if profile.requires_explicit_settings() {
+            5
+        } else {
+            0
+        };
+        let shutdown_delay = problems.take("SHUTDOWN_DELAY", &self.shutdown_delay, default_delay);
+        if shutdown_delay > MAX_SHUTDOWN_DELAY_SECONDS {
+            problems.invalid(
+                "SHUTDOWN_DELAY",
+                format!("must be at most {MAX_SHUTDOWN_DELAY_SECONDS} seconds"),
+            );
+        }
         CommonSettings {
             profile,
             env_label: problems.take("ENV", &self.env, "DEFAULT".to_owned()),
@@ -123,6 +143,7 @@ impl SharedEnvironment {
             port: problems.take("PORT", &self.port, default_port),
             worker_count: worker_count.max(1),
             log_format: problems.take("LOG_FORMAT", &self.log_format, default_log_format),
+            shutdown_delay: Duration::from_secs(shutdown_delay.min(MAX_SHUTDOWN_DELAY_SECONDS)),
         }
     }
 
@@ -264,6 +285,24 @@ mod tests {
         assert_eq!(rules.issuer, "https://iam.example.com");
         assert_eq!(rules.leeway_seconds, 0);
         assert_eq!(refresh, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn the_drain_delay_is_0_in_local_5_in_stage_and_prod_and_at_most_300() {
+        let mut problems = ConfigProblems::default();
+        let local = read(&[]).common(&mut problems, Profile::Local, 8000);
+        let stage = read(&[]).common(&mut problems, Profile::Stage, 8000);
+        let set = read(&[("SHUTDOWN_DELAY", "300")]).common(&mut problems, Profile::Prod, 8000);
+        problems.into_result().expect("valid");
+        assert_eq!(local.shutdown_delay, Duration::ZERO);
+        assert_eq!(stage.shutdown_delay, Duration::from_secs(5));
+        assert_eq!(set.shutdown_delay, Duration::from_secs(300));
+        for bad in ["301", "-1", "soon"] {
+            let mut problems = ConfigProblems::default();
+            read(&[("SHUTDOWN_DELAY", bad)]).common(&mut problems, Profile::Local, 8000);
+            let message = problems.into_result().expect_err(bad);
+            assert!(message.contains("SHUTDOWN_DELAY is invalid"), "{message}");
+        }
     }
 
     #[test]

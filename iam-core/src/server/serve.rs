@@ -1,9 +1,11 @@
 //! Serving until a shutdown signal: the one start-to-stop sequence of every process.
 //!
-//! On SIGTERM/SIGINT every listener of the process stops accepting at once and in-flight
-//! requests get [`SHUTDOWN_GRACE`] to finish; then the process's own clean-up runs (closing
-//! its database pool) and "stopped" is logged. The steps between the signal and the stop are
-//! [`stop_on_signal`]'s alone, so a drain period (`SHUTDOWN_DELAY`) belongs there.
+//! On SIGTERM/SIGINT the process first drains: for `SHUTDOWN_DELAY` its [`Drain`] says so
+//! (readiness answers 503) while every listener keeps accepting and serving as usual, because
+//! load balancers and Kubernetes endpoints take seconds to stop sending. A second signal ends
+//! the delay early. Then every listener stops accepting and in-flight requests get
+//! [`SHUTDOWN_GRACE`] to finish; then the process's own clean-up runs (closing its database
+//! pool) and "stopped" is logged.
 
 use std::future::Future;
 use std::time::Duration;
@@ -12,19 +14,27 @@ use salvo::conn::tcp::TcpAcceptor;
 use salvo::prelude::*;
 use salvo::server::ServerHandle;
 
+use crate::shutdown::Drain;
+
 /// How long in-flight requests may take to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// The listeners of one process and how it stops; [`Serve::run`] serves them all.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Serve {
     listeners: Vec<(Server<TcpAcceptor>, Service)>,
+    drain: Drain,
+    drain_delay: Duration,
 }
 
 impl Serve {
-    /// Nothing to serve yet.
-    pub fn new() -> Self {
-        Serve::default()
+    /// Nothing to serve yet; on the stop signal `drain` begins and lasts `drain_delay`.
+    pub fn new(drain: Drain, drain_delay: Duration) -> Self {
+        Serve {
+            listeners: Vec::new(),
+            drain,
+            drain_delay,
+        }
     }
 
     /// Adds a bound server (see [`super::bind`]) and the service it answers with.
@@ -41,7 +51,7 @@ impl Serve {
             .iter()
             .map(|(server, _)| server.handle())
             .collect();
-        tokio::spawn(stop_on_signal(handles));
+        tokio::spawn(stop_on_signal(handles, self.drain, self.drain_delay));
         futures_util::future::join_all(
             self.listeners
                 .into_iter()
@@ -53,11 +63,22 @@ impl Serve {
     }
 }
 
-/// Waits for the shutdown signal, then stops every listener gracefully.
-async fn stop_on_signal(handles: Vec<ServerHandle>) {
+/// Waits for the shutdown signal, drains for `delay`, then stops every listener gracefully.
+async fn stop_on_signal(handles: Vec<ServerHandle>, drain: Drain, delay: Duration) {
     crate::shutdown::wait_for_signal().await;
-    // A drain period (readiness answering 503 while serving goes on) would run here, before
-    // any listener stops accepting.
+    drain.begin();
+    if !delay.is_zero() {
+        tracing::info!(
+            delay_seconds = delay.as_secs(),
+            "draining: readiness answers 503, requests are still served"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = crate::shutdown::wait_for_signal() => {
+                tracing::info!("second stop signal: ending the drain early");
+            }
+        }
+    }
     tracing::info!("shutting down: finishing in-flight requests");
     for handle in handles {
         handle.stop_graceful(Some(SHUTDOWN_GRACE));
