@@ -156,6 +156,9 @@ def iam_chart(charts: pathlib.Path) -> None:
     check(default_api_env.get("ACCESS_TOKEN_TTL", {}).get("value") == "900",
           "access tokens live 15 minutes by default in the chart")
     check("PGSSLROOTCERT" not in default_api_env, "no CA is mounted unless one is given")
+    check(default_api_env.get("RATE_LIMIT_PER_MINUTE", {}).get("value") == "300"
+          and "10.0.0.0/8" in default_api_env.get("TRUSTED_PROXIES", {}).get("value", ""),
+          "the per-address limit is on, with the proxies whose X-Forwarded-For is believed")
 
     # A PostgreSQL CA reaches every process that connects, as libpq's PGSSLROOTCERT.
     with_ca = render(iam, "--set", "database.existingSecret=db", "--set", "keyEncryption.existingSecret=kek",

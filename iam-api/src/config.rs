@@ -10,6 +10,7 @@ use iam_core::config::{
 };
 use serde::Deserialize;
 
+use crate::domain::client_address::TrustedProxies;
 use crate::domain::email::Email;
 use crate::domain::keys::{KeyEncryptionKey, RotationPolicy};
 use crate::domain::password::{HashParameters, Password};
@@ -36,6 +37,7 @@ pub struct OwnEnvironment {
     password_hash_parallelism: Setting<u32>,
     password_hash_queue: Setting<usize>,
     rate_limit_per_minute: Setting<u32>,
+    trusted_proxies: Setting<String>,
     // Plain strings, kept as given (not trimmed): a password's spaces are part of it.
     bootstrap_admin_email: Option<String>,
     bootstrap_admin_password: Option<String>,
@@ -67,6 +69,8 @@ pub struct ApiConfig {
     pub password_hash_queue: usize,
     /// POSTs to `/tokens` and `/users` allowed per client address per minute; `None` = off.
     pub rate_limit_per_minute: Option<u32>,
+    /// `TRUSTED_PROXIES`: peers whose `X-Forwarded-For` names the client (for that limit).
+    pub trusted_proxies: TrustedProxies,
     pub bootstrap_admin: Option<BootstrapAdmin>,
 }
 
@@ -171,6 +175,13 @@ impl ProcessConfig for ApiConfig {
             default_rate_limit,
         );
         let rate_limit_per_minute = (rate_limit > 0).then_some(rate_limit);
+        let trusted_proxies = match &env.own.trusted_proxies {
+            Setting::Value(value) => TrustedProxies::parse(value).unwrap_or_else(|why| {
+                problems.invalid("TRUSTED_PROXIES", why);
+                TrustedProxies::default()
+            }),
+            Setting::Unset | Setting::Invalid { .. } => TrustedProxies::default(),
+        };
         let bootstrap_admin = bootstrap_admin(problems, &env.own);
 
         ApiConfig {
@@ -186,6 +197,7 @@ impl ProcessConfig for ApiConfig {
             password_hash,
             password_hash_queue,
             rate_limit_per_minute,
+            trusted_proxies,
             bootstrap_admin,
         }
     }

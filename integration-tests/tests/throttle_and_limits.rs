@@ -171,3 +171,112 @@ async fn failure_records_are_deleted_once_they_no_longer_count() {
         ]
     );
 }
+
+/// POST /api/v1/tokens over a raw socket with extra header lines; a new email each time, so
+/// the per-account throttle never answers. `(status, problem type)`.
+async fn login_with_headers(
+    api: &ServiceProcess,
+    attempt: usize,
+    headers: &[&str],
+) -> (u16, String) {
+    let body = format!(r#"{{"email":"nobody-{attempt}@example.com","password":"wrong-password"}}"#);
+    let mut lines = vec!["Content-Type: application/json"];
+    lines.extend_from_slice(headers);
+    let answer = raw_http::exchange(
+        authority(&api.base_url),
+        &raw_http::request("POST", "/api/v1/tokens", &lines, &body),
+    )
+    .await;
+    let problem_type = serde_json::from_str::<serde_json::Value>(&answer.body)
+        .ok()
+        .and_then(|problem| problem["type"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    (answer.status, problem_type)
+}
+
+const RATE_LIMITED: (u16, &str) = (429, "urn:iam:problem:rate-limited");
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_client_is_the_rightmost_untrusted_forwarded_hop() {
+    let db = TestDatabase::create().await;
+    let api = ServiceProcess::builder(&db)
+        .env("RATE_LIMIT_PER_MINUTE", "2")
+        .env("TRUSTED_PROXIES", "127.0.0.0/8, ::1")
+        .start()
+        .await;
+    let mut attempt = 0;
+    let mut login = |headers: &'static [&'static str]| {
+        attempt += 1;
+        let api = &api;
+        let attempt = attempt;
+        async move {
+            let (status, problem_type) = login_with_headers(api, attempt, headers).await;
+            (status, problem_type)
+        }
+    };
+    // Client 198.51.100.1, as the proxy (this test, at 127.0.0.1) says; it fills its window.
+    for _ in 0..2 {
+        assert_eq!(login(&["X-Forwarded-For: 198.51.100.1"]).await.0, 401);
+    }
+    // Every way of naming it again is the same client: another casing of the header, a lie
+    // prepended by the client, a port, several headers (the last one's hop is rightmost),
+    // and a trusted hop appended by a second proxy.
+    for headers in [
+        &["X-Forwarded-For: 198.51.100.1"][..],
+        &["x-FORWARDED-for: 198.51.100.1"],
+        &["X-Forwarded-For: 203.0.113.9, 198.51.100.1"],
+        &["X-Forwarded-For: 198.51.100.1:4711"],
+        &[
+            "X-Forwarded-For: 203.0.113.9",
+            "X-Forwarded-For: 198.51.100.1",
+        ],
+        &["X-Forwarded-For: 198.51.100.1, 127.0.0.9"],
+    ] {
+        let (status, problem_type) = login(headers).await;
+        assert_eq!((status, problem_type.as_str()), RATE_LIMITED, "{headers:?}");
+    }
+    // Another client behind the same proxy has a window of its own.
+    assert_eq!(login(&["X-Forwarded-For: 198.51.100.2"]).await.0, 401);
+    // A header spelled with `_` is another header, never read: the request counts under
+    // the proxy's own address, which has a window of its own too.
+    assert_eq!(login(&["X_Forwarded_For: 198.51.100.1"]).await.0, 401);
+}
+
+#[tokio::test]
+async fn an_untrusted_peer_cannot_choose_the_address_it_is_counted_under() {
+    let db = TestDatabase::create().await;
+    let api = ServiceProcess::builder(&db)
+        .env("RATE_LIMIT_PER_MINUTE", "2")
+        .env("TRUSTED_PROXIES", "10.0.0.0/8")
+        .start()
+        .await;
+    let forged = [
+        "X-Forwarded-For: 198.51.100.1",
+        "X-Forwarded-For: 198.51.100.2",
+        "X-Forwarded-For: 10.0.0.1",
+        "X-Forwarded-For: 198.51.100.3, 10.0.0.1",
+    ];
+    for (attempt, header) in forged.iter().enumerate() {
+        let outcome = login_with_headers(&api, attempt, &[header]).await;
+        if attempt < 2 {
+            assert_eq!(outcome.0, 401, "{header}");
+        } else {
+            assert_eq!((outcome.0, outcome.1.as_str()), RATE_LIMITED, "{header}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_invalid_trusted_proxies_value_stops_the_start_naming_it() {
+    let db = TestDatabase::create().await;
+    let output = ServiceProcess::builder(&db)
+        .env("TRUSTED_PROXIES", "10.0.0.0/8, 10.0.0.0/33")
+        .run(None)
+        .await;
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("TRUSTED_PROXIES is invalid") && stderr.contains("10.0.0.0/33"),
+        "{stderr}"
+    );
+}

@@ -1,5 +1,6 @@
 //! Domain logic in plain Rust: parsed input types and the rules of the service. No salvo here.
 
+pub mod client_address;
 pub mod email;
 pub mod keys;
 pub mod password;

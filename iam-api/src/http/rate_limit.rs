@@ -11,11 +11,13 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use salvo::http::header::{HeaderName, HeaderValue};
 use salvo::prelude::*;
 
 use crate::error::AppError;
 use crate::state::AppState;
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const WINDOW: Duration = Duration::from_secs(60);
 /// Above this many tracked addresses, expired windows are swept on insert.
 const SWEEP_THRESHOLD: usize = 10_000;
@@ -77,11 +79,16 @@ pub fn client_key(address: IpAddr) -> IpAddr {
 /// Counts this request against its client's window when the deployment limits clients
 /// (`RATE_LIMIT_PER_MINUTE`); a 429 when the window is full.
 pub fn admit(req: &Request, state: &AppState) -> Result<(), AppError> {
-    admit_address(
-        state.client_limit.as_deref(),
-        req.remote_addr().ip(),
-        Instant::now(),
-    )
+    let client = req.remote_addr().ip().map(|peer| {
+        state.config.trusted_proxies.client(
+            peer,
+            req.headers()
+                .get_all(X_FORWARDED_FOR)
+                .iter()
+                .map(HeaderValue::as_bytes),
+        )
+    });
+    admit_address(state.client_limit.as_deref(), client, Instant::now())
 }
 
 /// [`admit`] for a client `address` at `now` under `limit` (`None`: not limited).
