@@ -70,7 +70,8 @@ fn document_problem_bodies(document: &mut OpenApi) {
 pub fn service(state: AppState) -> Service {
     let request_log = RequestLog::new(state.metrics.http.clone(), RouteLabel::Matched)
         .with_env(state.config.common.env_label.clone())
-        .with_path();
+        .with_path()
+        .logging(state.config.common.log_requests);
     let metrics = Arc::clone(&state.metrics);
     let db = state.db.clone();
     let metrics_endpoint = MetricsEndpoint::new(move || metrics.render(&db));

@@ -80,7 +80,12 @@ impl ProcessConfig for ApiConfig {
     fn build(env: Environment<OwnEnvironment>, problems: &mut ConfigProblems) -> Self {
         let strict = env.profile.requires_explicit_settings();
 
-        let common = env.shared.common(problems, env.profile, 8000);
+        let common = env.shared.common(
+            problems,
+            env.profile,
+            8000,
+            iam_core::config::LogRequests::All,
+        );
         let default_pool = u32::try_from(common.worker_count * 2).unwrap_or(u32::MAX);
         let database = env.shared.database(problems, env.profile, default_pool);
 

@@ -172,6 +172,27 @@ mod tests {
     }
 }
 
+/// Which requests get an `info` log line (`LOG_REQUESTS`); the others are logged at `debug`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogRequests {
+    /// Every request.
+    All,
+    /// Refused and failed ones (status 400 and above).
+    Failures,
+}
+
+impl FromStr for LogRequests {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value.to_ascii_lowercase().as_str() {
+            "all" => Ok(LogRequests::All),
+            "failures" => Ok(LogRequests::Failures),
+            other => Err(format!("expected all or failures, got {other:?}")),
+        }
+    }
+}
+
 /// How log lines are written (`LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {

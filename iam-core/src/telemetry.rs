@@ -5,6 +5,7 @@
 //! format.
 
 mod grpc;
+mod stdout_lines;
 
 use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::trace::TracerProvider as _;
@@ -18,22 +19,27 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
+use stdout_lines::{StdoutLines, StdoutLinesGuard};
+
 pub use crate::config::LogFormat;
 
 /// Keeps the span exporter alive; [`TelemetryGuard::shutdown`] flushes buffered spans.
 #[derive(Debug)]
 pub struct TelemetryGuard {
     provider: Option<SdkTracerProvider>,
+    log_lines: StdoutLinesGuard,
 }
 
 impl TelemetryGuard {
-    /// Flushes and stops the exporter (call once the runtime has finished serving).
+    /// Flushes and stops the exporter, then writes out the queued log lines (call once the
+    /// runtime has finished serving).
     pub fn shutdown(self) {
         if let Some(provider) = self.provider
             && let Err(error) = provider.shutdown()
         {
             eprintln!("could not flush traces: {error}");
         }
+        self.log_lines.flush();
     }
 }
 
@@ -69,21 +75,26 @@ pub fn init(format: LogFormat, service: &str, environment: &str) -> TelemetryGua
         tracing_opentelemetry::layer().with_tracer(provider.tracer(service.to_owned()))
     });
     let registry = tracing_subscriber::registry().with(filter).with(otel_layer);
+    // Lines are written by a thread of their own, never on the request path.
+    let (stdout, log_lines) = StdoutLines::start(std::io::stdout());
     // A second initialisation (tests) is harmless, so its error is ignored.
     let _ = match format {
         LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stdout))
+            .with(tracing_subscriber::fmt::layer().with_writer(stdout))
             .try_init(),
         LogFormat::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()
                     .json()
                     .flatten_event(true)
-                    .with_writer(std::io::stdout),
+                    .with_writer(stdout),
             )
             .try_init(),
     };
-    TelemetryGuard { provider }
+    TelemetryGuard {
+        provider,
+        log_lines,
+    }
 }
 
 /// How spans travel to the collector.

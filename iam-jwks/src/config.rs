@@ -36,7 +36,12 @@ impl ProcessConfig for JwksConfig {
     type Own = OwnEnvironment;
 
     fn build(env: Environment<OwnEnvironment>, problems: &mut ConfigProblems) -> Self {
-        let common = env.shared.common(problems, env.profile, 8001);
+        let common = env.shared.common(
+            problems,
+            env.profile,
+            8001,
+            iam_core::config::LogRequests::Failures,
+        );
         // The process needs one connection at a time; a second covers the healthcheck.
         let database = env.shared.database(problems, env.profile, 2);
         let refresh_interval = env.shared.jwks_refresh_interval(problems);

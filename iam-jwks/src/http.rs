@@ -168,7 +168,11 @@ pub fn service(
             move || metrics.render()
         })));
     Ok(Service::new(router)
-        .hoop(RequestLog::new(metrics.http.clone(), RouteLabel::Matched))
+        .hoop(
+            RequestLog::new(metrics.http.clone(), RouteLabel::Matched)
+                .with_env(config.common.env_label.clone())
+                .logging(config.common.log_requests),
+        )
         .hoop(NoSniff)
         .hoop(RequestHeadLimit)
         .catcher(Catcher::new(iam_core::problem::catcher)))

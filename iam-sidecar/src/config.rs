@@ -67,7 +67,12 @@ impl ProcessConfig for SidecarConfig {
         if !(jwks_url.starts_with("http://") || jwks_url.starts_with("https://")) {
             problems.invalid("JWKS_URL", "must be an http:// or https:// URL");
         }
-        let common = env.shared.common(problems, env.profile, 8080);
+        let common = env.shared.common(
+            problems,
+            env.profile,
+            8080,
+            iam_core::config::LogRequests::Failures,
+        );
         let admin_port = problems.take("ADMIN_PORT", &env.own.admin_port, 8081);
         if admin_port == common.port && common.port != 0 {
             problems.invalid("ADMIN_PORT", "must differ from PORT");

@@ -65,7 +65,7 @@ async fn run(config: SidecarConfig) -> Result<(), ProcessError> {
             Arc::clone(&metrics),
         ),
     };
-    let main_service = proxy::service(gate);
+    let main_service = proxy::service(gate, config.common.log_requests);
     let drain = iam_core::server::Drain::default();
     let admin_service = admin::service(
         verifier,

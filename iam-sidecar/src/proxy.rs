@@ -7,6 +7,7 @@ use salvo::http::header::{AUTHORIZATION, HOST, HeaderMap, HeaderName, HeaderValu
 use salvo::prelude::*;
 
 use iam_core::bearer::bearer_token;
+use iam_core::config::LogRequests;
 use iam_core::permission::missing_permission;
 use iam_core::problem::{Problem, write_refusal};
 use iam_core::refusal::Refusal;
@@ -254,9 +255,10 @@ impl Gate {
 /// The main-port service: every path goes through the gate to the upstream. Requests are
 /// logged with their path (it may identify the upstream's resources; it is logged as any
 /// proxy does) under one route label, which keeps the series bounded.
-pub fn service(gate: Gate) -> Service {
-    let request_log =
-        RequestLog::new(gate.metrics.http.clone(), RouteLabel::Fixed("/*")).with_path();
+pub fn service(gate: Gate, log_requests: LogRequests) -> Service {
+    let request_log = RequestLog::new(gate.metrics.http.clone(), RouteLabel::Fixed("/*"))
+        .with_path()
+        .logging(log_requests);
     Service::new(Router::with_path("{**rest}").goal(gate))
         .hoop(RequestHeadLimit)
         .hoop(request_log)

@@ -6,7 +6,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::{ConfigProblems, LogFormat, Profile, Setting, available_cpus, normalize_postgres_url};
+use super::{
+    ConfigProblems, LogFormat, LogRequests, Profile, Setting, available_cpus,
+    normalize_postgres_url,
+};
 use crate::token::VerificationRules;
 
 /// Largest accepted `JWT_LEEWAY`: a day of clock skew is already far beyond any real clock.
@@ -26,6 +29,7 @@ pub struct SharedEnvironment {
     pub port: Setting<u16>,
     pub worker_count: Setting<usize>,
     pub log_format: Setting<LogFormat>,
+    pub log_requests: Setting<LogRequests>,
     pub shutdown_delay: Setting<u64>,
     pub postgres_connection_string: Setting<String>,
     pub postgres_pool_size: Setting<u32>,
@@ -48,6 +52,8 @@ pub struct CommonSettings {
     /// Async runtime worker threads, at least one.
     pub worker_count: usize,
     pub log_format: LogFormat,
+    /// `LOG_REQUESTS`: which requests are logged at `info`.
+    pub log_requests: LogRequests,
     /// `SHUTDOWN_DELAY`: how long the process drains after its stop signal.
     pub shutdown_delay: Duration,
 }
@@ -106,13 +112,15 @@ pub trait ProcessConfig: Sized {
 }
 
 impl SharedEnvironment {
-    /// `ENV`, `HOST`, `PORT` (`default_port` when unset), `WORKER_COUNT` and `LOG_FORMAT`
-    /// (`text` in local, `json` in stage and prod).
+    /// `ENV`, `HOST`, `PORT` (`default_port` when unset), `WORKER_COUNT`, `LOG_FORMAT`
+    /// (`text` in local, `json` in stage and prod), `LOG_REQUESTS` (`default_log_requests`
+    /// when unset) and `SHUTDOWN_DELAY`.
     pub fn common(
         &self,
         problems: &mut ConfigProblems,
         profile: Profile,
         default_port: u16,
+        default_log_requests: LogRequests,
     ) -> CommonSettings {
         let worker_count = problems.take("WORKER_COUNT", &self.worker_count, available_cpus());
         if worker_count == 0 {
@@ -143,6 +151,7 @@ impl SharedEnvironment {
             port: problems.take("PORT", &self.port, default_port),
             worker_count: worker_count.max(1),
             log_format: problems.take("LOG_FORMAT", &self.log_format, default_log_format),
+            log_requests: problems.take("LOG_REQUESTS", &self.log_requests, default_log_requests),
             shutdown_delay: Duration::from_secs(shutdown_delay.min(MAX_SHUTDOWN_DELAY_SECONDS)),
         }
     }
@@ -233,7 +242,7 @@ mod tests {
     fn local_defaults_need_no_environment() {
         let shared = read(&[]);
         let mut problems = ConfigProblems::default();
-        let common = shared.common(&mut problems, Profile::Local, 8001);
+        let common = shared.common(&mut problems, Profile::Local, 8001, LogRequests::All);
         let database = shared.database(&mut problems, Profile::Local, 2);
         let rules = shared.verification_rules(&mut problems);
         let refresh = shared.jwks_refresh_interval(&mut problems);
@@ -273,7 +282,7 @@ mod tests {
             ("UNRELATED", "ignored"),
         ]);
         let mut problems = ConfigProblems::default();
-        let common = shared.common(&mut problems, Profile::Local, 8000);
+        let common = shared.common(&mut problems, Profile::Local, 8000, LogRequests::All);
         let database = shared.database(&mut problems, Profile::Prod, 2);
         let rules = shared.verification_rules(&mut problems);
         let refresh = shared.jwks_refresh_interval(&mut problems);
@@ -290,16 +299,16 @@ mod tests {
     #[test]
     fn the_drain_delay_is_0_in_local_5_in_stage_and_prod_and_at_most_300() {
         let mut problems = ConfigProblems::default();
-        let local = read(&[]).common(&mut problems, Profile::Local, 8000);
-        let stage = read(&[]).common(&mut problems, Profile::Stage, 8000);
-        let set = read(&[("SHUTDOWN_DELAY", "300")]).common(&mut problems, Profile::Prod, 8000);
+        let local = read(&[]).common(&mut problems, Profile::Local, 8000, LogRequests::All);
+        let stage = read(&[]).common(&mut problems, Profile::Stage, 8000, LogRequests::All);
+        let set = read(&[("SHUTDOWN_DELAY", "300")]).common(&mut problems, Profile::Prod, 8000, LogRequests::All);
         problems.into_result().expect("valid");
         assert_eq!(local.shutdown_delay, Duration::ZERO);
         assert_eq!(stage.shutdown_delay, Duration::from_secs(5));
         assert_eq!(set.shutdown_delay, Duration::from_secs(300));
         for bad in ["301", "-1", "soon"] {
             let mut problems = ConfigProblems::default();
-            read(&[("SHUTDOWN_DELAY", bad)]).common(&mut problems, Profile::Local, 8000);
+            read(&[("SHUTDOWN_DELAY", bad)]).common(&mut problems, Profile::Local, 8000, LogRequests::All);
             let message = problems.into_result().expect_err(bad);
             assert!(message.contains("SHUTDOWN_DELAY is invalid"), "{message}");
         }
@@ -348,7 +357,7 @@ mod tests {
             ("JWKS_MAX_AGE", "-1"),
         ]);
         let mut problems = ConfigProblems::default();
-        shared.common(&mut problems, Profile::Prod, 8000);
+        shared.common(&mut problems, Profile::Prod, 8000, LogRequests::All);
         shared.database(&mut problems, Profile::Prod, 2);
         shared.verification_rules(&mut problems);
         shared.jwks_refresh_interval(&mut problems);
@@ -379,7 +388,7 @@ mod tests {
     fn a_variable_a_process_does_not_ask_for_is_not_reported() {
         let shared = read(&[("POSTGRES_POOL_SIZE", "many")]);
         let mut problems = ConfigProblems::default();
-        shared.common(&mut problems, Profile::Local, 8080);
+        shared.common(&mut problems, Profile::Local, 8080, LogRequests::All);
         shared.verification_rules(&mut problems);
         assert!(problems.into_result().is_ok());
     }

@@ -6,6 +6,7 @@ use std::time::Instant;
 use salvo::prelude::*;
 use tracing::Instrument as _;
 
+use crate::config::LogRequests;
 use crate::metrics::HttpMetrics;
 use crate::telemetry;
 
@@ -23,13 +24,16 @@ pub enum RouteLabel {
 /// A service hoop that wraps the rest of the request in a SERVER span (continuing the
 /// client's `traceparent`), then records the request metrics and logs one line: `env` (when
 /// set), `method`, `route` (for [`RouteLabel::Matched`]), `path` (when asked for; never the
-/// query, which may carry secrets), `status`, `latency_ms` and `trace_id`.
+/// query, which may carry secrets), `status`, `latency_ms` and `trace_id`. The line is at
+/// `info` for every request or only for refused and failed ones (status 400 and above), as
+/// [`LogRequests`] says; the others are at `debug`.
 #[derive(Debug, Clone)]
 pub struct RequestLog {
     metrics: HttpMetrics,
     route: RouteLabel,
     env: Option<String>,
     log_path: bool,
+    log_requests: LogRequests,
 }
 
 impl RequestLog {
@@ -40,7 +44,14 @@ impl RequestLog {
             route,
             env: None,
             log_path: false,
+            log_requests: LogRequests::All,
         }
+    }
+
+    /// Which requests get an `info` line (every one unless told otherwise).
+    pub fn logging(mut self, log_requests: LogRequests) -> Self {
+        self.log_requests = log_requests;
+        self
     }
 
     /// Also logs the environment label as `env`.
@@ -83,16 +94,26 @@ impl Handler for RequestLog {
         };
         telemetry::finish_server_span(&span, method, span_route, status);
         self.metrics.observe(method, metric_route, status, elapsed);
-        tracing::info!(
-            env = self.env.as_deref().map(tracing::field::display),
-            method = %req.method(),
-            route = logged_route,
-            path = self.log_path.then(|| req.uri().path()),
-            status,
-            latency_ms = elapsed * 1000.0,
-            trace_id = telemetry::trace_id(&span).as_deref(),
-            "request"
-        );
+        // `tracing`'s levels are fixed per call site, hence one call per level.
+        macro_rules! request_line {
+            ($level:ident) => {
+                tracing::$level!(
+                    env = self.env.as_deref().map(tracing::field::display),
+                    method = %req.method(),
+                    route = logged_route,
+                    path = self.log_path.then(|| req.uri().path()),
+                    status,
+                    latency_ms = elapsed * 1000.0,
+                    trace_id = telemetry::trace_id(&span).as_deref(),
+                    "request"
+                )
+            };
+        }
+        if status >= 400 || self.log_requests == LogRequests::All {
+            request_line!(info);
+        } else if tracing::enabled!(tracing::Level::DEBUG) {
+            request_line!(debug);
+        }
     }
 }
 
@@ -126,13 +147,20 @@ mod tests {
         res.status_code(StatusCode::CREATED);
     }
 
-    /// Sends `GET /orders/7?secret=1` through `log` and returns its log line.
-    async fn one_request(log: RequestLog) -> serde_json::Value {
+    #[handler]
+    async fn missing(res: &mut Response) {
+        res.status_code(StatusCode::NOT_FOUND);
+    }
+
+    /// Sends `GET /orders/7?secret=1` through `log` to `answer`, logging up to `level`, and
+    /// returns what was logged.
+    async fn logged(log: RequestLog, answer: impl Handler, level: tracing::Level) -> String {
         let captured = Captured::default();
         let writer = captured.clone();
         let subscriber = tracing_subscriber::fmt()
             .json()
             .flatten_event(true)
+            .with_max_level(level)
             .with_writer(move || writer.clone())
             .finish();
         let _guard = tracing::subscriber::set_default(subscriber);
@@ -140,11 +168,49 @@ mod tests {
         *req.uri_mut() = "/orders/7?secret=1".parse().expect("uri");
         let mut depot = Depot::new();
         let mut res = Response::new();
-        let mut ctrl = FlowCtrl::new(vec![Arc::new(log), Arc::new(created)]);
+        let mut ctrl = FlowCtrl::new(vec![Arc::new(log), Arc::new(answer)]);
         ctrl.call_next(&mut req, &mut depot, &mut res).await;
         let text = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8");
         assert!(!text.contains("secret"), "{text}");
+        text
+    }
+
+    /// The log line of one request answered 201, logged at `info`.
+    async fn one_request(log: RequestLog) -> serde_json::Value {
+        let text = logged(log, created, tracing::Level::INFO).await;
         serde_json::from_str(text.lines().last().expect("a log line")).expect("json")
+    }
+
+    fn request_lines(text: &str) -> Vec<serde_json::Value> {
+        text.lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("json"))
+            .filter(|line| line["message"] == "request")
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn when_only_failures_are_logged_successes_are_debug_lines() {
+        let log = || {
+            let mut registry = Registry::default();
+            RequestLog::new(HttpMetrics::register(&mut registry), RouteLabel::Matched)
+                .logging(LogRequests::Failures)
+        };
+        let at_info = logged(log(), created, tracing::Level::INFO).await;
+        assert!(request_lines(&at_info).is_empty(), "{at_info}");
+        let at_debug = request_lines(&logged(log(), created, tracing::Level::DEBUG).await);
+        assert_eq!(at_debug.len(), 1);
+        assert_eq!(at_debug[0]["level"], "DEBUG");
+        assert_eq!(at_debug[0]["status"], 201);
+        let refused = request_lines(&logged(log(), missing, tracing::Level::INFO).await);
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0]["level"], "INFO");
+        assert_eq!(refused[0]["status"], 404);
+        // By default every request is an info line.
+        let mut registry = Registry::default();
+        let every = RequestLog::new(HttpMetrics::register(&mut registry), RouteLabel::Matched);
+        let lines = request_lines(&logged(every, created, tracing::Level::INFO).await);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0]["level"], "INFO");
     }
 
     #[tokio::test]
