@@ -16,6 +16,8 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::{FilterExt as _, filter_fn};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -59,7 +61,7 @@ pub fn init(format: LogFormat, service: &str, environment: &str) -> TelemetryGua
     global::set_text_map_propagator(TextMapCompositePropagator::new(vec![Box::new(
         TraceContextPropagator::new(),
     )]));
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let provider = if otlp_configured() {
         match tracer_provider(service, environment) {
             Ok(provider) => Some(provider),
@@ -72,22 +74,31 @@ pub fn init(format: LogFormat, service: &str, environment: &str) -> TelemetryGua
         None
     };
     let otel_layer = provider.as_ref().map(|provider| {
-        tracing_opentelemetry::layer().with_tracer(provider.tracer(service.to_owned()))
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer(service.to_owned()))
+            .with_filter(filter())
     });
-    let registry = tracing_subscriber::registry().with(filter).with(otel_layer);
+    // Each layer filters for itself, so that the log layer can leave out the SERVER span.
+    let log_filter = filter().and(filter_fn(|metadata| metadata.name() != SERVER_SPAN_NAME));
+    let registry = tracing_subscriber::registry().with(otel_layer);
     // Lines are written by a thread of their own, never on the request path.
     let (stdout, log_lines) = StdoutLines::start(std::io::stdout());
     // A second initialisation (tests) is harmless, so its error is ignored.
     let _ = match format {
         LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(stdout))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(stdout)
+                    .with_filter(log_filter),
+            )
             .try_init(),
         LogFormat::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()
                     .json()
                     .flatten_event(true)
-                    .with_writer(stdout),
+                    .with_writer(stdout)
+                    .with_filter(log_filter),
             )
             .try_init(),
     };
@@ -173,15 +184,23 @@ pub fn inject_current_span(headers: &mut http::HeaderMap) {
 
 /// Makes `span` a child of the context the request carried in.
 pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
-    let _ = span.set_parent(extract_context(headers));
+    // Without trace export the span is disabled: nothing to continue, nothing to parse.
+    if !span.is_disabled() {
+        let _ = span.set_parent(extract_context(headers));
+    }
 }
+
+/// The name of every request's SERVER span. It exists for trace export only: the log layer
+/// never sees it (each request has its own log line), so without an exporter it is disabled
+/// and costs nothing.
+const SERVER_SPAN_NAME: &str = "HTTP request";
 
 /// A SERVER span for one request (OpenTelemetry HTTP semantic conventions), continuing the
 /// trace of the request's `traceparent`. Route and status are recorded by
 /// [`finish_server_span`] once known.
 pub fn server_span(method: &str, path: &str, headers: &http::HeaderMap) -> tracing::Span {
     let span = tracing::info_span!(
-        "HTTP request",
+        SERVER_SPAN_NAME,
         otel.name = method,
         otel.kind = "server",
         http.request.method = method,
