@@ -127,25 +127,29 @@ impl TlsPostgres {
         std::fs::read_to_string(self.dir.0.join("postgres.log")).unwrap_or_default()
     }
 
-    fn run(&self, program: &str, args: &[&str]) {
+    /// `program` from PostgreSQL's directory, run as the server's user.
+    fn command(&self, program: &str) -> Command {
         let program = self.bin_dir.join(program);
-        let mut command = match &self.run_as {
+        match &self.run_as {
             Some(user) => {
                 let mut command = Command::new("runuser");
                 command.args(["-u", user, "--"]).arg(&program);
                 command
             }
             None => Command::new(&program),
-        };
-        let output = command
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let output = self
+            .command(program)
             .args(args)
             .current_dir(&self.dir.0)
             .output()
-            .unwrap_or_else(|error| panic!("cannot run {}: {error}", program.display()));
+            .unwrap_or_else(|error| panic!("cannot run {program}: {error}"));
         assert!(
             output.status.success(),
-            "{} {args:?} failed: {}{}\n{}",
-            program.display(),
+            "{program} {args:?} failed: {}{}\n{}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr),
             self.log()
@@ -156,16 +160,8 @@ impl TlsPostgres {
 impl Drop for TlsPostgres {
     fn drop(&mut self) {
         let data = self.dir.0.join("data");
-        let program = self.bin_dir.join("pg_ctl");
-        let mut command = match &self.run_as {
-            Some(user) => {
-                let mut command = Command::new("runuser");
-                command.args(["-u", user, "--"]).arg(&program);
-                command
-            }
-            None => Command::new(&program),
-        };
-        let _ = command
+        let _ = self
+            .command("pg_ctl")
             .args(["-D", path_str(&data), "-m", "immediate", "-w", "stop"])
             .output();
     }

@@ -301,14 +301,24 @@ mod tests {
         let mut problems = ConfigProblems::default();
         let local = read(&[]).common(&mut problems, Profile::Local, 8000, LogRequests::All);
         let stage = read(&[]).common(&mut problems, Profile::Stage, 8000, LogRequests::All);
-        let set = read(&[("SHUTDOWN_DELAY", "300")]).common(&mut problems, Profile::Prod, 8000, LogRequests::All);
+        let set = read(&[("SHUTDOWN_DELAY", "300")]).common(
+            &mut problems,
+            Profile::Prod,
+            8000,
+            LogRequests::All,
+        );
         problems.into_result().expect("valid");
         assert_eq!(local.shutdown_delay, Duration::ZERO);
         assert_eq!(stage.shutdown_delay, Duration::from_secs(5));
         assert_eq!(set.shutdown_delay, Duration::from_secs(300));
         for bad in ["301", "-1", "soon"] {
             let mut problems = ConfigProblems::default();
-            read(&[("SHUTDOWN_DELAY", bad)]).common(&mut problems, Profile::Local, 8000, LogRequests::All);
+            read(&[("SHUTDOWN_DELAY", bad)]).common(
+                &mut problems,
+                Profile::Local,
+                8000,
+                LogRequests::All,
+            );
             let message = problems.into_result().expect_err(bad);
             assert!(message.contains("SHUTDOWN_DELAY is invalid"), "{message}");
         }

@@ -110,7 +110,10 @@ fn write_lines(lines: &Receiver<Message>, out: impl Write, dropped: &AtomicU64) 
 fn report_drops(out: &mut impl Write, dropped: &AtomicU64) {
     let lost = dropped.swap(0, Ordering::Relaxed);
     if lost > 0 {
-        let _ = writeln!(out, "{lost} log lines were dropped: stdout was not read fast enough");
+        let _ = writeln!(
+            out,
+            "{lost} log lines were dropped: stdout was not read fast enough"
+        );
     }
 }
 
@@ -187,7 +190,9 @@ mod tests {
         drop(lines.make_writer());
         guard.flush();
         let text = String::from_utf8(collected.0.lock().expect("lock").clone()).expect("utf-8");
-        let expected: String = (0..1000).map(|index| format!("line {index} end\n")).collect();
+        let expected: String = (0..1000)
+            .map(|index| format!("line {index} end\n"))
+            .collect();
         assert_eq!(text, expected);
     }
 
