@@ -30,7 +30,10 @@ pub fn delay_seconds(failures: i32) -> i64 {
 /// Seconds the caller must still wait at `now`, or `None` when a login may be attempted.
 pub fn retry_after(record: Option<&FailureRecord>, now: DateTime<Utc>) -> Option<u64> {
     let record = record?;
-    let idle = (now - record.last_failure_at).num_milliseconds();
+    // `now` is read before the row lock is waited for, so a concurrent attempt may have
+    // recorded a failure "after" it: that counts as no time having passed, never as time
+    // owed (a negative idle time once throttled requests that still had free failures).
+    let idle = (now - record.last_failure_at).num_milliseconds().max(0);
     if idle >= FORGET_AFTER_SECONDS * 1000 {
         return None;
     }
@@ -68,6 +71,23 @@ mod tests {
             failure_count,
             last_failure_at: now - chrono::Duration::seconds(seconds_ago),
         }
+    }
+
+    #[test]
+    fn a_failure_recorded_after_this_attempt_read_the_clock_owes_nothing_extra() {
+        let now = Utc::now();
+        // Four failures, the last one 300 ms "after" now: the fifth attempt is still free.
+        let later = FailureRecord {
+            failure_count: 4,
+            last_failure_at: now + chrono::Duration::milliseconds(300),
+        };
+        assert_eq!(retry_after(Some(&later), now), None);
+        // Five failures: a full second is owed, not more.
+        let fifth = FailureRecord {
+            failure_count: 5,
+            last_failure_at: now + chrono::Duration::milliseconds(300),
+        };
+        assert_eq!(retry_after(Some(&fifth), now), Some(1));
     }
 
     #[test]
