@@ -78,8 +78,13 @@ pub fn init(format: LogFormat, service: &str, environment: &str) -> TelemetryGua
             .with_tracer(provider.tracer(service.to_owned()))
             .with_filter(filter())
     });
-    // Each layer filters for itself, so that the log layer can leave out the SERVER span.
-    let log_filter = filter().and(filter_fn(|metadata| metadata.name() != SERVER_SPAN_NAME));
+    // Each layer filters for itself, so that the log layer can leave out every span: spans
+    // (a request's SERVER span, a query's CLIENT span, an upstream call's) exist for trace
+    // export, and each log line carries what it needs (the request line its `trace_id`).
+    // Recorded by the log layer, each would format its fields (a query span carries its
+    // SQL) into a new string per request; left out, they are disabled at creation when no
+    // exporter is configured.
+    let log_filter = filter().and(filter_fn(|metadata| !metadata.is_span()));
     let registry = tracing_subscriber::registry().with(otel_layer);
     // Lines are written by a thread of their own, never on the request path.
     let (stdout, log_lines) = StdoutLines::start(std::io::stdout());
@@ -190,9 +195,9 @@ pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
     }
 }
 
-/// The name of every request's SERVER span. It exists for trace export only: the log layer
-/// never sees it (each request has its own log line), so without an exporter it is disabled
-/// and costs nothing.
+/// The name of every request's SERVER span. Like every span, it exists for trace export only:
+/// the log layer never sees spans (each request has its own log line), so without an
+/// exporter it is disabled and costs nothing.
 const SERVER_SPAN_NAME: &str = "HTTP request";
 
 /// A SERVER span for one request (OpenTelemetry HTTP semantic conventions), continuing the
