@@ -1,6 +1,9 @@
 //! Log lines leave the request path: each event is formatted into its own buffer (the one
 //! allocation a line needs) and handed to a thread that writes to stdout, batching lines
-//! into one `write` while more are queued. A request never waits on a slow stdout (a pipe
+//! into one `write` while more are queued. After each batch the thread pauses for
+//! [`BATCH_PAUSE`] before it looks again, so under load it wakes a few hundred times a second
+//! instead of once per line (each wake-up is a futex call by the request's thread and a
+//! context switch). A request never waits on a slow stdout (a pipe
 //! that a log collector drains late); when the queue is full the line is dropped and counted,
 //! and the count is written as soon as there is room again.
 
@@ -17,6 +20,10 @@ use tracing_subscriber::fmt::MakeWriter;
 const QUEUE_LINES: usize = 65_536;
 /// How long [`StdoutLinesGuard::flush`] waits for the queue to drain.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the writer thread lets lines gather after writing a batch: the most a line
+/// waits beyond its predecessors, and short enough that the queue cannot fill at any rate
+/// a process reaches (65,536 lines per 5 ms).
+const BATCH_PAUSE: Duration = Duration::from_millis(5);
 
 enum Message {
     Line(Vec<u8>),
@@ -104,6 +111,7 @@ fn write_lines(lines: &Receiver<Message>, out: impl Write, dropped: &AtomicU64) 
         }
         report_drops(&mut out, dropped);
         let _ = out.flush();
+        std::thread::sleep(BATCH_PAUSE);
     }
 }
 
