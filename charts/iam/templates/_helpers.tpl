@@ -50,14 +50,17 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 
-{{/* The database secret is required: fail at render time with the fix in the message. */}}
+{{/* The database secret is required: fail at render time with the fix in the message.
+Called with (dict "root" . "poolSize" N): N, when set, becomes POSTGRES_POOL_SIZE. */}}
 {{- define "iam.databaseEnv" -}}
+{{- $poolSize := .poolSize }}
+{{- with .root }}
 - name: POSTGRES_CONNECTION_STRING
   valueFrom:
     secretKeyRef:
       name: {{ required "database.existingSecret is required: a Secret holding the PostgreSQL connection string (see the chart's NOTES and the README)" .Values.database.existingSecret }}
       key: {{ .Values.database.existingSecretKey }}
-{{- with .Values.database.poolSize }}
+{{- with $poolSize }}
 - name: POSTGRES_POOL_SIZE
   value: {{ . | quote }}
 {{- end }}
@@ -66,6 +69,7 @@ app.kubernetes.io/component: {{ .component }}
 # with sslmode=verify-full in the connection string.
 - name: PGSSLROOTCERT
   value: /etc/iam/postgres-ca/{{ .Values.database.caSecretKey }}
+{{- end }}
 {{- end }}
 {{- end -}}
 
@@ -120,7 +124,7 @@ volumes:
 {{/* Environment of iam-api (the server and the migration job). */}}
 {{- define "iam.apiEnv" -}}
 {{ include "iam.commonEnv" . }}
-{{ include "iam.databaseEnv" . }}
+{{ include "iam.databaseEnv" (dict "root" . "poolSize" (.Values.api.poolSize | default .Values.database.poolSize)) }}
 {{ include "iam.keyEncryptionEnv" . }}
 - name: JWT_ISSUER
   value: {{ .Values.tokens.issuer | quote }}
