@@ -119,12 +119,29 @@ where
     }
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
+/// Where [`free_port`] hands out ports: below Linux's ephemeral range (32768-60999), so no
+/// `bind(0)` listener or outgoing connection of a parallel test can take a port between
+/// the moment it is handed out and the moment the child process binds it.
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A port that was free a moment ago on 127.0.0.1 and that no other caller in this test
+/// process has been given. Asking the kernel for port 0 is not enough: tests run in
+/// parallel, and the kernel may hand the same port to two of them before either child
+/// binds it; the loser then exits while its readiness check is answered by the winner.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free local port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: OnceLock<AtomicU32> = OnceLock::new();
+    let span = u32::from(TEST_PORTS.end - TEST_PORTS.start);
+    // Test binaries run one after another, but start each at its own offset anyway.
+    let next = NEXT.get_or_init(|| AtomicU32::new(std::process::id().wrapping_mul(7919) % span));
+    for _ in 0..span {
+        let offset = next.fetch_add(1, Ordering::Relaxed) % span;
+        let port = TEST_PORTS.start + u16::try_from(offset).expect("offset below the span");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free local port in {TEST_PORTS:?}");
 }
 
 /// The third-party verifier script (`interop/verify.mjs`, on the `jose` npm package), with
