@@ -160,15 +160,15 @@ def iam_chart(charts: pathlib.Path) -> None:
           and "10.0.0.0/8" in default_api_env.get("TRUSTED_PROXIES", {}).get("value", ""),
           "the per-address limit is on, with the proxies whose X-Forwarded-For is believed")
     default_jwks_env = env(container(find(defaults, "Deployment", "iam-jwks"), "iam-jwks"))
-    check(default_api_env.get("POSTGRES_POOL_SIZE", {}).get("value") == "16"
+    check(default_api_env.get("POSTGRES_POOL_SIZE", {}).get("value") == "8"
           and "POSTGRES_POOL_SIZE" not in default_jwks_env,
-          "iam-api gets 16 connections (api.poolSize), iam-jwks the binary's default")
-    check(env(api_container).get("POSTGRES_POOL_SIZE", {}).get("value") == "16"
-          and jwks_env.get("POSTGRES_POOL_SIZE", {}).get("value") == "8",
+          "iam-api gets 8 connections (api.poolSize), iam-jwks the binary's default")
+    check(env(api_container).get("POSTGRES_POOL_SIZE", {}).get("value") == "8"
+          and jwks_env.get("POSTGRES_POOL_SIZE", {}).get("value") == "6",
           "database.poolSize sizes iam-jwks; api.poolSize wins for iam-api")
     shared_pool = render(iam, "-f", str(iam / "ci" / "full-values.yaml"), "--set", "api.poolSize=null")
     check(env(container(find(shared_pool, "Deployment", "iam-api"), "iam-api"))
-          .get("POSTGRES_POOL_SIZE", {}).get("value") == "8",
+          .get("POSTGRES_POOL_SIZE", {}).get("value") == "6",
           "with api.poolSize empty, iam-api takes database.poolSize")
 
     # A PostgreSQL CA reaches every process that connects, as libpq's PGSSLROOTCERT.
