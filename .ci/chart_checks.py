@@ -199,6 +199,9 @@ def sidecar_example(charts: pathlib.Path) -> None:
           "the sidecar forwards to the service on localhost")
     check(sidecar_env.get("SIDECAR_RULES_FILE", {}).get("value") == "/etc/iam-sidecar/rules.toml",
           "the rules file is configured")
+    check(sidecar_env.get("REVOCATION_REFRESH_INTERVAL", {}).get("value") == "5"
+          and "REVOCATIONS_URL" not in sidecar_env,
+          "the sidecar polls the revocation feed every 5 s, on the JWKS origin by default")
     check(sidecar.get("readinessProbe", {}).get("httpGet", {}) == {"path": "/healthcheck", "port": "iam-admin"},
           "sidecar readiness is /healthcheck on the admin port")
     mounts = {m["name"]: m["mountPath"] for m in sidecar.get("volumeMounts", [])}

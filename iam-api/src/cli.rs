@@ -115,13 +115,13 @@ pub async fn create_admin(
     } else {
         ExistingAccount::Refuse
     };
-    let (user, outcome) = match users::ensure_admin(db, &hasher, &email, &password, existing).await
-    {
-        Ok(done) => done,
-        // The refusal is the operator's to act on: exit 2 with the reason.
-        Err(AppError::Conflict(why)) => return Err(ProcessError::config(why)),
-        Err(error) => return Err(error.into()),
-    };
+    let (user, outcome) =
+        match users::ensure_admin(db, config, &hasher, &email, &password, existing).await {
+            Ok(done) => done,
+            // The refusal is the operator's to act on: exit 2 with the reason.
+            Err(AppError::Conflict(why)) => return Err(ProcessError::config(why)),
+            Err(error) => return Err(error.into()),
+        };
     let what = match outcome {
         AdminOutcome::Created => "created admin".to_owned(),
         AdminOutcome::Promoted { revoked_sessions } => format!(

@@ -215,7 +215,7 @@ pub async fn build_state(config: ApiConfig, db: PgPool) -> Result<AppState, Proc
     }
     sessions::spawn_pruner(db.clone(), PRUNE_INTERVAL);
     if let Some(admin) = &config.bootstrap_admin {
-        bootstrap_admin(&db, &hasher, admin).await?;
+        bootstrap_admin(&db, &config, &hasher, admin).await?;
     }
     let client_limit = config
         .rate_limit_per_minute
@@ -236,11 +236,13 @@ pub async fn build_state(config: ApiConfig, db: PgPool) -> Result<AppState, Proc
 /// that is logged as an error and the service starts without it.
 async fn bootstrap_admin(
     db: &PgPool,
+    config: &ApiConfig,
     hasher: &PasswordHasherPool,
     admin: &BootstrapAdmin,
 ) -> Result<(), ProcessError> {
     match users::ensure_admin(
         db,
+        config,
         hasher,
         &admin.email,
         &admin.password,

@@ -7,26 +7,35 @@
 //! token minted afterwards in that same second is given the cut-off as its `iat` (at most a
 //! second ahead, well within the verifiers' leeway), so it is not refused by it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, DefaultHasher};
 
 use crate::token::AccessTokenClaims;
+
+pub mod feed;
 
 /// What a verifier knows to be revoked: per-subject cut-offs (every token of the subject
 /// issued before the cut-off is refused) and single token ids (`jti`). The verifier only
 /// reads it, after the signature and the claims have been checked; whoever learns of
 /// revocations (the api from its database, the sidecar from the revocation feed) builds a
-/// new one and swaps it in.
+/// new one and swaps it in. Hash sets: a look-up costs the same with 100,000 entries as
+/// with none, and it happens on every request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Revocations {
-    subject_cutoffs: BTreeMap<String, i64>,
-    token_ids: BTreeSet<String>,
+    subject_cutoffs: HashMap<String, i64, FixedKeys>,
+    token_ids: HashSet<String, FixedKeys>,
 }
+
+/// SipHash with fixed keys, so that [`Revocations::NONE`] can be a constant. Random keys
+/// defend a map against entries chosen to collide; these entries are subjects and token ids
+/// the IAM itself minted, and a request only looks one up.
+type FixedKeys = BuildHasherDefault<DefaultHasher>;
 
 impl Revocations {
     /// Nothing revoked.
     pub const NONE: Revocations = Revocations {
-        subject_cutoffs: BTreeMap::new(),
-        token_ids: BTreeSet::new(),
+        subject_cutoffs: HashMap::with_hasher(BuildHasherDefault::new()),
+        token_ids: HashSet::with_hasher(BuildHasherDefault::new()),
     };
 
     /// Revocations of subjects (`sub`, cut-off second) and of token ids. A subject listed
@@ -35,7 +44,7 @@ impl Revocations {
         subject_cutoffs: impl IntoIterator<Item = (String, i64)>,
         token_ids: impl IntoIterator<Item = String>,
     ) -> Self {
-        let mut cutoffs = BTreeMap::new();
+        let mut cutoffs = HashMap::with_hasher(FixedKeys::default());
         for (subject, cutoff) in subject_cutoffs {
             let latest = cutoffs.entry(subject).or_insert(cutoff);
             *latest = (*latest).max(cutoff);
@@ -51,6 +60,11 @@ impl Revocations {
         self.subject_cutoffs.is_empty() && self.token_ids.is_empty()
     }
 
+    /// How many subjects and how many single tokens are revoked.
+    pub fn len(&self) -> (usize, usize) {
+        (self.subject_cutoffs.len(), self.token_ids.len())
+    }
+
     /// Whether a token with these (verified) claims is revoked.
     pub fn revokes(&self, claims: &AccessTokenClaims) -> bool {
         self.token_ids.contains(&claims.jti)
@@ -61,9 +75,26 @@ impl Revocations {
     }
 }
 
-/// The cut-off second of a revocation made at `revoked_at_millis` (unix milliseconds).
-pub fn cutoff_second(revoked_at_millis: i64) -> i64 {
-    revoked_at_millis.div_euclid(1000) + i64::from(revoked_at_millis.rem_euclid(1000) != 0)
+/// The cut-off second of a revocation made at `revoked_at_micros` (unix microseconds, the
+/// database's precision: rounding from milliseconds would let a token minted in the first
+/// millisecond of the revocation's second, before it, pass).
+pub fn cutoff_second(revoked_at_micros: i64) -> i64 {
+    revoked_at_micros.div_euclid(1_000_000)
+        + i64::from(revoked_at_micros.rem_euclid(1_000_000) != 0)
+}
+
+/// The instant (unix microseconds) to record for a revocation of a subject made at
+/// `now_micros`, when its previous revocation was recorded at `previous_micros`. Tokens
+/// minted after the previous revocation may carry its cut-off as their `iat` (see
+/// [`issued_at`]), so the new cut-off must lie above that one even when both revocations
+/// fall in the same second; otherwise those tokens would survive the second revocation.
+pub fn revocation_instant(now_micros: i64, previous_micros: Option<i64>) -> i64 {
+    previous_micros.map_or(now_micros, |previous| {
+        let after_previous_cutoff = cutoff_second(previous)
+            .saturating_mul(1_000_000)
+            .saturating_add(1);
+        now_micros.max(after_previous_cutoff)
+    })
 }
 
 /// Whether a token issued at `iat` falls under a subject cut-off at `cutoff` (unix seconds).
@@ -113,6 +144,20 @@ mod tests {
     }
 
     #[test]
+    fn len_counts_subjects_and_tokens() {
+        let revoked = Revocations::new(
+            [
+                ("u".to_owned(), 1000),
+                ("u".to_owned(), 900),
+                ("v".to_owned(), 5),
+            ],
+            ["j1".to_owned()],
+        );
+        assert_eq!(revoked.len(), (2, 1));
+        assert_eq!(Revocations::NONE.len(), (0, 0));
+    }
+
+    #[test]
     fn a_token_id_revokes_that_token_only() {
         let revoked = Revocations::new([], ["j1".to_owned()]);
         assert!(!revoked.is_empty());
@@ -131,12 +176,43 @@ mod tests {
 
     #[test]
     fn the_cutoff_is_the_revocation_rounded_up_to_a_second() {
-        assert_eq!(cutoff_second(1_000_000), 1000);
-        assert_eq!(cutoff_second(1_000_001), 1001);
-        assert_eq!(cutoff_second(1_000_999), 1001);
+        assert_eq!(cutoff_second(1_000_000_000), 1000);
+        assert_eq!(cutoff_second(1_000_000_001), 1001);
+        assert_eq!(cutoff_second(1_000_000_400), 1001);
+        assert_eq!(cutoff_second(1_000_999_999), 1001);
         assert_eq!(cutoff_second(0), 0);
         assert_eq!(cutoff_second(-1), 0);
-        assert_eq!(cutoff_second(-1000), -1);
+        assert_eq!(cutoff_second(-1_000_000), -1);
+    }
+
+    #[test]
+    fn a_second_revocation_in_the_same_second_still_revokes_what_was_minted_between() {
+        // First revocation at 1000.3 s: cut-off 1001; a token minted at 1000.6 s gets iat 1001.
+        let first = revocation_instant(1_000_300_000, None);
+        assert_eq!(first, 1_000_300_000);
+        let minted_between = issued_at(1000, Some(cutoff_second(first)));
+        assert_eq!(minted_between, 1001);
+        // Second revocation at 1000.8 s: its cut-off must refuse that token.
+        let second = revocation_instant(1_000_800_000, Some(first));
+        assert_eq!(second, 1_001_000_001);
+        assert!(revoked_by_subject_cutoff(
+            minted_between,
+            cutoff_second(second)
+        ));
+        // A later revocation keeps its own instant.
+        assert_eq!(
+            revocation_instant(1_005_000_000, Some(first)),
+            1_005_000_000
+        );
+        // Exactly one microsecond past the previous cut-off is enough, and needed.
+        assert_eq!(
+            revocation_instant(1_001_000_000, Some(first)),
+            1_001_000_001
+        );
+        assert_eq!(
+            revocation_instant(1_001_000_002, Some(first)),
+            1_001_000_002
+        );
     }
 
     #[test]
@@ -152,7 +228,7 @@ mod tests {
         assert_eq!(issued_at(1000, Some(1001)), 1001);
         assert_eq!(issued_at(1002, Some(1001)), 1002);
         // Revoked at 1000.7 s, minted at 1000.9 s: refused before, accepted after.
-        let cutoff = cutoff_second(1_000_700);
+        let cutoff = cutoff_second(1_000_700_000);
         assert!(revoked_by_subject_cutoff(1000, cutoff));
         assert!(!revoked_by_subject_cutoff(
             issued_at(1000, Some(cutoff)),

@@ -42,8 +42,9 @@ impl ProcessConfig for JwksConfig {
             8001,
             iam_core::config::LogRequests::Failures,
         );
-        // The process needs one connection at a time; a second covers the healthcheck.
-        let database = env.shared.database(problems, env.profile, 2);
+        // One connection for the key reloads, one for the revocation feed's checks, one for
+        // the healthcheck.
+        let database = env.shared.database(problems, env.profile, 3);
         let refresh_interval = env.shared.jwks_refresh_interval(problems);
         let max_age = env.shared.jwks_max_age(problems);
         let issuer = env.shared.issuer(problems);
@@ -95,7 +96,7 @@ mod tests {
         let config = JwksConfig::from_parts(Profile::Local, Default::default(), Default::default())
             .expect("ok");
         assert_eq!(config.common.port, 8001);
-        assert_eq!(config.database.pool_size, 2);
+        assert_eq!(config.database.pool_size, 3);
         assert_eq!(config.jwks_public_url, "http://127.0.0.1:8001");
         assert_eq!(config.max_age, Duration::from_secs(60));
         assert_eq!(config.refresh_interval, Duration::from_secs(30));

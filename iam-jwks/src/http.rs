@@ -15,6 +15,7 @@ use iam_core::server::{Drain, MetricsEndpoint, NoSniff, RequestHeadLimit, Reques
 use crate::config::JwksConfig;
 use crate::key_cache::KeyCache;
 use crate::metrics::JwksMetrics;
+use crate::revocation_feed::FeedCache;
 
 /// Where the key set is published.
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
@@ -32,6 +33,45 @@ impl Handler for JwksEndpoint {
         let document = self.cache.current();
         let headers = res.headers_mut();
         headers.insert(CACHE_CONTROL, self.cache_control.clone());
+        if let Ok(etag) = HeaderValue::from_str(&document.etag) {
+            headers.insert(ETAG, etag);
+        }
+        let not_modified = req
+            .headers()
+            .get(IF_NONE_MATCH)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| if_none_match_hits(value, &document.etag));
+        if not_modified {
+            res.status_code(StatusCode::NOT_MODIFIED);
+            return;
+        }
+        res.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        res.body(document.body.clone());
+    }
+}
+
+/// `GET /api/v1/revocations`: the pre-serialised revocation feed, revalidated by ETag;
+/// 503 until it has been built once (a verifier keeps what it had).
+#[derive(Debug, Clone)]
+struct RevocationsEndpoint {
+    feed: FeedCache,
+}
+
+#[async_trait]
+impl Handler for RevocationsEndpoint {
+    async fn handle(&self, req: &mut Request, _: &mut Depot, res: &mut Response, _: &mut FlowCtrl) {
+        let Some(document) = self.feed.current() else {
+            iam_core::problem::Problem::about_blank(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the revocation feed has not been read from the database yet",
+            )
+            .write_to(res);
+            return;
+        };
+        let headers = res.headers_mut();
+        // Verifiers poll it; nothing in between may answer for us.
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         if let Ok(etag) = HeaderValue::from_str(&document.etag) {
             headers.insert(ETAG, etag);
         }
@@ -133,6 +173,7 @@ impl Handler for Healthcheck {
 pub fn service(
     config: &JwksConfig,
     cache: KeyCache,
+    feed: FeedCache,
     db: PgPool,
     metrics: Arc<JwksMetrics>,
     drain: Drain,
@@ -158,6 +199,7 @@ pub fn service(
                 cache_control,
             }),
         )
+        .push(Router::with_path("api/v1/revocations").get(RevocationsEndpoint { feed }))
         .push(Router::with_path("api/v1/healthcheck").get(Healthcheck {
             db,
             env: config.common.env_label.clone(),

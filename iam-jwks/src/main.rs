@@ -5,6 +5,7 @@ mod config;
 mod http;
 mod key_cache;
 mod metrics;
+mod revocation_feed;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -51,9 +52,14 @@ async fn run(config: JwksConfig) -> Result<(), ProcessError> {
         .await
         .map_err(ProcessError::config)?;
     cache.spawn_reloader(db.clone(), config.refresh_interval);
+    let feed = revocation_feed::FeedCache::new(Arc::clone(&metrics));
+    // Built once before serving, so a started iam-jwks serves the feed at once; if the
+    // database refuses now, the builder keeps trying (the feed answers 503 until then).
+    feed.build_first(&db).await;
+    feed.spawn_builder(db.clone());
 
     let drain = iam_core::server::Drain::default();
-    let service = http::service(&config, cache, db.clone(), metrics, drain.clone())
+    let service = http::service(&config, cache, feed, db.clone(), metrics, drain.clone())
         .map_err(ProcessError::config)?;
     let server = iam_core::server::bind(
         &config.common.host,

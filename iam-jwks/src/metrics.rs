@@ -1,4 +1,5 @@
-//! iam-jwks's Prometheus metrics: HTTP requests, key-set reloads and the published key count.
+//! iam-jwks's Prometheus metrics: HTTP requests, key-set reloads, the published key count
+//! and the revocation feed's builds and size.
 
 use std::sync::Arc;
 
@@ -21,6 +22,9 @@ pub struct JwksMetrics {
     pub http: HttpMetrics,
     reloads: Family<ReloadLabels, Counter>,
     keys: Gauge,
+    feed_builds: Family<ReloadLabels, Counter>,
+    revoked_subjects: Gauge,
+    revoked_tokens: Gauge,
 }
 
 impl JwksMetrics {
@@ -36,11 +40,32 @@ impl JwksMetrics {
         );
         let keys = Gauge::default();
         registry.register("iam_jwks_keys", "Keys in the published set", keys.clone());
+        let feed_builds = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "iam_jwks_revocation_feed_builds",
+            "Revocation feed rebuilds by outcome (ok, failed); unchanged checks are not counted",
+            feed_builds.clone(),
+        );
+        let revoked_subjects = Gauge::default();
+        registry.register(
+            "iam_jwks_revoked_subjects",
+            "Subject cut-offs in the revocation feed",
+            revoked_subjects.clone(),
+        );
+        let revoked_tokens = Gauge::default();
+        registry.register(
+            "iam_jwks_revoked_tokens",
+            "Single token ids in the revocation feed",
+            revoked_tokens.clone(),
+        );
         Arc::new(JwksMetrics {
             registry,
             http,
             reloads,
             keys,
+            feed_builds,
+            revoked_subjects,
+            revoked_tokens,
         })
     }
 
@@ -51,6 +76,24 @@ impl JwksMetrics {
         if let Some(count) = keys {
             self.keys.set(i64::try_from(count).unwrap_or(i64::MAX));
         }
+    }
+
+    /// Records a rebuilt revocation feed and its size.
+    pub fn revocation_feed(&self, subjects: usize, tokens: usize) {
+        self.feed_builds
+            .get_or_create(&ReloadLabels { outcome: "ok" })
+            .inc();
+        self.revoked_subjects
+            .set(i64::try_from(subjects).unwrap_or(i64::MAX));
+        self.revoked_tokens
+            .set(i64::try_from(tokens).unwrap_or(i64::MAX));
+    }
+
+    /// Records a check or rebuild of the revocation feed that failed.
+    pub fn revocation_feed_failed(&self) {
+        self.feed_builds
+            .get_or_create(&ReloadLabels { outcome: "failed" })
+            .inc();
     }
 
     /// The text exposition.

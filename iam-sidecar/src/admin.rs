@@ -12,11 +12,13 @@ use serde_json::json;
 use crate::metrics::Metrics;
 use crate::verifier::TokenVerifier;
 
-/// `GET /healthcheck`: 200 once a key set has loaded, 503 before, and 503 `draining` after
-/// the stop signal (the main port still serves during `SHUTDOWN_DELAY`).
+/// `GET /healthcheck`: 200 once a key set and the revocation feed have loaded, 503 before,
+/// and 503 `draining` after the stop signal (the main port still serves during
+/// `SHUTDOWN_DELAY`). The feed's age shows how current the revocations in force are.
 #[derive(Debug)]
 struct Healthcheck {
     verifier: Arc<TokenVerifier>,
+    metrics: Arc<Metrics>,
     env: String,
     drain: Drain,
 }
@@ -38,7 +40,9 @@ impl Handler for Healthcheck {
             .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         res.render(Json(json!({
             "status": status,
-            "keys": if ready { "loaded" } else { "not loaded" },
+            "keys": if self.verifier.keys_loaded() { "loaded" } else { "not loaded" },
+            "revocations": if self.verifier.revocations_loaded() { "loaded" } else { "not loaded" },
+            "revocations_age_seconds": self.metrics.revocation_feed_age_seconds(),
             "env": self.env,
             "version": env!("CARGO_PKG_VERSION"),
         })));
@@ -55,6 +59,7 @@ pub fn service(
     let router = Router::new()
         .push(Router::with_path("healthcheck").get(Healthcheck {
             verifier,
+            metrics: Arc::clone(&metrics),
             env,
             drain,
         }))

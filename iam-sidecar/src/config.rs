@@ -18,6 +18,8 @@ pub struct OwnEnvironment {
     upstream_url: Setting<String>,
     upstream_timeout: Setting<u64>,
     jwks_url: Setting<String>,
+    revocations_url: Setting<String>,
+    revocation_refresh_interval: Setting<u64>,
     public_paths: Setting<String>,
     sidecar_rules_file: Setting<String>,
 }
@@ -32,6 +34,10 @@ pub struct SidecarConfig {
     pub upstream_timeout: Duration,
     pub jwks_url: String,
     pub jwks_refresh_interval: Duration,
+    /// `REVOCATIONS_URL`: the revocation feed (default: on `JWKS_URL`'s origin).
+    pub revocations_url: String,
+    /// `REVOCATION_REFRESH_INTERVAL`: how often the feed is polled.
+    pub revocation_refresh_interval: Duration,
     /// `JWT_ISSUER`, `JWT_AUDIENCE` and `JWT_LEEWAY`.
     pub verification_rules: VerificationRules,
     pub policy: AccessPolicy,
@@ -66,6 +72,26 @@ impl ProcessConfig for SidecarConfig {
         );
         if !(jwks_url.starts_with("http://") || jwks_url.starts_with("https://")) {
             problems.invalid("JWKS_URL", "must be an http:// or https:// URL");
+        }
+        let revocations_url = problems.take(
+            "REVOCATIONS_URL",
+            &env.own.revocations_url,
+            format!(
+                "{}{}",
+                origin(&jwks_url),
+                iam_core::revocation::feed::REVOCATIONS_PATH
+            ),
+        );
+        if !(revocations_url.starts_with("http://") || revocations_url.starts_with("https://")) {
+            problems.invalid("REVOCATIONS_URL", "must be an http:// or https:// URL");
+        }
+        let revocation_refresh_interval = problems.take(
+            "REVOCATION_REFRESH_INTERVAL",
+            &env.own.revocation_refresh_interval,
+            5,
+        );
+        if revocation_refresh_interval == 0 {
+            problems.invalid("REVOCATION_REFRESH_INTERVAL", "must be at least 1 second");
         }
         let common = env.shared.common(
             problems,
@@ -105,11 +131,21 @@ impl ProcessConfig for SidecarConfig {
             upstream_timeout: Duration::from_secs(timeout.max(1)),
             jwks_url,
             jwks_refresh_interval,
+            revocations_url,
+            revocation_refresh_interval: Duration::from_secs(revocation_refresh_interval.max(1)),
             verification_rules,
             policy: AccessPolicy::new(public_paths, rules),
             rule_count,
         }
     }
+}
+
+/// `scheme://authority` of an absolute URL: everything before the path.
+fn origin(url: &str) -> &str {
+    let authority_start = url.find("://").map_or(0, |at| at + 3);
+    url[authority_start..]
+        .find(['/', '?', '#'])
+        .map_or(url, |end| &url[..authority_start + end])
 }
 
 #[cfg(test)]
@@ -142,6 +178,21 @@ mod tests {
             "http://127.0.0.1:8001/.well-known/jwks.json"
         );
         assert_eq!(config.jwks_refresh_interval, Duration::from_secs(30));
+        assert_eq!(
+            config.revocations_url,
+            "http://127.0.0.1:8001/api/v1/revocations"
+        );
+        assert_eq!(config.revocation_refresh_interval, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_feed_defaults_to_the_jwks_origin() {
+        assert_eq!(
+            origin("https://keys.example:8443/a/jwks.json"),
+            "https://keys.example:8443"
+        );
+        assert_eq!(origin("http://jwks?x=/y"), "http://jwks");
+        assert_eq!(origin("http://jwks"), "http://jwks");
     }
 
     #[test]
@@ -150,6 +201,8 @@ mod tests {
             upstream_url: "ftp://x".into(),
             public_paths: "relative/path".into(),
             sidecar_rules_file: "/nonexistent/rules.toml".into(),
+            revocations_url: "file:///feed".into(),
+            revocation_refresh_interval: "0".into(),
             ..OwnEnvironment::default()
         };
         let shared = SharedEnvironment {
@@ -162,6 +215,8 @@ mod tests {
             "PUBLIC_PATHS",
             "SIDECAR_RULES_FILE",
             "JWKS_REFRESH_INTERVAL",
+            "REVOCATIONS_URL",
+            "REVOCATION_REFRESH_INTERVAL",
         ] {
             assert!(error.contains(variable), "{variable} missing from {error}");
         }

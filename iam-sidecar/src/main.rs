@@ -21,6 +21,7 @@ use crate::forward::UpstreamClient;
 use crate::metrics::Metrics;
 use crate::proxy::Gate;
 use crate::verifier::TokenVerifier;
+use crate::verifier::revocation_feed::FeedPoller;
 
 /// Verifying reverse proxy for one service.
 #[derive(Debug, Parser)]
@@ -54,6 +55,12 @@ async fn run(config: SidecarConfig) -> Result<(), ProcessError> {
         .map_err(|error| ProcessError::runtime(error.to_string()))?,
     );
     verifier.spawn_refresher();
+    FeedPoller::new(
+        config.revocations_url.clone(),
+        config.revocation_refresh_interval,
+        Arc::clone(&verifier),
+    )
+    .spawn();
 
     let gate = Gate {
         policy: config.policy,

@@ -16,7 +16,8 @@ pub enum Outcome {
     ForwardedPublic,
     Unauthenticated,
     Forbidden,
-    KeysUnavailable,
+    /// 503: the key set or the revocation feed has not loaded yet.
+    NotReady,
     BadPath,
     /// Refused with 400 for its headers: more than one `Authorization`, or a method
     /// override that is not a method.
@@ -28,7 +29,7 @@ const OUTCOMES: [(Outcome, &str); 7] = [
     (Outcome::ForwardedPublic, "forwarded_public"),
     (Outcome::Unauthenticated, "unauthenticated"),
     (Outcome::Forbidden, "forbidden"),
-    (Outcome::KeysUnavailable, "keys_unavailable"),
+    (Outcome::NotReady, "not_ready"),
     (Outcome::BadPath, "bad_path"),
     (Outcome::BadRequest, "bad_request"),
 ];
@@ -53,6 +54,12 @@ pub struct Metrics {
     jwks_refresh_failures: AtomicU64,
     jwks_refreshes: AtomicU64,
     jwks_keys: AtomicU64,
+    revocation_feed_checks: AtomicU64,
+    revocation_feed_failures: AtomicU64,
+    /// Unix milliseconds of the last successful poll; 0 before the first.
+    revocation_feed_checked_at: AtomicU64,
+    revoked_subjects: AtomicU64,
+    revoked_tokens: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -69,6 +76,11 @@ impl Default for Metrics {
             jwks_refresh_failures: AtomicU64::default(),
             jwks_refreshes: AtomicU64::default(),
             jwks_keys: AtomicU64::default(),
+            revocation_feed_checks: AtomicU64::default(),
+            revocation_feed_failures: AtomicU64::default(),
+            revocation_feed_checked_at: AtomicU64::default(),
+            revoked_subjects: AtomicU64::default(),
+            revoked_tokens: AtomicU64::default(),
         }
     }
 }
@@ -108,6 +120,32 @@ impl Metrics {
                 self.jwks_refresh_failures.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Records a successful poll of the revocation feed (a new copy or a 304).
+    pub fn revocation_feed_checked(&self) {
+        self.revocation_feed_checks.fetch_add(1, Ordering::Relaxed);
+        self.revocation_feed_checked_at
+            .store(unix_millis(), Ordering::Relaxed);
+    }
+
+    /// Records a failed poll of the revocation feed.
+    pub fn revocation_feed_failed(&self) {
+        self.revocation_feed_failures
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records the size of the revocations in force.
+    pub fn revoked_entries(&self, subjects: usize, tokens: usize) {
+        self.revoked_subjects
+            .store(subjects as u64, Ordering::Relaxed);
+        self.revoked_tokens.store(tokens as u64, Ordering::Relaxed);
+    }
+
+    /// Seconds since the last successful poll of the revocation feed; `None` before one.
+    pub fn revocation_feed_age_seconds(&self) -> Option<f64> {
+        let checked_at = self.revocation_feed_checked_at.load(Ordering::Relaxed);
+        (checked_at > 0).then(|| unix_millis().saturating_sub(checked_at) as f64 / 1000.0)
     }
 
     /// The OpenMetrics text exposition of every series.
@@ -162,10 +200,56 @@ impl Metrics {
         out.push_str("# HELP iam_sidecar_jwks_keys Keys in the current verification set.\n");
         out.push_str("# TYPE iam_sidecar_jwks_keys gauge\n");
         let _ = writeln!(out, "iam_sidecar_jwks_keys {}", load(&self.jwks_keys));
+        out.push_str(
+            "# HELP iam_sidecar_revocation_feed_checks Successful polls of the revocation feed.\n",
+        );
+        out.push_str("# TYPE iam_sidecar_revocation_feed_checks counter\n");
+        let _ = writeln!(
+            out,
+            "iam_sidecar_revocation_feed_checks_total {}",
+            load(&self.revocation_feed_checks)
+        );
+        out.push_str(
+            "# HELP iam_sidecar_revocation_feed_failures Failed polls of the revocation feed.\n",
+        );
+        out.push_str("# TYPE iam_sidecar_revocation_feed_failures counter\n");
+        let _ = writeln!(
+            out,
+            "iam_sidecar_revocation_feed_failures_total {}",
+            load(&self.revocation_feed_failures)
+        );
+        if let Some(age) = self.revocation_feed_age_seconds() {
+            out.push_str("# HELP iam_sidecar_revocation_feed_age_seconds Seconds since the revocation feed was last polled successfully.\n");
+            out.push_str("# TYPE iam_sidecar_revocation_feed_age_seconds gauge\n");
+            let _ = writeln!(out, "iam_sidecar_revocation_feed_age_seconds {age}");
+        }
+        out.push_str("# HELP iam_sidecar_revoked_subjects Subject cut-offs in force.\n");
+        out.push_str("# TYPE iam_sidecar_revoked_subjects gauge\n");
+        let _ = writeln!(
+            out,
+            "iam_sidecar_revoked_subjects {}",
+            load(&self.revoked_subjects)
+        );
+        out.push_str("# HELP iam_sidecar_revoked_tokens Single revoked token ids in force.\n");
+        out.push_str("# TYPE iam_sidecar_revoked_tokens gauge\n");
+        let _ = writeln!(
+            out,
+            "iam_sidecar_revoked_tokens {}",
+            load(&self.revoked_tokens)
+        );
         // The shared HTTP series; their encoding ends with the closing `# EOF`.
         out.push_str(&render(&self.registry));
         out
     }
+}
+
+/// Unix milliseconds now.
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
 }
 
 #[cfg(test)]
@@ -180,7 +264,14 @@ mod tests {
         metrics.rejection(Reason::Expired);
         metrics.upstream_failure(UpstreamFailure::Timeout);
         metrics.jwks_refresh(Some(2));
+        assert!(!metrics.render().contains("revocation_feed_age"));
+        metrics.revocation_feed_checked();
+        metrics.revoked_entries(3, 1);
         let text = metrics.render();
+        assert!(text.contains("iam_sidecar_revocation_feed_checks_total 1"));
+        assert!(text.contains("iam_sidecar_revocation_feed_age_seconds "));
+        assert!(text.contains("iam_sidecar_revoked_subjects 3"));
+        assert!(text.contains("iam_sidecar_revoked_tokens 1"));
         assert!(text.contains("iam_sidecar_requests_total{outcome=\"forwarded\"} 1"));
         assert!(text.contains("iam_sidecar_token_rejections_total{reason=\"expired\"} 2"));
         assert!(text.contains("iam_sidecar_upstream_errors_total{kind=\"timeout\"} 1"));

@@ -198,14 +198,14 @@ impl Gate {
                 };
                 let claims = match self.verifier.verify(token).await {
                     Ok(claims) => claims,
-                    Err(VerifyError::KeysUnavailable) => {
+                    Err(VerifyError::NotReady) => {
                         res.headers_mut()
                             .insert(RETRY_AFTER, HeaderValue::from_static("1"));
                         self.deny(
                             res,
-                            Outcome::KeysUnavailable,
+                            Outcome::NotReady,
                             StatusCode::SERVICE_UNAVAILABLE,
-                            "the signing keys have not been loaded yet",
+                            "the signing keys or the revocation feed have not been loaded yet",
                         );
                         return;
                     }

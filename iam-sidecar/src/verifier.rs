@@ -5,7 +5,10 @@
 //! one in flight and at most once per 5 s. A JWKS larger than [`MAX_FETCHED_DOCUMENT_BYTES`]
 //! is refused while it is read. When a fetch fails the last good set is kept.
 //! Tokens that verified are remembered (until the next key set or 10,000 of them), so a
-//! client's repeated requests with one token cost a look-up plus the expiry check.
+//! client's repeated requests with one token cost a look-up plus the expiry check; a
+//! remembered token is judged against the revocations in force at every recall.
+//! Revocations come from the revocation feed ([`revocation_feed`]); until its first copy
+//! arrives, tokens are not judged at all (503), as before the first key set.
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -20,6 +23,7 @@ use tokio::sync::Mutex;
 use crate::metrics::Metrics;
 
 pub mod document;
+pub mod revocation_feed;
 
 use document::{DocumentError, MAX_FETCHED_DOCUMENT_BYTES, read_capped};
 
@@ -33,8 +37,8 @@ const MAX_START_BACKOFF: Duration = Duration::from_secs(5);
 /// Why a request's token was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VerifyError {
-    /// No key set has ever loaded: the sidecar cannot judge tokens yet.
-    KeysUnavailable,
+    /// No key set or no revocation feed has loaded yet: the sidecar cannot judge tokens.
+    NotReady,
     /// The token was refused.
     Rejected(Reason),
 }
@@ -74,9 +78,9 @@ pub struct ClientError(#[from] reqwest::Error);
 #[derive(Debug)]
 pub struct TokenVerifier {
     keys: RwLock<Option<Arc<KeySet>>>,
-    /// What has been revoked; consulted after the signature, on every verification and
-    /// every recall. Nothing yet: the revocation feed will fill it.
-    revoked: RwLock<Arc<Revocations>>,
+    /// What has been revoked (`None` until the feed's first copy); consulted after the
+    /// signature, on every verification and every recall.
+    revoked: RwLock<Option<Arc<Revocations>>>,
     rules: VerificationRules,
     jwks_url: String,
     refresh_interval: Duration,
@@ -101,7 +105,7 @@ impl TokenVerifier {
             .build()?;
         Ok(TokenVerifier {
             keys: RwLock::new(None),
-            revoked: RwLock::new(Arc::new(Revocations::NONE)),
+            revoked: RwLock::new(None),
             rules,
             jwks_url,
             refresh_interval,
@@ -112,9 +116,19 @@ impl TokenVerifier {
         })
     }
 
-    /// Whether a key set has loaded (readiness).
+    /// Whether a key set and the revocation feed have loaded (readiness).
     pub fn is_ready(&self) -> bool {
+        self.keys_loaded() && self.revocations_loaded()
+    }
+
+    /// Whether a key set has loaded.
+    pub fn keys_loaded(&self) -> bool {
         self.current().is_some()
+    }
+
+    /// Whether a copy of the revocation feed has arrived.
+    pub fn revocations_loaded(&self) -> bool {
+        self.current_revocations().is_some()
     }
 
     fn current(&self) -> Option<Arc<KeySet>> {
@@ -124,25 +138,34 @@ impl TokenVerifier {
         }
     }
 
-    fn current_revocations(&self) -> Arc<Revocations> {
+    fn current_revocations(&self) -> Option<Arc<Revocations>> {
         match self.revoked.read() {
-            Ok(slot) => Arc::clone(&slot),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+            Ok(slot) => slot.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Puts `revocations` in force for every verification and recall from now on.
+    pub fn install_revocations(&self, revocations: Revocations) {
+        let (subjects, tokens) = revocations.len();
+        self.metrics.revoked_entries(subjects, tokens);
+        if let Ok(mut slot) = self.revoked.write() {
+            *slot = Some(Arc::new(revocations));
         }
     }
 
     /// Verifies `token` now; an unknown `kid` gets one refetch before it is refused.
     pub async fn verify(&self, token: &str) -> Result<Arc<AccessTokenClaims>, VerifyError> {
         let now = chrono::Utc::now().timestamp();
-        let revoked = self.current_revocations();
+        let revoked = self.current_revocations().ok_or(VerifyError::NotReady)?;
         if let Some(recalled) = self.verified.recall(token, &self.rules, &revoked, now) {
             return recalled.map_err(VerifyError::Rejected);
         }
-        let keys = self.current().ok_or(VerifyError::KeysUnavailable)?;
+        let keys = self.current().ok_or(VerifyError::NotReady)?;
         let claims = match verify_access_token(token, &keys, &self.rules, &revoked, now) {
             Err(Reason::UnknownKeyId) => {
                 self.refetch_for_unknown_kid().await;
-                let keys = self.current().ok_or(VerifyError::KeysUnavailable)?;
+                let keys = self.current().ok_or(VerifyError::NotReady)?;
                 verify_access_token(token, &keys, &self.rules, &revoked, now)
                     .map_err(VerifyError::Rejected)?
             }
@@ -230,7 +253,7 @@ impl TokenVerifier {
                             })
                             .max(Duration::from_secs(1))
                     }
-                    Err(error) if verifier.is_ready() => {
+                    Err(error) if verifier.keys_loaded() => {
                         tracing::warn!(%error, "JWKS refresh failed; keeping the last good key set");
                         verifier.refresh_interval
                     }

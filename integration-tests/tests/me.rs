@@ -91,7 +91,7 @@ async fn an_expired_token_is_refused_after_the_leeway() {
 }
 
 #[tokio::test]
-async fn a_role_change_shows_on_me_at_once() {
+async fn a_role_change_revokes_the_old_token_and_shows_on_me() {
     let db = TestDatabase::create().await;
     let api = ServiceProcess::start(&db).await;
     let admin = api.admin_token().await;
@@ -112,19 +112,18 @@ async fn a_role_change_shows_on_me_at_once() {
         )
         .await;
     assert_eq!(assigned.status(), 200);
-    // The old token still names role `user`, but /me reads the database.
+    // The old token names role `user`: it is revoked by the change (contract §3).
+    expect_problem(api.get("/api/v1/me", Some(&token)).await, 401).await;
+    // A new token carries the new role, and /me reads it from the database.
+    let pair = api.login("ada@example.com", "user-password-1").await;
     let me: Value = api
-        .get("/api/v1/me", Some(&token))
+        .get("/api/v1/me", Some(&access_token(&pair)))
         .await
         .json()
         .await
         .expect("json");
     assert_eq!(me["role"], "editor");
     assert_eq!(me["permissions"], json!(["articles:write"]));
-    // New tokens carry the new role.
-    let pair = api.login("ada@example.com", "user-password-1").await;
-    let claims = access_token(&pair);
-    assert!(!claims.is_empty());
 }
 
 #[tokio::test]

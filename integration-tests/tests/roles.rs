@@ -1,6 +1,6 @@
 //! Role management and permission checks.
 
-use integration_tests::api::expect_problem;
+use integration_tests::api::{access_token, expect_problem};
 use integration_tests::{ServiceProcess, TestDatabase};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -234,6 +234,9 @@ async fn authorization_is_by_permission_not_by_role_name() {
         &json!({"role": "auditor"}),
     )
     .await;
+    // The role change revoked the old token; a new one carries the new role.
+    expect_problem(api.get("/api/v1/roles", Some(&user_token)).await, 401).await;
+    let user_token = access_token(&api.login("ada@example.com", "user-password-1").await);
     assert_eq!(
         api.get("/api/v1/roles", Some(&user_token)).await.status(),
         200

@@ -8,6 +8,8 @@ where .Values.iamSidecar holds (defaults in brackets):
   port [8080]         what your Service targets; adminPort [8081] healthcheck and metrics
   profile [prod], environment [production], issuer [iam], audience [iam], leeway [30]
   jwksRefreshInterval [30], upstreamTimeout [30], workerCount [1]
+  revocationRefreshInterval [5]  seconds between polls of the revocation feed
+  revocationsUrl      [JWKS_URL's origin + /api/v1/revocations]
   publicPaths [[]]    path prefixes forwarded without a token
   rules [""]          TOML route rules; when set, rendered into a ConfigMap and mounted
   extraEnv [[]], resources [requests 25m/24Mi, limits 32Mi memory]
@@ -46,6 +48,12 @@ where .Values.iamSidecar holds (defaults in brackets):
       value: {{ required "iamSidecar.jwksUrl is required (the iam-jwks Service's /.well-known/jwks.json)" $s.jwksUrl | quote }}
     - name: JWKS_REFRESH_INTERVAL
       value: {{ $s.jwksRefreshInterval | default 30 | quote }}
+    - name: REVOCATION_REFRESH_INTERVAL
+      value: {{ $s.revocationRefreshInterval | default 5 | quote }}
+    {{- with $s.revocationsUrl }}
+    - name: REVOCATIONS_URL
+      value: {{ . | quote }}
+    {{- end }}
     - name: JWT_ISSUER
       value: {{ $s.issuer | default "iam" | quote }}
     - name: JWT_AUDIENCE
@@ -77,7 +85,8 @@ where .Values.iamSidecar holds (defaults in brackets):
       mountPath: /etc/iam-sidecar
       readOnly: true
   {{- end }}
-  # Ready once the signing keys have loaded; alive while it serves its admin port.
+  # Ready once the signing keys and the revocation feed have loaded; alive while it serves
+  # its admin port.
   readinessProbe:
     httpGet:
       path: /healthcheck

@@ -6,6 +6,7 @@ pub mod keys;
 pub mod password;
 pub mod rbac;
 pub mod refresh;
+pub mod revocation;
 pub mod roles;
 pub mod sessions;
 pub mod throttle;

@@ -11,7 +11,7 @@ use crate::domain::throttle;
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::refresh_tokens::{self, NewRefreshToken};
-use crate::store::{login_failures, users};
+use crate::store::{login_failures, revoked_subjects, users};
 
 /// An access token and the refresh token that renews it.
 pub struct TokenPair {
@@ -224,7 +224,7 @@ fn mint(
     };
     let cutoff = holder
         .tokens_revoked_at
-        .map(|at| iam_core::revocation::cutoff_second(at.timestamp_millis()));
+        .map(|at| iam_core::revocation::cutoff_second(at.timestamp_micros()));
     let issued_at = iam_core::revocation::issued_at(now.timestamp(), cutoff);
     let claims = AccessTokenClaims::issue(&policy, &subject, issued_at);
     let access_token = state
@@ -259,9 +259,9 @@ fn mint(
 /// How long expired refresh tokens are kept before they are deleted.
 const EXPIRED_TOKEN_RETENTION: chrono::Duration = chrono::Duration::days(1);
 
-/// Every `interval` (and once at start), deletes long-expired refresh tokens and login
-/// failure records that no longer count, so neither table grows without bound (made-up
-/// emails leave a failure record each).
+/// Every `interval` (and once at start), deletes long-expired refresh tokens, subject
+/// revocations no token can fall under any more, and login failure records that no longer
+/// count, so no table grows without bound (made-up emails leave a failure record each).
 pub fn spawn_pruner(db: sqlx::PgPool, interval: std::time::Duration) {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
@@ -273,6 +273,11 @@ pub fn spawn_pruner(db: sqlx::PgPool, interval: std::time::Duration) {
                 Ok(0) => {}
                 Ok(deleted) => tracing::info!(deleted, "pruned expired refresh tokens"),
                 Err(error) => tracing::warn!(%error, "could not prune expired refresh tokens"),
+            }
+            match revoked_subjects::delete_kept_until(&db, now).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "pruned lapsed subject revocations"),
+                Err(error) => tracing::warn!(%error, "could not prune subject revocations"),
             }
             match login_failures::delete_idle_since(&db, throttle::forgotten_before(now)).await {
                 Ok(0) => {}

@@ -2,11 +2,13 @@
 
 use uuid::Uuid;
 
+use crate::config::ApiConfig;
 use crate::domain::email::Email;
 use crate::domain::password::{Password, PasswordHasherPool};
 use crate::domain::rbac::{
     ADMIN_ROLE, DEFAULT_ROLE, RoleName, UsersRead, UsersWrite, within_ceiling,
 };
+use crate::domain::revocation;
 use crate::error::{AppError, FieldError, violated_constraint};
 use crate::state::AppState;
 use crate::store::users::{self, EMAIL_UNIQUE_INDEX, ROLE_FOREIGN_KEY, UserRecord};
@@ -90,6 +92,7 @@ pub enum AdminOutcome {
 /// not handed to its registrant.
 pub async fn ensure_admin(
     db: &sqlx::PgPool,
+    config: &ApiConfig,
     hasher: &PasswordHasherPool,
     email: &Email,
     password: &Password,
@@ -123,7 +126,7 @@ pub async fn ensure_admin(
         let now = chrono::Utc::now();
         let revoked_sessions =
             refresh_tokens::revoke_all_of_user(&mut *tx, account.id, now).await?;
-        users::revoke_tokens(&mut *tx, account.id, now).await?;
+        revocation::revoke_access_tokens(&mut tx, config, account.id, now).await?;
         tx.commit().await?;
         return Ok((user, AdminOutcome::Promoted { revoked_sessions }));
     }
@@ -136,7 +139,7 @@ pub async fn ensure_admin(
         // bootstrapped it): judge the account that now exists.
         Err(error) if violated_constraint(&error) == Some(EMAIL_UNIQUE_INDEX) => {
             tx.rollback().await?;
-            Box::pin(ensure_admin(db, hasher, email, password, existing)).await
+            Box::pin(ensure_admin(db, config, hasher, email, password, existing)).await
         }
         Err(error) => Err(error.into()),
     }
@@ -227,6 +230,11 @@ pub async fn assign_role(
             _ => error.into(),
         })?
         .ok_or(AppError::NotFound("user"))?;
+    if target.role != user.role {
+        // Tokens carry the role: those minted before the change must stop working at every
+        // verifier, not only here (the api reads the role from the database anyway).
+        revocation::revoke_access_tokens(&mut tx, &state.config, id, chrono::Utc::now()).await?;
+    }
     tx.commit().await?;
     Ok(user)
 }

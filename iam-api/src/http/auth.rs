@@ -44,7 +44,7 @@ pub async fn authenticate(req: &Request, state: &AppState) -> Result<UserRecord,
     if user.tokens_revoked_at.is_some_and(|cutoff| {
         iam_core::revocation::revoked_by_subject_cutoff(
             claims.iat,
-            iam_core::revocation::cutoff_second(cutoff.timestamp_millis()),
+            iam_core::revocation::cutoff_second(cutoff.timestamp_micros()),
         )
     }) {
         return Err(AppError::Unauthenticated(BearerFailure::Revoked));

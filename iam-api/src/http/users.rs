@@ -161,6 +161,10 @@ pub async fn get_user(
 }
 
 /// Gives a user another role (requires `iam:users:write`).
+///
+/// A change of role revokes every access token of the user issued before it (here at once,
+/// at sidecars through the revocation feed); the user's refresh tokens give tokens with the
+/// new role.
 #[endpoint(
     tags("users"),
     security(("bearer" = [])),

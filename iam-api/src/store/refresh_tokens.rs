@@ -77,8 +77,7 @@ pub struct RefreshTokenWithHolder {
     pub expires_at: DateTime<Utc>,
     pub used_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
-    /// `None` when the user has been deleted (the token row goes with it, so this is only
-    /// seen in a race with the deletion).
+    /// Always present (the user is joined, not outer-joined); optional for the decoder.
     pub email: Option<String>,
     pub role: Option<String>,
     pub permissions: Option<Vec<String>>,
@@ -104,13 +103,19 @@ const FIND_WITH_HOLDER_FOR_UPDATE_SQL: &str =
     "SELECT t.id, t.family_id, t.user_id, t.expires_at, t.used_at, t.revoked_at,
                 u.email, u.role, r.permissions, u.tokens_revoked_at
          FROM refresh_tokens t
-         LEFT JOIN users u ON u.id = t.user_id
+         JOIN users u ON u.id = t.user_id
          LEFT JOIN roles r ON r.name = u.role
          WHERE t.token_hash = $1
-         FOR UPDATE OF t";
+         FOR UPDATE OF t FOR SHARE OF u";
 
 /// Like [`find_by_hash_for_update`], with the holder's email, role and permissions joined
-/// in, so a refresh needs one statement before it writes.
+/// in, so a refresh needs one statement before it writes. The user's row is share-locked
+/// until the refresh commits, so a change that revokes the user's sessions (it locks the
+/// row first) either waits and then sees the successor this refresh stores, or commits
+/// first and is seen here (a locking read re-reads a row that changed while it waited).
+/// Without the lock the revoking statement could miss a successor committed just after
+/// it started. (An access token minted from a stale read is caught anyway: its `iat` is
+/// below the revocation's cut-off.)
 #[tracing::instrument(name = "db refresh_tokens::find_with_holder_for_update", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "refresh_tokens", db.operation.name = "find_with_holder_for_update", db.query.text = FIND_WITH_HOLDER_FOR_UPDATE_SQL))]
 pub async fn find_with_holder_for_update<'e>(
     executor: impl PgExecutor<'e>,

@@ -196,6 +196,23 @@ pub async fn lock_by_id<'e>(executor: impl PgExecutor<'e>, id: Uuid) -> Result<b
     Ok(locked.is_some())
 }
 
+/// SQL of [`tokens_revoked_at_for_update`].
+const TOKENS_REVOKED_AT_FOR_UPDATE_SQL: &str =
+    "SELECT tokens_revoked_at FROM users WHERE id = $1 FOR UPDATE";
+
+/// The user's last token revocation (`Some(None)`: never revoked; `None`: no such user),
+/// with the row locked until the transaction ends.
+#[tracing::instrument(name = "db users::tokens_revoked_at_for_update", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "tokens_revoked_at_for_update", db.query.text = TOKENS_REVOKED_AT_FOR_UPDATE_SQL))]
+pub async fn tokens_revoked_at_for_update<'e>(
+    executor: impl PgExecutor<'e>,
+    id: Uuid,
+) -> Result<Option<Option<DateTime<Utc>>>, sqlx::Error> {
+    sqlx::query_scalar(TOKENS_REVOKED_AT_FOR_UPDATE_SQL)
+        .bind(id)
+        .fetch_optional(executor)
+        .await
+}
+
 /// SQL of [`revoke_tokens`].
 const REVOKE_TOKENS_SQL: &str =
     "UPDATE users SET tokens_revoked_at = $2, updated_at = now() WHERE id = $1";

@@ -1,5 +1,6 @@
 //! A JWKS endpoint under the test's control: it serves whatever document the test sets, with
-//! a `Content-Length` or chunked, so that a sidecar can be shown a broken key service.
+//! a `Content-Length` or chunked, so that a sidecar can be shown a broken key service; and
+//! an empty revocation feed, which the sidecar needs before it judges tokens.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -93,6 +94,20 @@ async fn answer(
             Ok(0) | Err(_) => return,
             Ok(read) => head.extend_from_slice(&buffer[..read]),
         }
+    }
+    // The sidecar polls the revocation feed on the same origin: nothing is revoked here.
+    if head.starts_with(b"GET /api/v1/revocations") {
+        let feed = br#"{"subjects":{},"tokens":{},"generated_at":0}"#;
+        let mut response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+             connection: close\r\n\r\n",
+            feed.len()
+        )
+        .into_bytes();
+        response.extend_from_slice(feed);
+        let _ = socket.write_all(&response).await;
+        let _ = socket.shutdown().await;
+        return;
     }
     let response = {
         let served = served.lock().expect("lock");

@@ -1,0 +1,46 @@
+//! Revoking every access token of a subject: at the api at once (the user's cut-off is read
+//! with the user on each request) and at every verifier through the revocation feed, which
+//! iam-jwks builds from `revoked_subjects`. Both are written in the caller's transaction, so
+//! the feed never lists a change that did not happen nor misses one that did.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::config::ApiConfig;
+use crate::error::AppError;
+use crate::store::{revoked_subjects, users};
+
+/// Makes every access token of `user_id` issued before `now` be refused everywhere. Locks
+/// the user's row until the transaction ends.
+pub async fn revoke_access_tokens(
+    tx: &mut sqlx::PgConnection,
+    config: &ApiConfig,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), AppError> {
+    let Some(previous) = users::tokens_revoked_at_for_update(&mut *tx, user_id).await? else {
+        return Err(AppError::NotFound("user"));
+    };
+    let instant = iam_core::revocation::revocation_instant(
+        now.timestamp_micros(),
+        previous.map(|at| at.timestamp_micros()),
+    );
+    let revoked_at = DateTime::from_timestamp_micros(instant)
+        .ok_or_else(|| AppError::Internal(format!("revocation instant {instant} out of range")))?;
+    users::revoke_tokens(&mut *tx, user_id, revoked_at).await?;
+    revoked_subjects::record(
+        &mut *tx,
+        &user_id.to_string(),
+        revoked_at,
+        keep_until(config, revoked_at),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Until when the feed must list a revocation made at `now`: a token issued before it
+/// expires at most `ACCESS_TOKEN_TTL` later, and verifiers allow `JWT_LEEWAY` past that.
+fn keep_until(config: &ApiConfig, now: DateTime<Utc>) -> DateTime<Utc> {
+    let lifetime = config.rotation_policy().token_lifetime;
+    now + chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::MAX)
+}

@@ -1,0 +1,47 @@
+//! The `revoked_subjects` table: subject cut-offs for the revocation feed, kept until no
+//! token they affect can still be valid. Written in the transaction of the change that
+//! revokes; a trigger bumps the feed's version with it.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+
+/// SQL of [`record`].
+const RECORD_SQL: &str = "INSERT INTO revoked_subjects (subject, revoked_at, keep_until)
+         VALUES ($1, $2, $3)
+         ON CONFLICT (subject) DO UPDATE
+         SET revoked_at = greatest(revoked_subjects.revoked_at, excluded.revoked_at),
+             keep_until = greatest(revoked_subjects.keep_until, excluded.keep_until)";
+
+/// Lists `subject` as revoked at `revoked_at` until `keep_until`; a later revocation of a
+/// listed subject moves both forward, never back.
+#[tracing::instrument(name = "db revoked_subjects::record", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "revoked_subjects", db.operation.name = "record", db.query.text = RECORD_SQL))]
+pub async fn record<'e>(
+    executor: impl PgExecutor<'e>,
+    subject: &str,
+    revoked_at: DateTime<Utc>,
+    keep_until: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(RECORD_SQL)
+        .bind(subject)
+        .bind(revoked_at)
+        .bind(keep_until)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// SQL of [`delete_kept_until`].
+const DELETE_KEPT_UNTIL_SQL: &str = "DELETE FROM revoked_subjects WHERE keep_until < $1";
+
+/// Deletes entries no token can still fall under; returns how many.
+#[tracing::instrument(name = "db revoked_subjects::delete_kept_until", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "revoked_subjects", db.operation.name = "delete_kept_until", db.query.text = DELETE_KEPT_UNTIL_SQL))]
+pub async fn delete_kept_until<'e>(
+    executor: impl PgExecutor<'e>,
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    let result = sqlx::query(DELETE_KEPT_UNTIL_SQL)
+        .bind(now)
+        .execute(executor)
+        .await?;
+    Ok(result.rows_affected())
+}
