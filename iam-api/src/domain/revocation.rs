@@ -4,10 +4,12 @@
 //! the feed never lists a change that did not happen nor misses one that did.
 
 use chrono::{DateTime, Utc};
+use iam_core::AccessTokenClaims;
 use uuid::Uuid;
 
 use crate::config::ApiConfig;
 use crate::error::AppError;
+use crate::store::revoked_access_tokens::{self, RevokedAccessToken};
 use crate::store::{revoked_subjects, users};
 
 /// Makes every access token of `user_id` issued before `now` be refused everywhere. Locks
@@ -33,6 +35,31 @@ pub async fn revoke_access_tokens(
         &user_id.to_string(),
         revoked_at,
         keep_until(config, revoked_at),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Revokes the single access token with these (verified) claims, everywhere, until it
+/// expires. Revoking it twice changes nothing.
+pub async fn revoke_access_token(
+    db: &sqlx::PgPool,
+    config: &ApiConfig,
+    claims: &AccessTokenClaims,
+    now: DateTime<Utc>,
+) -> Result<(), AppError> {
+    let expires_at = DateTime::from_timestamp(claims.exp, 0)
+        .ok_or_else(|| AppError::Internal(format!("exp {} out of range", claims.exp)))?;
+    let leeway = chrono::Duration::seconds(config.verification_rules().leeway_seconds);
+    revoked_access_tokens::record(
+        db,
+        &RevokedAccessToken {
+            jti: &claims.jti,
+            subject: &claims.sub,
+            revoked_at: now,
+            expires_at,
+            keep_until: expires_at + leeway,
+        },
     )
     .await?;
     Ok(())

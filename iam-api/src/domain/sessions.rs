@@ -7,11 +7,12 @@ use uuid::Uuid;
 use crate::domain::email::Email;
 use crate::domain::password::Password;
 use crate::domain::refresh::{self, PresentedToken};
+use crate::domain::revocation;
 use crate::domain::throttle;
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::refresh_tokens::{self, NewRefreshToken};
-use crate::store::{login_failures, revoked_subjects, users};
+use crate::store::{login_failures, revoked_access_tokens, revoked_subjects, users};
 
 /// An access token and the refresh token that renews it.
 pub struct TokenPair {
@@ -159,9 +160,21 @@ pub async fn refresh(state: &AppState, presented: &str) -> Result<TokenPair, App
     Ok(minted.pair)
 }
 
-/// Revokes the family of a refresh token (logout). Unknown tokens are ignored, as RFC 7009
-/// asks, so the answer says nothing about which tokens exist.
+/// Revokes a token (RFC 7009). An access token (a JWT: it has dots, a refresh token never
+/// does) that verifies is refused everywhere from now on; a refresh token's whole family
+/// is revoked (logout). Unknown tokens are ignored, as RFC 7009 asks, so the answer says
+/// nothing about which tokens exist.
 pub async fn revoke(state: &AppState, presented: &str) -> Result<(), AppError> {
+    if presented.contains('.') {
+        let now = Utc::now();
+        let rules = state.config.verification_rules();
+        // Only a token this service signed is listed: nobody can fill the feed with
+        // made-up token ids. An expired one is refused everywhere already.
+        if let Ok(claims) = state.keys.verify(presented, rules, now.timestamp()) {
+            revocation::revoke_access_token(&state.db, &state.config, &claims, now).await?;
+        }
+        return Ok(());
+    }
     if presented.is_empty() || presented.len() > refresh::MAX_REFRESH_TOKEN_LENGTH {
         return Ok(());
     }
@@ -170,6 +183,20 @@ pub async fn revoke(state: &AppState, presented: &str) -> Result<(), AppError> {
     if let Some(record) = refresh_tokens::find_by_hash_for_update(&mut *tx, &token_hash).await? {
         refresh_tokens::revoke_family(&mut *tx, record.family_id, Utc::now()).await?;
     }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Signs a user out everywhere (`DELETE /me/sessions`): every refresh token is revoked and
+/// every access token issued until now is refused.
+pub async fn sign_out_everywhere(state: &AppState, user_id: Uuid) -> Result<(), AppError> {
+    let now = Utc::now();
+    let mut tx = state.db.begin().await?;
+    // This locks the user's row first. A refresh holds it shared until it commits, so the
+    // statement below sees any successor a racing refresh stores, and a refresh that comes
+    // after waits, then finds its token revoked.
+    revocation::revoke_access_tokens(&mut tx, &state.config, user_id, now).await?;
+    refresh_tokens::revoke_all_of_user(&mut *tx, user_id, now).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -278,6 +305,11 @@ pub fn spawn_pruner(db: sqlx::PgPool, interval: std::time::Duration) {
                 Ok(0) => {}
                 Ok(deleted) => tracing::info!(deleted, "pruned lapsed subject revocations"),
                 Err(error) => tracing::warn!(%error, "could not prune subject revocations"),
+            }
+            match revoked_access_tokens::delete_kept_until(&db, now).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "pruned lapsed token revocations"),
+                Err(error) => tracing::warn!(%error, "could not prune token revocations"),
             }
             match login_failures::delete_idle_since(&db, throttle::forgotten_before(now)).await {
                 Ok(0) => {}

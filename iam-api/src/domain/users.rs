@@ -145,9 +145,14 @@ pub async fn ensure_admin(
     }
 }
 
-/// The user with this id, as seen by its owner (`/me`).
-pub async fn find_self(state: &AppState, id: Uuid) -> Result<Option<UserRecord>, AppError> {
-    Ok(users::find_by_id(&state.db, id).await?)
+/// The user with this id as the bearer of the access token `jti` (`/me` and every
+/// authenticated request).
+pub async fn find_bearer(
+    state: &AppState,
+    id: Uuid,
+    jti: &str,
+) -> Result<Option<users::BearerRecord>, AppError> {
+    Ok(users::find_bearer(&state.db, id, jti).await?)
 }
 
 /// The user with this id, for callers allowed to read users.

@@ -38,9 +38,13 @@ pub async fn authenticate(req: &Request, state: &AppState) -> Result<UserRecord,
         .map_err(|reason| AppError::Unauthenticated(BearerFailure::Invalid(reason)))?;
     let user_id = Uuid::parse_str(&claims.sub)
         .map_err(|_| AppError::Unauthenticated(BearerFailure::Invalid(Reason::InvalidClaims)))?;
-    let user = users::find_self(state, user_id)
+    let bearer = users::find_bearer(state, user_id, &claims.jti)
         .await?
         .ok_or(AppError::Unauthenticated(BearerFailure::UnknownUser))?;
+    let user = bearer.user;
+    if bearer.token_revoked {
+        return Err(AppError::Unauthenticated(BearerFailure::Revoked));
+    }
     if user.tokens_revoked_at.is_some_and(|cutoff| {
         iam_core::revocation::revoked_by_subject_cutoff(
             claims.iat,

@@ -31,7 +31,8 @@ pub struct TokenRequest {
 /// A revocation request (RFC 7009): JSON or form.
 #[derive(Debug, ToSchema)]
 pub struct RevokeRequest {
-    /// The refresh token to revoke, with every token of its family.
+    /// An access token (refused everywhere from now on) or a refresh token (revoked with
+    /// every token of its family). `token_type_hint` may be sent; the token's form decides.
     pub token: String,
 }
 
@@ -151,7 +152,10 @@ fn grant_outcome(result: &Result<TokenPair, AppError>) -> &'static str {
     }
 }
 
-/// Revokes a refresh token and its whole family. Answers 204 for unknown tokens too.
+/// Revokes a token: an access token everywhere, or a refresh token and its whole family.
+///
+/// Answers 204 for unknown tokens too (RFC 7009), so the answer says nothing about which
+/// tokens exist.
 #[endpoint(
     tags("tokens"),
     request_body(
@@ -172,6 +176,8 @@ pub async fn revoke_token(req: &mut Request, depot: &mut Depot) -> Result<NoCont
     let token = body
         .optional_string("token")
         .or_else(|| body.optional_string("refresh_token"));
+    // RFC 7009 §2.1: a hint only; the token's own form decides what it is.
+    let _hint = body.optional_string("token_type_hint");
     if body.finish().is_err() {
         return Err(AppError::BadRequest("token must be a string".to_owned()));
     }

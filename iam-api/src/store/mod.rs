@@ -3,6 +3,7 @@
 
 pub mod login_failures;
 pub mod refresh_tokens;
+pub mod revoked_access_tokens;
 pub mod revoked_subjects;
 pub mod roles;
 pub mod signing_keys;

@@ -75,6 +75,35 @@ pub async fn find_by_id<'e>(
         .await
 }
 
+/// A user as the bearer of one access token: the record, and whether that very token has
+/// been revoked (`POST /tokens/revoke`).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct BearerRecord {
+    #[sqlx(flatten)]
+    pub user: UserRecord,
+    pub token_revoked: bool,
+}
+
+/// SQL of [`find_bearer`]: [`FIND_BY_ID_SQL`] and one primary-key probe, in one round trip.
+const FIND_BEARER_SQL: &str =
+    "SELECT u.id, u.email, u.role, u.created_at, r.permissions, u.tokens_revoked_at,
+                EXISTS (SELECT 1 FROM revoked_access_tokens t WHERE t.jti = $2) AS token_revoked
+         FROM users u JOIN roles r ON r.name = u.role WHERE u.id = $1";
+
+/// The user with this id, and whether its access token `jti` is revoked.
+#[tracing::instrument(name = "db users::find_bearer", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "find_bearer", db.query.text = FIND_BEARER_SQL))]
+pub async fn find_bearer<'e>(
+    executor: impl PgExecutor<'e>,
+    id: Uuid,
+    jti: &str,
+) -> Result<Option<BearerRecord>, sqlx::Error> {
+    sqlx::query_as(FIND_BEARER_SQL)
+        .bind(id)
+        .bind(jti)
+        .fetch_optional(executor)
+        .await
+}
+
 /// SQL of [`find_credentials_by_email`].
 const FIND_CREDENTIALS_BY_EMAIL_SQL: &str =
     "SELECT u.id, u.email, u.role, u.password_hash, r.permissions, u.tokens_revoked_at
