@@ -7,35 +7,30 @@
 //! token minted afterwards in that same second is given the cut-off as its `iat` (at most a
 //! second ahead, well within the verifiers' leeway), so it is not refused by it.
 
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, DefaultHasher};
-
 use crate::token::AccessTokenClaims;
 
 pub mod feed;
+mod keyed;
+
+use keyed::Keyed;
 
 /// What a verifier knows to be revoked: per-subject cut-offs (every token of the subject
 /// issued before the cut-off is refused) and single token ids (`jti`). The verifier only
 /// reads it, after the signature and the claims have been checked; whoever learns of
 /// revocations (the api from its database, the sidecar from the revocation feed) builds a
-/// new one and swaps it in. Hash sets: a look-up costs the same with 100,000 entries as
+/// new one and swaps it in. Hash maps: a look-up costs the same with 100,000 entries as
 /// with none, and it happens on every request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Revocations {
-    subject_cutoffs: HashMap<String, i64, FixedKeys>,
-    token_ids: HashSet<String, FixedKeys>,
+    subject_cutoffs: Keyed<i64>,
+    token_ids: Keyed<()>,
 }
-
-/// SipHash with fixed keys, so that [`Revocations::NONE`] can be a constant. Random keys
-/// defend a map against entries chosen to collide; these entries are subjects and token ids
-/// the IAM itself minted, and a request only looks one up.
-type FixedKeys = BuildHasherDefault<DefaultHasher>;
 
 impl Revocations {
     /// Nothing revoked.
     pub const NONE: Revocations = Revocations {
-        subject_cutoffs: HashMap::with_hasher(BuildHasherDefault::new()),
-        token_ids: HashSet::with_hasher(BuildHasherDefault::new()),
+        subject_cutoffs: Keyed::new(),
+        token_ids: Keyed::new(),
     };
 
     /// Revocations of subjects (`sub`, cut-off second) and of token ids. A subject listed
@@ -44,20 +39,33 @@ impl Revocations {
         subject_cutoffs: impl IntoIterator<Item = (String, i64)>,
         token_ids: impl IntoIterator<Item = String>,
     ) -> Self {
-        let mut cutoffs = HashMap::with_hasher(FixedKeys::default());
+        let mut revocations = Revocations::default();
         for (subject, cutoff) in subject_cutoffs {
-            let latest = cutoffs.entry(subject).or_insert(cutoff);
-            *latest = (*latest).max(cutoff);
+            revocations.revoke_subject(&subject, cutoff);
         }
-        Revocations {
-            subject_cutoffs: cutoffs,
-            token_ids: token_ids.into_iter().collect(),
+        for token_id in token_ids {
+            revocations.revoke_token(&token_id);
         }
+        revocations
+    }
+
+    /// Refuses the tokens of `subject` issued before `cutoff` (unix seconds); a subject
+    /// revoked again keeps its latest cut-off, which revokes the most.
+    pub fn revoke_subject(&mut self, subject: &str, cutoff: i64) {
+        self.subject_cutoffs
+            .upsert(subject, cutoff, |latest, cutoff| {
+                *latest = (*latest).max(cutoff)
+            });
+    }
+
+    /// Refuses the token with this `jti`.
+    pub fn revoke_token(&mut self, token_id: &str) {
+        self.token_ids.upsert(token_id, (), |_, _| {});
     }
 
     /// Whether nothing is revoked.
     pub fn is_empty(&self) -> bool {
-        self.subject_cutoffs.is_empty() && self.token_ids.is_empty()
+        self.len() == (0, 0)
     }
 
     /// How many subjects and how many single tokens are revoked.
@@ -67,7 +75,7 @@ impl Revocations {
 
     /// Whether a token with these (verified) claims is revoked.
     pub fn revokes(&self, claims: &AccessTokenClaims) -> bool {
-        self.token_ids.contains(&claims.jti)
+        self.token_ids.get(&claims.jti).is_some()
             || self
                 .subject_cutoffs
                 .get(&claims.sub)

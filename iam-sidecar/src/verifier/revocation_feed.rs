@@ -7,7 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use iam_core::revocation::feed::RevocationFeed;
+use iam_core::revocation::Revocations;
+use iam_core::revocation::feed::parse_revocations;
 use reqwest::StatusCode;
 use reqwest::header::{ETAG, IF_NONE_MATCH};
 
@@ -40,7 +41,7 @@ pub enum FeedError {
 #[derive(Debug)]
 enum Polled {
     /// A new copy, with its entity tag.
-    Changed(RevocationFeed, Option<String>),
+    Changed(Revocations, Option<String>),
     /// The copy held is still current (304).
     Unchanged,
 }
@@ -93,9 +94,12 @@ impl FeedPoller {
         let body = read_capped(response, MAX_FEED_BYTES)
             .await
             .map_err(|source| FeedError::Document { url: url(), source })?;
-        let feed = serde_json::from_slice(&body)
+        let revocations = parse_revocations(&body)
             .map_err(|source| FeedError::NotAFeed { url: url(), source })?;
-        Ok(Polled::Changed(feed, new_etag))
+        // Freed before the new entries replace the old ones, so the document and both sets
+        // of entries are never held at once.
+        drop(body);
+        Ok(Polled::Changed(revocations, new_etag))
     }
 
     /// Polls until the process ends.
@@ -107,8 +111,8 @@ impl FeedPoller {
             loop {
                 let wait = match self.poll(etag.as_deref()).await {
                     Ok(polled) => {
-                        if let Polled::Changed(feed, new_etag) = polled {
-                            self.verifier.install_revocations(feed.into_revocations());
+                        if let Polled::Changed(revocations, new_etag) = polled {
+                            self.verifier.install_revocations(revocations);
                             etag = new_etag;
                         }
                         self.verifier.metrics.revocation_feed_checked();
