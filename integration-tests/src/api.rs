@@ -328,17 +328,36 @@ impl ServiceProcess {
         response.json().await.expect("user json")
     }
 
+    /// A password-grant login, answered however it is.
+    pub async fn login_attempt(&self, email: &str, password: &str) -> reqwest::Response {
+        self.post_json(
+            "/api/v1/tokens",
+            None,
+            &json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
     /// Logs in with the password grant and returns the token pair.
     pub async fn login(&self, email: &str, password: &str) -> Value {
-        let response = self
-            .post_json(
-                "/api/v1/tokens",
-                None,
-                &json!({"email": email, "password": password}),
-            )
-            .await;
+        let response = self.login_attempt(email, password).await;
         assert_eq!(response.status(), 200, "login of {email}");
         response.json().await.expect("token pair")
+    }
+
+    /// Refreshes with the refresh grant and returns the answer, whatever it is.
+    pub async fn refresh(&self, refresh_token: &str) -> reqwest::Response {
+        self.post_json(
+            "/api/v1/tokens",
+            None,
+            &json!({"grant_type": "refresh_token", "refresh_token": refresh_token}),
+        )
+        .await
+    }
+
+    /// The status `GET /api/v1/me` answers with this access token.
+    pub async fn me_status(&self, token: &str) -> reqwest::StatusCode {
+        self.get("/api/v1/me", Some(token)).await.status()
     }
 
     /// An access token of the bootstrap admin.
@@ -370,6 +389,18 @@ pub fn kid_of(token: &str) -> String {
     )
     .expect("json");
     string(&header["kid"])
+}
+
+/// The claims of a JWT, unverified.
+pub fn claims_of(token: &str) -> Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("payload");
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("b64"),
+    )
+    .expect("json")
 }
 
 /// A JSON string value.

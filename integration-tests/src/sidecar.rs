@@ -3,6 +3,8 @@
 
 pub mod jwks_server;
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
 use crate::api::access_token;
@@ -63,6 +65,17 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// How often the sidecars of [`polling_stack`] poll the revocation feed.
+pub const POLL_SECONDS: u64 = 1;
+/// How long after a change such a sidecar may still accept an old token: the poll interval
+/// plus a second (the contract), plus slack for a loaded CI machine.
+pub const PROPAGATION_LIMIT: Duration = Duration::from_secs(POLL_SECONDS + 1 + 3);
+
+/// The stack with [`RULES`], its sidecar polling the feed every [`POLL_SECONDS`].
+pub async fn polling_stack() -> Stack {
+    stack_with(|builder| builder.env("REVOCATION_REFRESH_INTERVAL", POLL_SECONDS.to_string())).await
 }
 
 /// The stack with [`RULES`].
@@ -127,6 +140,24 @@ pub async fn stack_with_rules(
 }
 
 impl Stack {
+    /// The session of `pair` has ended: its access token is refused at the api at once and
+    /// at the sidecar within [`PROPAGATION_LIMIT`], and its refresh token is refused.
+    pub async fn assert_session_ended(&self, pair: &Value) {
+        let token = access_token(pair);
+        assert_eq!(self.api.me_status(&token).await, 401, "api, at once");
+        crate::eventually(
+            PROPAGATION_LIMIT,
+            "the sidecar refuses the token",
+            || async { self.get("/x", Some(&token)).await.status() == 401 },
+        )
+        .await;
+        let refused = self
+            .api
+            .refresh(&crate::api::string(&pair["refresh_token"]))
+            .await;
+        crate::api::expect_problem(refused, 401).await;
+    }
+
     /// GET through the sidecar with an optional Bearer token.
     pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
         self.sidecar.get(path, token).await

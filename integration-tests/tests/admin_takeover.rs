@@ -38,17 +38,6 @@ async fn admin_create_with(
         .await
 }
 
-async fn login_status(api: &ServiceProcess, email: &str, password: &str) -> u16 {
-    api.post_json(
-        "/api/v1/tokens",
-        None,
-        &json!({"email": email, "password": password}),
-    )
-    .await
-    .status()
-    .as_u16()
-}
-
 async fn role_of(api: &ServiceProcess, email: &str, password: &str) -> String {
     let pair = api.login(email, password).await;
     let me: Value = api
@@ -81,7 +70,9 @@ async fn admin_create_refuses_an_address_someone_else_registered() {
         "user"
     );
     assert_eq!(
-        login_status(&api, "ops@example.com", OPERATOR_PASSWORD).await,
+        api.login_attempt("ops@example.com", OPERATOR_PASSWORD)
+            .await
+            .status(),
         401
     );
 }
@@ -114,7 +105,9 @@ async fn promote_takes_the_account_over_and_signs_the_squatter_out() {
     // The squatter's password and refresh tokens are gone; a refresh would have minted an
     // admin token from the promoted account.
     assert_eq!(
-        login_status(&api, "ops@example.com", SQUATTER_PASSWORD).await,
+        api.login_attempt("ops@example.com", SQUATTER_PASSWORD)
+            .await
+            .status(),
         401
     );
     for pair in [&first, &second] {
@@ -160,7 +153,9 @@ async fn admin_create_on_an_existing_admin_changes_nothing() {
     }
     // The password and the session stay.
     assert_eq!(
-        login_status(&api, "ops@example.com", "another-password-1").await,
+        api.login_attempt("ops@example.com", "another-password-1")
+            .await
+            .status(),
         401
     );
     let refreshed = api
@@ -197,7 +192,9 @@ async fn the_bootstrap_admin_never_promotes_an_existing_account() {
             "user"
         );
         assert_eq!(
-            login_status(&api, "ops@example.com", OPERATOR_PASSWORD).await,
+            api.login_attempt("ops@example.com", OPERATOR_PASSWORD)
+                .await
+                .status(),
             401
         );
     }

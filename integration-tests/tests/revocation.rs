@@ -3,22 +3,13 @@
 
 use std::time::{Duration, Instant};
 
-use integration_tests::api::{ServiceProcess, access_token, string};
+use integration_tests::api::{ServiceProcess, access_token, claims_of, string};
 use integration_tests::database::TestDatabase;
-use integration_tests::sidecar::{CLERK_EMAIL, Stack, metric_value, stack_with};
+use integration_tests::sidecar::{
+    CLERK_EMAIL, PROPAGATION_LIMIT, Stack, metric_value, polling_stack,
+};
 use integration_tests::{eventually, eventually_some};
-use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-/// How often the sidecars in these tests poll the feed.
-const POLL_SECONDS: u64 = 1;
-/// How long after a change a sidecar may still accept an old token: the poll interval
-/// plus a second (the contract), plus slack for a loaded CI machine.
-const PROPAGATION_LIMIT: Duration = Duration::from_secs(POLL_SECONDS + 1 + 3);
-
-async fn polling_stack() -> Stack {
-    stack_with(|builder| builder.env("REVOCATION_REFRESH_INTERVAL", POLL_SECONDS.to_string())).await
-}
 
 /// Gives the stack's clerk the role `role`, as the admin.
 async fn set_role(stack: &Stack, role: &str) {
@@ -33,28 +24,6 @@ async fn set_role(stack: &Stack, role: &str) {
         )
         .await;
     assert_eq!(response.status(), 200, "role change");
-}
-
-async fn me_status(api: &ServiceProcess, token: &str) -> StatusCode {
-    api.client
-        .get(api.url("/api/v1/me"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("me")
-        .status()
-}
-
-/// The claims of a JWT, unverified.
-fn claims_of(token: &str) -> Value {
-    use base64::Engine as _;
-    let payload = token.split('.').nth(1).expect("payload");
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .expect("b64"),
-    )
-    .expect("json")
 }
 
 /// The feed as iam-jwks serves it, with its ETag.
@@ -87,7 +56,7 @@ async fn a_role_change_revokes_old_tokens_at_the_api_at_once_and_at_the_sidecar_
     let changed = Instant::now();
     set_role(&stack, "user").await;
     assert_eq!(
-        me_status(&stack.api, &old).await,
+        stack.api.me_status(&old).await,
         401,
         "the api refuses at once"
     );
@@ -123,7 +92,7 @@ async fn a_role_change_revokes_old_tokens_at_the_api_at_once_and_at_the_sidecar_
     let new = access_token(&refreshed.json().await.expect("pair"));
     assert_eq!(claims_of(&new)["role"], "user");
     assert_eq!(claims_of(&new)["permissions"], json!([]));
-    assert_eq!(me_status(&stack.api, &new).await, 200);
+    assert_eq!(stack.api.me_status(&new).await, 200);
     assert_eq!(stack.get("/x", Some(&new)).await.status(), 200);
     // It lacks orders:write now.
     let post = stack
@@ -208,7 +177,7 @@ async fn the_feed_lists_a_cutoff_revalidates_with_304_and_drops_it_after_the_tok
     })
     .await;
     // The api's own check does not lapse: the old token has expired by now anyway.
-    assert_eq!(me_status(&api, &token).await, 401);
+    assert_eq!(api.me_status(&token).await, 401);
 }
 
 #[tokio::test]
@@ -334,9 +303,9 @@ async fn refreshes_racing_a_role_change_never_yield_an_old_role_token_that_passe
                 claims["iat"].as_i64().expect("iat") < cutoff,
                 "a token with the old role escapes the cut-off: {claims}"
             );
-            assert_eq!(me_status(&stack.api, &token).await, 401);
+            assert_eq!(stack.api.me_status(&token).await, 401);
         } else {
-            assert_eq!(me_status(&stack.api, &token).await, 200);
+            assert_eq!(stack.api.me_status(&token).await, 200);
         }
     }
 }

@@ -16,15 +16,6 @@ async fn api_with_user(db: &TestDatabase) -> ServiceProcess {
     api
 }
 
-async fn refresh(api: &ServiceProcess, refresh_token: &str) -> reqwest::Response {
-    api.post_json(
-        "/api/v1/tokens",
-        None,
-        &json!({"grant_type": "refresh_token", "refresh_token": refresh_token}),
-    )
-    .await
-}
-
 async fn published_keys(db: &TestDatabase) -> KeySet {
     let keys: Vec<sqlx::types::Json<iam_core::PublicJwk>> =
         sqlx::query_scalar("SELECT public_jwk FROM signing_keys")
@@ -226,7 +217,9 @@ async fn refresh_rotates_the_refresh_token() {
     let db = TestDatabase::create().await;
     let api = api_with_user(&db).await;
     let first = api.login("ada@example.com", PASSWORD).await;
-    let response = refresh(&api, first["refresh_token"].as_str().expect("rt")).await;
+    let response = api
+        .refresh(first["refresh_token"].as_str().expect("rt"))
+        .await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["cache-control"], "no-store");
     let second: Value = response.json().await.expect("json");
@@ -235,7 +228,9 @@ async fn refresh_rotates_the_refresh_token() {
     let me = api.get("/api/v1/me", Some(&access_token(&second))).await;
     assert_eq!(me.status(), 200);
     // The new one works once more.
-    let third = refresh(&api, second["refresh_token"].as_str().expect("rt")).await;
+    let third = api
+        .refresh(second["refresh_token"].as_str().expect("rt"))
+        .await;
     assert_eq!(third.status(), 200);
 }
 
@@ -246,19 +241,15 @@ async fn refresh_token_reuse_revokes_the_family() {
     let first = api.login("ada@example.com", PASSWORD).await;
     let other_login = api.login("ada@example.com", PASSWORD).await;
     let first_token = string(&first["refresh_token"]);
-    let second: Value = refresh(&api, &first_token)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let second: Value = api.refresh(&first_token).await.json().await.expect("json");
     let second_token = string(&second["refresh_token"]);
 
     // Replaying the retired token is refused and revokes every descendant.
-    expect_problem(refresh(&api, &first_token).await, 401).await;
-    expect_problem(refresh(&api, &second_token).await, 401).await;
+    expect_problem(api.refresh(&first_token).await, 401).await;
+    expect_problem(api.refresh(&second_token).await, 401).await;
     // Another login is another family and keeps working.
     assert_eq!(
-        refresh(&api, other_login["refresh_token"].as_str().expect("rt"))
+        api.refresh(other_login["refresh_token"].as_str().expect("rt"))
             .await
             .status(),
         200
@@ -271,7 +262,7 @@ async fn concurrent_refreshes_with_one_token_succeed_at_most_once() {
     let api = api_with_user(&db).await;
     let pair = api.login("ada@example.com", PASSWORD).await;
     let token = string(&pair["refresh_token"]);
-    let attempts = (0..8).map(|_| refresh(&api, &token));
+    let attempts = (0..8).map(|_| api.refresh(&token));
     let statuses: Vec<u16> = futures::future::join_all(attempts)
         .await
         .iter()
@@ -310,12 +301,13 @@ async fn expired_and_unknown_refresh_tokens_get_401() {
     // token, so it cannot be polled. Past the 1 s lifetime the token is expired for good.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     expect_problem(
-        refresh(&api, pair["refresh_token"].as_str().expect("rt")).await,
+        api.refresh(pair["refresh_token"].as_str().expect("rt"))
+            .await,
         401,
     )
     .await;
-    expect_problem(refresh(&api, "not-a-token").await, 401).await;
-    expect_problem(refresh(&api, &"x".repeat(4096)).await, 401).await;
+    expect_problem(api.refresh("not-a-token").await, 401).await;
+    expect_problem(api.refresh(&"x".repeat(4096)).await, 401).await;
 }
 
 #[tokio::test]
@@ -324,7 +316,7 @@ async fn revocation_ends_the_family_and_answers_204_for_anything() {
     let api = api_with_user(&db).await;
     let pair = api.login("ada@example.com", PASSWORD).await;
     let token = string(&pair["refresh_token"]);
-    let second: Value = refresh(&api, &token).await.json().await.expect("json");
+    let second: Value = api.refresh(&token).await.json().await.expect("json");
     let response = api
         .post_json(
             "/api/v1/tokens/revoke",
@@ -334,7 +326,8 @@ async fn revocation_ends_the_family_and_answers_204_for_anything() {
         .await;
     assert_eq!(response.status(), 204);
     expect_problem(
-        refresh(&api, second["refresh_token"].as_str().expect("rt")).await,
+        api.refresh(second["refresh_token"].as_str().expect("rt"))
+            .await,
         401,
     )
     .await;
