@@ -38,9 +38,31 @@ pub struct OwnEnvironment {
     password_hash_queue: Setting<usize>,
     rate_limit_per_minute: Setting<u32>,
     trusted_proxies: Setting<String>,
+    registration: Setting<Registration>,
     // Plain strings, kept as given (not trimmed): a password's spaces are part of it.
     bootstrap_admin_email: Option<String>,
     bootstrap_admin_password: Option<String>,
+}
+
+/// Who may register (`REGISTRATION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// Anyone may `POST /users`.
+    Open,
+    /// `POST /users` needs `iam:users:write`.
+    Closed,
+}
+
+impl std::str::FromStr for Registration {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value.to_ascii_lowercase().as_str() {
+            "open" => Ok(Registration::Open),
+            "closed" => Ok(Registration::Closed),
+            other => Err(format!("expected open or closed, got {other:?}")),
+        }
+    }
 }
 
 /// An admin that must exist after start (`BOOTSTRAP_ADMIN_*`).
@@ -71,6 +93,7 @@ pub struct ApiConfig {
     pub rate_limit_per_minute: Option<u32>,
     /// `TRUSTED_PROXIES`: peers whose `X-Forwarded-For` names the client (for that limit).
     pub trusted_proxies: TrustedProxies,
+    pub registration: Registration,
     pub bootstrap_admin: Option<BootstrapAdmin>,
 }
 
@@ -187,6 +210,7 @@ impl ProcessConfig for ApiConfig {
             }),
             Setting::Unset | Setting::Invalid { .. } => TrustedProxies::default(),
         };
+        let registration = problems.take("REGISTRATION", &env.own.registration, Registration::Open);
         let bootstrap_admin = bootstrap_admin(problems, &env.own);
 
         ApiConfig {
@@ -203,6 +227,7 @@ impl ProcessConfig for ApiConfig {
             password_hash_queue,
             rate_limit_per_minute,
             trusted_proxies,
+            registration,
             bootstrap_admin,
         }
     }

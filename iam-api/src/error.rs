@@ -32,6 +32,8 @@ pub enum BearerFailure {
     UnknownUser,
     /// The token verified but was issued before its user's sessions were revoked.
     Revoked,
+    /// The token verified but its user is disabled.
+    Disabled,
 }
 
 /// Everything that can go wrong while serving a request or running a command.
@@ -47,6 +49,9 @@ pub enum AppError {
     Unauthenticated(BearerFailure),
     #[error("invalid credentials")]
     InvalidCredentials,
+    /// `PUT /me/password` with a current password that is not the account's.
+    #[error("the current password is wrong")]
+    WrongCurrentPassword,
     #[error("the refresh token is not valid")]
     InvalidRefreshToken,
     #[error("the permission {0} is required")]

@@ -51,6 +51,50 @@ enum Command {
         #[command(subcommand)]
         action: AdminCommand,
     },
+    /// Manage user accounts (as the operator: every permission, and the same rules as the API).
+    Users {
+        #[command(subcommand)]
+        action: UsersCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// List users (ID, email, role, state, creation time), or the one with --email.
+    List {
+        #[arg(long)]
+        email: Option<String>,
+    },
+    /// Disable an account: every session ends at once everywhere, and it cannot log in.
+    Disable {
+        #[arg(long)]
+        email: String,
+    },
+    /// Enable a disabled account again.
+    Enable {
+        #[arg(long)]
+        email: String,
+    },
+    /// Delete an account; its tokens are refused everywhere.
+    Delete {
+        #[arg(long)]
+        email: String,
+    },
+    /// Give an account another role.
+    SetRole {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        role: String,
+    },
+    /// Set an account's password; every session of the account ends.
+    SetPassword {
+        #[arg(long)]
+        email: String,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,10 +170,34 @@ async fn run(cli: Cli, config: ApiConfig) -> Result<(), ProcessError> {
                             promote,
                         },
                 } => cli::create_admin(&db, &config, &email, password_stdin, promote).await,
+                Command::Users { action } => run_users_command(&db, &config, action).await,
                 Command::Migrate => Ok(()),
             };
             db.close().await;
             result
         }
     }
+}
+
+async fn run_users_command(
+    db: &sqlx::PgPool,
+    config: &ApiConfig,
+    action: UsersCommand,
+) -> Result<(), ProcessError> {
+    use cli::users::AccountChange;
+    let (email, change) = match action {
+        UsersCommand::List { email } => return cli::users::list(db, email.as_deref()).await,
+        UsersCommand::Disable { email } => (email, AccountChange::Disable),
+        UsersCommand::Enable { email } => (email, AccountChange::Enable),
+        UsersCommand::Delete { email } => (email, AccountChange::Delete),
+        UsersCommand::SetRole { email, role } => (email, AccountChange::SetRole(role)),
+        UsersCommand::SetPassword {
+            email,
+            password_stdin,
+        } => (
+            email,
+            AccountChange::SetPassword(cli::read_password(password_stdin)?),
+        ),
+    };
+    cli::users::change(db, config, &email, change).await
 }

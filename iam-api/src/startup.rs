@@ -17,7 +17,7 @@ use crate::config::ApiConfig;
 use crate::config::BootstrapAdmin;
 use crate::domain::keys::{self, KeyRing};
 use crate::domain::password::PasswordHasherPool;
-use crate::domain::sessions;
+use crate::domain::pruning;
 use crate::domain::users::{self, AdminOutcome, ExistingAccount};
 use crate::http::rate_limit::ClientRateLimit;
 use crate::metrics::ApiMetrics;
@@ -213,7 +213,7 @@ pub async fn build_state(config: ApiConfig, db: PgPool) -> Result<AppState, Proc
             interval,
         );
     }
-    sessions::spawn_pruner(db.clone(), PRUNE_INTERVAL);
+    pruning::spawn_pruner(db.clone(), PRUNE_INTERVAL);
     if let Some(admin) = &config.bootstrap_admin {
         bootstrap_admin(&db, &config, &hasher, admin).await?;
     }

@@ -24,3 +24,14 @@ pub struct AppState {
     /// Set on the stop signal: readiness answers 503 while requests are still served.
     pub drain: iam_core::shutdown::Drain,
 }
+
+impl AppState {
+    /// What account changes (`domain::accounts`) work with.
+    pub fn accounts(&self) -> crate::domain::accounts::Accounts<'_> {
+        crate::domain::accounts::Accounts {
+            db: &self.db,
+            config: &self.config,
+            hasher: &self.hasher,
+        }
+    }
+}

@@ -1,4 +1,7 @@
-//! The operator commands: `keys list|rotate|import` and `admin create`.
+//! The operator commands: `keys list|rotate|import`, `admin create` and (in `users`)
+//! `users list|disable|enable|delete|set-role|set-password`.
+
+pub mod users;
 
 use std::io::Read as _;
 use std::path::Path;
@@ -10,7 +13,7 @@ use crate::config::ApiConfig;
 use crate::domain::email::Email;
 use crate::domain::keys::{self, SigningKeyState};
 use crate::domain::password::{Password, PasswordHasherPool};
-use crate::domain::users::{self, AdminOutcome, ExistingAccount};
+use crate::domain::users::{AdminOutcome, ExistingAccount, ensure_admin};
 use crate::error::AppError;
 use crate::metrics::HashPoolObserver;
 use crate::store::signing_keys::{self, SigningKeyRecord};
@@ -71,15 +74,24 @@ pub async fn rotate_key(
             );
             Ok(())
         }
-        Err(AppError::Validation(errors)) => Err(ProcessError::config(
+        Err(error) => Err(refusal(error)),
+    }
+}
+
+/// A command's error as its exit: what the operator can act on (bad input, a conflict, a
+/// missing account) exits 2 with the reason; anything else is the process's own failure.
+fn refusal(error: AppError) -> ProcessError {
+    match error {
+        AppError::Validation(errors) => ProcessError::config(
             errors
                 .into_iter()
                 .map(|error| format!("{}: {}", error.field, error.message))
                 .collect::<Vec<_>>()
                 .join("; "),
-        )),
-        Err(AppError::Conflict(why)) => Err(ProcessError::config(why)),
-        Err(error) => Err(error.into()),
+        ),
+        AppError::Conflict(why) => ProcessError::config(why),
+        AppError::NotFound(what) => ProcessError::config(format!("no such {what}")),
+        error => error.into(),
     }
 }
 
@@ -92,36 +104,19 @@ pub async fn create_admin(
     password_stdin: bool,
     promote: bool,
 ) -> Result<(), ProcessError> {
-    if !password_stdin {
-        return Err(ProcessError::config(
-            "pass the password on standard input with --password-stdin".to_owned(),
-        ));
-    }
-    let email =
-        Email::parse(email).map_err(|why| ProcessError::config(format!("--email {why}")))?;
-    let mut input = String::new();
-    std::io::stdin()
-        .read_to_string(&mut input)
-        .map_err(|error| ProcessError::config(format!("cannot read the password: {error}")))?;
-    // Only the line ending that `echo` adds is removed; other whitespace is part of it.
-    let line = input.strip_suffix('\n').unwrap_or(&input);
-    let line = line.strip_suffix('\r').unwrap_or(line);
-    let password =
-        Password::parse(line).map_err(|why| ProcessError::config(format!("password {why}")))?;
-    let hasher = PasswordHasherPool::start(config.password_hash, 1, 1, HashPoolObserver::default())
-        .map_err(ProcessError::config)?;
+    let email = parse_email(email)?;
+    let password = read_password(password_stdin)?;
+    let hasher = start_hasher(config)?;
     let existing = if promote {
         ExistingAccount::Promote
     } else {
         ExistingAccount::Refuse
     };
-    let (user, outcome) =
-        match users::ensure_admin(db, config, &hasher, &email, &password, existing).await {
-            Ok(done) => done,
-            // The refusal is the operator's to act on: exit 2 with the reason.
-            Err(AppError::Conflict(why)) => return Err(ProcessError::config(why)),
-            Err(error) => return Err(error.into()),
-        };
+    let (user, outcome) = match ensure_admin(db, config, &hasher, &email, &password, existing).await
+    {
+        Ok(done) => done,
+        Err(error) => return Err(refusal(error)),
+    };
     let what = match outcome {
         AdminOutcome::Created => "created admin".to_owned(),
         AdminOutcome::Promoted { revoked_sessions } => format!(
@@ -131,4 +126,33 @@ pub async fn create_admin(
     };
     println!("{what}: {} {}", user.id, user.email);
     Ok(())
+}
+
+/// `--email`, parsed as the api parses emails.
+fn parse_email(email: &str) -> Result<Email, ProcessError> {
+    Email::parse(email).map_err(|why| ProcessError::config(format!("--email {why}")))
+}
+
+/// The password given on standard input (`--password-stdin`, which must be there: a
+/// password on the command line would show in the process list). Only the line ending that
+/// `echo` adds is removed; other whitespace is part of it.
+pub fn read_password(password_stdin: bool) -> Result<Password, ProcessError> {
+    if !password_stdin {
+        return Err(ProcessError::config(
+            "pass the password on standard input with --password-stdin".to_owned(),
+        ));
+    }
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .map_err(|error| ProcessError::config(format!("cannot read the password: {error}")))?;
+    let line = input.strip_suffix('\n').unwrap_or(&input);
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    Password::parse(line).map_err(|why| ProcessError::config(format!("password {why}")))
+}
+
+/// One hashing thread: a command hashes at most one password.
+fn start_hasher(config: &ApiConfig) -> Result<PasswordHasherPool, ProcessError> {
+    PasswordHasherPool::start(config.password_hash, 1, 1, HashPoolObserver::default())
+        .map_err(ProcessError::config)
 }

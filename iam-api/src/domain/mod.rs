@@ -1,9 +1,11 @@
 //! Domain logic in plain Rust: parsed input types and the rules of the service. No salvo here.
 
+pub mod accounts;
 pub mod client_address;
 pub mod email;
 pub mod keys;
 pub mod password;
+pub mod pruning;
 pub mod rbac;
 pub mod refresh;
 pub mod revocation;

@@ -150,6 +150,13 @@ pub fn require<P: IamPermission>(role: &str, held: &[String]) -> Result<P, AppEr
     }
 }
 
+/// The capability of the operator at the command line (`iam-api users …`): whoever can run
+/// the binary against the database holds everything already, so nothing is checked and the
+/// ceiling is [`Ceiling::Everything`]. Only `cli` calls it.
+pub fn operator<P: IamPermission>() -> P {
+    P::granted(Ceiling::Everything, sealed::Grant(()))
+}
+
 /// The delegation ceiling: nobody grants what they do not hold. `Ok` when the caller behind
 /// `capability` may grant every permission in `involved`, else a 403 naming the first it
 /// may not.

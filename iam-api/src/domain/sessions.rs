@@ -9,10 +9,11 @@ use crate::domain::password::Password;
 use crate::domain::refresh::{self, PresentedToken};
 use crate::domain::revocation;
 use crate::domain::throttle;
-use crate::error::AppError;
+use crate::error::{AppError, BearerFailure};
 use crate::state::AppState;
 use crate::store::refresh_tokens::{self, NewRefreshToken};
-use crate::store::{login_failures, revoked_access_tokens, revoked_subjects, users};
+use crate::store::users::PasswordState;
+use crate::store::{login_failures, users};
 
 /// An access token and the refresh token that renews it.
 pub struct TokenPair {
@@ -62,12 +63,32 @@ pub async fn login(state: &AppState, email: &str, password: &str) -> Result<Toke
             user.as_ref().map(|user| user.password_hash.as_str()),
         )
         .await?;
-    // A failure was counted before the guess was evaluated; nothing more to record.
-    let Some(user) = user.filter(|_| outcome.matches) else {
+    // A failure was counted before the guess was evaluated; nothing more to record. A
+    // disabled account answers as a wrong password does, after the same work.
+    let Some(user) = user.filter(|user| outcome.matches && !user.disabled) else {
         return Err(AppError::InvalidCredentials);
     };
 
     let mut tx = state.db.begin().await?;
+    // The password was checked against a hash read before the (slow) check. The session is
+    // stored only if that hash is still the account's and the account still enabled, under a
+    // lock that makes a concurrent password change, disabling or deletion wait until this
+    // session exists (and then revoke it) or be seen here.
+    let checked = Some(PasswordState {
+        password_hash: user.password_hash.clone(),
+        disabled: false,
+    });
+    let current = if outcome.rehashed.is_some() {
+        // This login writes the row: lock it for update from the start, since two
+        // concurrent logins each upgrading a share lock would deadlock.
+        users::lock_by_id(&mut *tx, user.id).await?;
+        users::password_state(&mut *tx, user.id).await?
+    } else {
+        users::password_state_for_share(&mut *tx, user.id).await?
+    };
+    if current != checked {
+        return Err(AppError::InvalidCredentials);
+    }
     login_failures::clear(&mut *tx, email.as_str()).await?;
     if let Some(rehashed) = &outcome.rehashed {
         users::update_password_hash(&mut *tx, user.id, rehashed).await?;
@@ -79,10 +100,9 @@ pub async fn login(state: &AppState, email: &str, password: &str) -> Result<Toke
         permissions: &user.permissions,
         tokens_revoked_at: user.tokens_revoked_at,
     };
-    let minted = mint(state, &holder, None, now)?;
-    refresh_tokens::insert(&mut *tx, &minted.row()).await?;
+    let pair = start_family(state, &mut tx, &holder, now).await?;
     tx.commit().await?;
-    Ok(minted.pair)
+    Ok(pair)
 }
 
 /// Takes one login attempt for `email` from its throttle, or answers 429 when none is free.
@@ -138,9 +158,13 @@ pub async fn refresh(state: &AppState, presented: &str) -> Result<TokenPair, App
             return Err(AppError::InvalidRefreshToken);
         }
     }
-    let (Some(email), Some(role), Some(permissions)) =
-        (&found.email, &found.role, &found.permissions)
-    else {
+    let (Some(email), Some(role), Some(permissions), Some(false)) = (
+        &found.email,
+        &found.role,
+        &found.permissions,
+        found.disabled,
+    ) else {
+        // Disabling revokes the refresh tokens too; this also holds for any it missed.
         return Err(AppError::InvalidRefreshToken);
     };
     let holder = Holder {
@@ -199,6 +223,93 @@ pub async fn sign_out_everywhere(state: &AppState, user_id: Uuid) -> Result<(), 
     refresh_tokens::revoke_all_of_user(&mut *tx, user_id, now).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// `PUT /me/password`: checks the caller's current password (charged to the login throttle
+/// of the account, so a stolen access token is no unthrottled password oracle), sets the new
+/// one, revokes every session of the account (refresh tokens and access tokens, the caller's
+/// own included) and returns a fresh pair, issued after that revocation.
+pub async fn change_own_password(
+    state: &AppState,
+    user_id: Uuid,
+    current_password: &str,
+    new_password: &str,
+) -> Result<TokenPair, AppError> {
+    let new_password = Password::parse(new_password)
+        .map_err(|why| AppError::invalid_field("new_password", why))?;
+    let Some(account) = users::find_by_id(&state.db, user_id).await? else {
+        return Err(AppError::Unauthenticated(BearerFailure::UnknownUser));
+    };
+    let email = Email::parse(&account.email)
+        .map_err(|why| AppError::Internal(format!("stored email unusable: {why}")))?;
+    charge_attempt(state, &email, Utc::now()).await?;
+    let Some(stored) = users::password_state(&state.db, user_id).await? else {
+        return Err(AppError::Unauthenticated(BearerFailure::UnknownUser));
+    };
+    // A current password out of the accepted range cannot be the account's.
+    let matches = match Password::parse(current_password) {
+        Ok(current) => {
+            state
+                .hasher
+                .verify(current, Some(&stored.password_hash))
+                .await?
+                .matches
+        }
+        Err(_) => false,
+    };
+    if !matches {
+        return Err(AppError::WrongCurrentPassword);
+    }
+    let new_hash = state.hasher.hash(new_password).await?;
+
+    let mut tx = state.db.begin().await?;
+    if !users::lock_by_id(&mut *tx, user_id).await? {
+        return Err(AppError::Unauthenticated(BearerFailure::UnknownUser));
+    }
+    match users::password_state(&mut *tx, user_id).await? {
+        Some(now_stored) if now_stored.disabled => {
+            return Err(AppError::Unauthenticated(BearerFailure::Disabled));
+        }
+        // Changed by someone else since it was checked: what was given is not current.
+        Some(now_stored) if now_stored.password_hash != stored.password_hash => {
+            return Err(AppError::WrongCurrentPassword);
+        }
+        Some(_) => {}
+        None => return Err(AppError::Unauthenticated(BearerFailure::UnknownUser)),
+    }
+    let now = Utc::now();
+    login_failures::clear(&mut *tx, email.as_str()).await?;
+    users::update_password_hash(&mut *tx, user_id, &new_hash).await?;
+    revocation::revoke_access_tokens(&mut tx, &state.config, user_id, now).await?;
+    refresh_tokens::revoke_all_of_user(&mut *tx, user_id, now).await?;
+    // Read after the revocation, under the lock: the new pair carries the role as it is and
+    // is issued after the cut-off just written.
+    let user = users::find_by_id(&mut *tx, user_id)
+        .await?
+        .ok_or(AppError::Unauthenticated(BearerFailure::UnknownUser))?;
+    let holder = Holder {
+        id: user.id,
+        email: &user.email,
+        role: &user.role,
+        permissions: &user.permissions,
+        tokens_revoked_at: user.tokens_revoked_at,
+    };
+    let pair = start_family(state, &mut tx, &holder, now).await?;
+    tx.commit().await?;
+    Ok(pair)
+}
+
+/// A new session for `holder` (a login, or a password change): a pair whose refresh token
+/// starts a family of its own, stored in the caller's transaction.
+async fn start_family(
+    state: &AppState,
+    tx: &mut sqlx::PgConnection,
+    holder: &Holder<'_>,
+    now: DateTime<Utc>,
+) -> Result<TokenPair, AppError> {
+    let minted = mint(state, holder, None, now)?;
+    refresh_tokens::insert(&mut *tx, &minted.row()).await?;
+    Ok(minted.pair)
 }
 
 /// A new token pair and the refresh-token row that must be stored with it.
@@ -281,41 +392,4 @@ fn mint(
         // TTLs are bounded to ten years by the configuration.
         expires_at: now + chrono::Duration::seconds(i64::try_from(refresh_ttl).unwrap_or(0)),
     })
-}
-
-/// How long expired refresh tokens are kept before they are deleted.
-const EXPIRED_TOKEN_RETENTION: chrono::Duration = chrono::Duration::days(1);
-
-/// Every `interval` (and once at start), deletes long-expired refresh tokens, subject
-/// revocations no token can fall under any more, and login failure records that no longer
-/// count, so no table grows without bound (made-up emails leave a failure record each).
-pub fn spawn_pruner(db: sqlx::PgPool, interval: std::time::Duration) {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            let now = Utc::now();
-            match refresh_tokens::delete_expired_before(&db, now - EXPIRED_TOKEN_RETENTION).await {
-                Ok(0) => {}
-                Ok(deleted) => tracing::info!(deleted, "pruned expired refresh tokens"),
-                Err(error) => tracing::warn!(%error, "could not prune expired refresh tokens"),
-            }
-            match revoked_subjects::delete_kept_until(&db, now).await {
-                Ok(0) => {}
-                Ok(deleted) => tracing::info!(deleted, "pruned lapsed subject revocations"),
-                Err(error) => tracing::warn!(%error, "could not prune subject revocations"),
-            }
-            match revoked_access_tokens::delete_kept_until(&db, now).await {
-                Ok(0) => {}
-                Ok(deleted) => tracing::info!(deleted, "pruned lapsed token revocations"),
-                Err(error) => tracing::warn!(%error, "could not prune token revocations"),
-            }
-            match login_failures::delete_idle_since(&db, throttle::forgotten_before(now)).await {
-                Ok(0) => {}
-                Ok(deleted) => tracing::info!(deleted, "pruned idle login failure records"),
-                Err(error) => tracing::warn!(%error, "could not prune login failure records"),
-            }
-        }
-    });
 }

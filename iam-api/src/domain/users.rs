@@ -1,8 +1,10 @@
-//! Users: registration, look-up, listing and role assignment.
+//! Users: registration, look-up, listing and role assignment (disabling, deletion and
+//! passwords set by an admin are in `accounts`).
 
 use uuid::Uuid;
 
 use crate::config::ApiConfig;
+use crate::domain::accounts::Accounts;
 use crate::domain::email::Email;
 use crate::domain::password::{Password, PasswordHasherPool};
 use crate::domain::rbac::{
@@ -162,6 +164,36 @@ pub async fn get(_: &UsersRead, state: &AppState, id: Uuid) -> Result<UserRecord
         .ok_or(AppError::NotFound("user"))
 }
 
+/// The user with this email (trimmed and lowercased first), for callers allowed to read
+/// users; `None` when nobody has it.
+pub async fn find_by_email(
+    _: &UsersRead,
+    db: &sqlx::PgPool,
+    email: &str,
+) -> Result<Option<UserRecord>, AppError> {
+    let email = Email::parse(email).map_err(|why| AppError::invalid_field("email", why))?;
+    Ok(users::find_by_email(db, email.as_str()).await?)
+}
+
+/// 409 when `target` is the last enabled admin, whom the change would remove (`what`: how).
+/// Call it holding [`users::lock_admin_set`], so that two concurrent changes cannot both see
+/// another admin left.
+pub(super) async fn refuse_removing_last_admin(
+    tx: &mut sqlx::PgConnection,
+    target: &UserRecord,
+    what: &str,
+) -> Result<(), AppError> {
+    if target.role == ADMIN_ROLE
+        && !target.disabled
+        && users::count_enabled_with_role(&mut *tx, ADMIN_ROLE).await? <= 1
+    {
+        return Err(AppError::Conflict(format!(
+            "this is the last enabled admin and cannot be {what}; make another user admin first"
+        )));
+    }
+    Ok(())
+}
+
 /// One page of the user listing.
 #[derive(Debug)]
 pub struct UserPage {
@@ -173,7 +205,7 @@ pub struct UserPage {
 /// Lists users in creation order, `limit` at a time, after the user id `after`.
 pub async fn list(
     _: &UsersRead,
-    state: &AppState,
+    db: &sqlx::PgPool,
     after: Option<Uuid>,
     limit: Option<i64>,
 ) -> Result<UserPage, AppError> {
@@ -185,7 +217,7 @@ pub async fn list(
         ));
     }
     // One extra row tells whether another page follows.
-    let mut items = users::list_after(&state.db, after, limit + 1).await?;
+    let mut items = users::list_after(db, after, limit + 1).await?;
     let has_more = items.len() as i64 > limit;
     items.truncate(usize::try_from(limit).unwrap_or(0));
     let next = if has_more {
@@ -202,12 +234,12 @@ pub async fn list(
 /// its row stays locked until the change commits, so it cannot gain permissions meanwhile.
 pub async fn assign_role(
     permission: &UsersWrite,
-    state: &AppState,
+    accounts: &Accounts<'_>,
     id: Uuid,
     role: &str,
 ) -> Result<UserRecord, AppError> {
     let role = RoleName::parse(role).map_err(|why| AppError::invalid_field("role", why))?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = accounts.db.begin().await?;
     users::lock_admin_set(&mut *tx).await?;
     if !users::lock_by_id(&mut *tx, id).await? {
         return Err(AppError::NotFound("user"));
@@ -220,13 +252,8 @@ pub async fn assign_role(
         .ok_or_else(|| AppError::invalid_field("role", "no such role"))?;
     within_ceiling(permission, &target.permissions)?;
     within_ceiling(permission, &new_role.permissions)?;
-    if target.role == ADMIN_ROLE
-        && new_role.name != ADMIN_ROLE
-        && users::count_with_role(&mut *tx, ADMIN_ROLE).await? <= 1
-    {
-        return Err(AppError::Conflict(
-            "this is the last admin; make another user admin first".to_owned(),
-        ));
+    if new_role.name != ADMIN_ROLE {
+        refuse_removing_last_admin(&mut tx, &target, "demoted").await?;
     }
     let user = users::update_role(&mut *tx, id, role.as_str())
         .await
@@ -238,7 +265,7 @@ pub async fn assign_role(
     if target.role != user.role {
         // Tokens carry the role: those minted before the change must stop working at every
         // verifier, not only here (the api reads the role from the database anyway).
-        revocation::revoke_access_tokens(&mut tx, &state.config, id, chrono::Utc::now()).await?;
+        revocation::revoke_access_tokens(&mut tx, accounts.config, id, chrono::Utc::now()).await?;
     }
     tx.commit().await?;
     Ok(user)

@@ -1,5 +1,5 @@
 //! Bearer authentication: verifies the access token with the shared iam-core verifier, then
-//! re-reads the user so that a deleted user or a changed role takes effect at once.
+//! re-reads the user so that a deleted or disabled user or a changed role takes effect at once.
 
 use chrono::Utc;
 use iam_core::Reason;
@@ -42,6 +42,9 @@ pub async fn authenticate(req: &Request, state: &AppState) -> Result<UserRecord,
         .await?
         .ok_or(AppError::Unauthenticated(BearerFailure::UnknownUser))?;
     let user = bearer.user;
+    if user.disabled {
+        return Err(AppError::Unauthenticated(BearerFailure::Disabled));
+    }
     if bearer.token_revoked {
         return Err(AppError::Unauthenticated(BearerFailure::Revoked));
     }

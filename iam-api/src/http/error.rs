@@ -48,6 +48,12 @@ fn describe(error: &AppError) -> (StatusCode, &'static str, &'static str, String
             "Invalid credentials",
             "invalid credentials".to_owned(),
         ),
+        AppError::WrongCurrentPassword => (
+            StatusCode::FORBIDDEN,
+            "wrong-current-password",
+            "Wrong current password",
+            "current_password is not the account's password".to_owned(),
+        ),
         AppError::InvalidRefreshToken => (
             StatusCode::UNAUTHORIZED,
             "invalid-grant",
@@ -138,9 +144,10 @@ fn describe(error: &AppError) -> (StatusCode, &'static str, &'static str, String
 fn bearer_refusal(failure: &BearerFailure) -> Refusal<'static> {
     match failure {
         BearerFailure::Missing => Refusal::MissingToken,
-        BearerFailure::Invalid(_) | BearerFailure::UnknownUser | BearerFailure::Revoked => {
-            Refusal::InvalidToken
-        }
+        BearerFailure::Invalid(_)
+        | BearerFailure::UnknownUser
+        | BearerFailure::Revoked
+        | BearerFailure::Disabled => Refusal::InvalidToken,
     }
 }
 
@@ -182,6 +189,7 @@ fn extra_headers(error: &AppError, headers: &mut HeaderMap) {
         | AppError::DuplicateAuthorization(_)
         | AppError::Validation(_)
         | AppError::InvalidCredentials
+        | AppError::WrongCurrentPassword
         | AppError::InvalidRefreshToken
         | AppError::NotFound(_)
         | AppError::Conflict(_)

@@ -1,5 +1,5 @@
-//! `GET /api/v1/me`: the caller's own account; `DELETE /api/v1/me/sessions`: sign out
-//! everywhere.
+//! `GET /api/v1/me`: the caller's own account; `PUT /api/v1/me/password`: change one's
+//! password; `DELETE /api/v1/me/sessions`: sign out everywhere.
 
 use chrono::{DateTime, Utc};
 use salvo::oapi::ToSchema;
@@ -8,7 +8,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::auth::authenticate;
-use super::{NoContent, Ok200, app_state};
+use super::tokens::TokenPairResponse;
+use super::{Accepts, BodyFields, NoContent, Ok200, app_state};
 use crate::domain::sessions;
 use crate::error::AppError;
 
@@ -43,6 +44,52 @@ pub async fn me(req: &mut Request, depot: &mut Depot) -> Result<Ok200<MeResponse
     }))
 }
 
+/// A change of one's own password.
+#[derive(Debug, ToSchema)]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    /// 8 to 128 characters.
+    pub new_password: String,
+}
+
+/// Changes the caller's password. A wrong `current_password` counts as a failed login of the
+/// account (429 when they are too many). On success every session of the account ends, this
+/// request's access token included, and the answer is a fresh token pair.
+#[endpoint(
+    tags("users"),
+    security(("bearer" = [])),
+    request_body = ChangePasswordRequest,
+    responses(
+        (status_code = 200, description = "Changed; a fresh token pair", body = TokenPairResponse),
+        (status_code = 400, description = "Malformed JSON"),
+        (status_code = 401, description = "No valid access token"),
+        (status_code = 403, description = "current_password is wrong"),
+        (status_code = 422, description = "A field is missing, or new_password is not 8 to 128 characters"),
+        (status_code = 429, description = "Too many failed attempts for this account"),
+    )
+)]
+pub async fn change_password(
+    req: &mut Request,
+    depot: &mut Depot,
+) -> Result<Ok200<TokenPairResponse>, AppError> {
+    let state = app_state(depot)?;
+    let user = authenticate(req, state).await?;
+    let mut body = BodyFields::read(req, Accepts::Json).await?;
+    let request = ChangePasswordRequest {
+        current_password: body.required_string("current_password"),
+        new_password: body.required_string("new_password"),
+    };
+    body.finish()?;
+    let pair = sessions::change_own_password(
+        state,
+        user.id,
+        &request.current_password,
+        &request.new_password,
+    )
+    .await?;
+    Ok(Ok200(pair.into()))
+}
+
 /// Signs the caller out everywhere: every refresh token of the account is revoked, and
 /// every access token issued until now is refused (here at once, at sidecars within the
 /// revocation feed's interval).
@@ -68,5 +115,6 @@ pub async fn sign_out_everywhere(
 pub fn router() -> Router {
     Router::with_path("me")
         .get(me)
+        .push(Router::with_path("password").put(change_password))
         .push(Router::with_path("sessions").delete(sign_out_everywhere))
 }

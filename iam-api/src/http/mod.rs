@@ -119,6 +119,22 @@ impl BodyFields {
         }
     }
 
+    /// A boolean field that must be present.
+    pub fn required_bool(&mut self, name: &str) -> bool {
+        match self.fields.remove(name) {
+            Some(Value::Bool(value)) => value,
+            None | Some(Value::Null) => {
+                self.errors.push(FieldError::new(name, "is required"));
+                false
+            }
+            Some(_) => {
+                self.errors
+                    .push(FieldError::new(name, "must be true or false"));
+                false
+            }
+        }
+    }
+
     /// An array-of-strings field; absent means empty unless `required`.
     pub fn string_list(&mut self, name: &str, required: bool) -> Vec<String> {
         match self.fields.remove(name) {

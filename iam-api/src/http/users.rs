@@ -1,4 +1,5 @@
-//! `/api/v1/users`: registration, listing, look-up and role assignment.
+//! `/api/v1/users`: registration, listing, look-up, role assignment, disabling, deletion and
+//! passwords set by an admin.
 
 use chrono::{DateTime, Utc};
 use salvo::oapi::ToSchema;
@@ -9,7 +10,10 @@ use uuid::Uuid;
 
 use super::auth::authorize;
 use super::rate_limit;
-use super::{Accepts, BodyFields, Created, Ok200, app_state};
+use super::{Accepts, BodyFields, Created, NoContent, Ok200, app_state};
+use crate::config::Registration;
+use crate::domain::accounts;
+use crate::domain::password::Password;
 use crate::domain::rbac::{UsersRead, UsersWrite};
 use crate::domain::users;
 use crate::error::AppError;
@@ -21,6 +25,8 @@ pub struct UserResponse {
     pub id: Uuid,
     pub email: String,
     pub role: String,
+    /// A disabled user cannot log in, refresh or use its tokens.
+    pub disabled: bool,
     pub created_at: DateTime<Utc>,
 }
 
@@ -30,6 +36,7 @@ impl From<UserRecord> for UserResponse {
             id: user.id,
             email: user.email,
             role: user.role,
+            disabled: user.disabled,
             created_at: user.created_at,
         }
     }
@@ -63,6 +70,20 @@ pub struct UserPageResponse {
     pub next: Option<Uuid>,
 }
 
+/// A change of an account's state.
+#[derive(Debug, ToSchema)]
+pub struct UpdateUserRequest {
+    /// `true` disables the account (its sessions end, it cannot log in); `false` enables it.
+    pub disabled: bool,
+}
+
+/// A password set by an admin.
+#[derive(Debug, ToSchema)]
+pub struct SetPasswordRequest {
+    /// 8 to 128 characters.
+    pub password: String,
+}
+
 /// A role assignment.
 #[derive(Debug, ToSchema)]
 pub struct AssignRoleRequest {
@@ -70,13 +91,16 @@ pub struct AssignRoleRequest {
     pub role: String,
 }
 
-/// Registers a new user with the role `user`.
+/// Registers a new user with the role `user`. Open to anyone with `REGISTRATION=open` (the
+/// default); with `REGISTRATION=closed` it requires `iam:users:write`.
 #[endpoint(
     tags("users"),
     request_body = CreateUserRequest,
     responses(
         (status_code = 201, description = "Registered", body = UserResponse),
         (status_code = 400, description = "Malformed JSON"),
+        (status_code = 401, description = "REGISTRATION=closed and no valid access token"),
+        (status_code = 403, description = "REGISTRATION=closed and the caller lacks iam:users:write"),
         (status_code = 409, description = "The email is already registered"),
         (status_code = 413, description = "Body over 64 KiB"),
         (status_code = 422, description = "Invalid email or password"),
@@ -88,6 +112,9 @@ pub async fn create_user(
 ) -> Result<Created<UserResponse>, AppError> {
     let state = app_state(depot)?;
     rate_limit::admit(req, state)?;
+    if state.config.registration == Registration::Closed {
+        authorize::<UsersWrite>(req, depot).await?;
+    }
     let request = CreateUserRequest::read(req).await?;
     let user = users::register(state, &request.email, &request.password).await?;
     Ok(Created {
@@ -96,7 +123,8 @@ pub async fn create_user(
     })
 }
 
-/// Lists users in creation order (requires `iam:users:read`).
+/// Lists users in creation order (requires `iam:users:read`); with `email`, the one user
+/// with that email (trimmed and lowercased first), or none.
 #[endpoint(
     tags("users"),
     security(("bearer" = [])),
@@ -104,7 +132,7 @@ pub async fn create_user(
         (status_code = 200, description = "One page of users", body = UserPageResponse),
         (status_code = 401, description = "No valid access token"),
         (status_code = 403, description = "Missing iam:users:read"),
-        (status_code = 422, description = "Invalid limit or cursor"),
+        (status_code = 422, description = "Invalid limit, cursor or email"),
     )
 )]
 pub async fn list_users(
@@ -112,8 +140,16 @@ pub async fn list_users(
     depot: &mut Depot,
     limit: QueryParam<String, false>,
     after: QueryParam<String, false>,
+    email: QueryParam<String, false>,
 ) -> Result<Ok200<UserPageResponse>, AppError> {
     let (state, permission) = authorize::<UsersRead>(req, depot).await?;
+    if let Some(email) = email.into_inner() {
+        let found = users::find_by_email(&permission, &state.db, &email).await?;
+        return Ok(Ok200(UserPageResponse {
+            items: found.into_iter().map(Into::into).collect(),
+            next: None,
+        }));
+    }
     let limit = match limit.into_inner() {
         None => None,
         Some(raw) => Some(raw.parse::<i64>().map_err(|_| {
@@ -127,7 +163,7 @@ pub async fn list_users(
                 .map_err(|_| AppError::invalid_field("after", "must be a user id from `next`"))?,
         ),
     };
-    let page = users::list(&permission, state, after, limit).await?;
+    let page = users::list(&permission, &state.db, after, limit).await?;
     Ok(Ok200(UserPageResponse {
         items: page.items.into_iter().map(Into::into).collect(),
         next: page.next,
@@ -191,8 +227,98 @@ pub async fn assign_role(
         role: body.required_string("role"),
     };
     body.finish()?;
-    let user = users::assign_role(&permission, state, user_id, &request.role).await?;
+    let user = users::assign_role(&permission, &state.accounts(), user_id, &request.role).await?;
     Ok(Ok200(user.into()))
+}
+
+/// Disables or enables a user (requires `iam:users:write`).
+///
+/// Disabling ends every session of the account (refresh tokens, and access tokens: here at
+/// once, at sidecars through the revocation feed) and refuses its logins with the answer a
+/// wrong password gets. Enabling lets it log in again.
+#[endpoint(
+    tags("users"),
+    security(("bearer" = [])),
+    request_body = UpdateUserRequest,
+    responses(
+        (status_code = 200, description = "The user as it is now", body = UserResponse),
+        (status_code = 400, description = "Malformed JSON"),
+        (status_code = 401, description = "No valid access token"),
+        (status_code = 403, description = "Missing iam:users:write, or the user holds a permission the caller lacks"),
+        (status_code = 404, description = "No such user"),
+        (status_code = 409, description = "The user is the last enabled admin"),
+        (status_code = 422, description = "disabled missing or not a boolean"),
+    )
+)]
+pub async fn update_user(
+    req: &mut Request,
+    depot: &mut Depot,
+    id: PathParam<String>,
+) -> Result<Ok200<UserResponse>, AppError> {
+    let (state, permission) = authorize::<UsersWrite>(req, depot).await?;
+    let user_id = parse_user_id(&id)?;
+    let mut body = BodyFields::read(req, Accepts::Json).await?;
+    let request = UpdateUserRequest {
+        disabled: body.required_bool("disabled"),
+    };
+    body.finish()?;
+    let user =
+        accounts::set_disabled(&permission, &state.accounts(), user_id, request.disabled).await?;
+    Ok(Ok200(user.into()))
+}
+
+/// Deletes a user (requires `iam:users:write`); its tokens stop working everywhere.
+#[endpoint(
+    tags("users"),
+    security(("bearer" = [])),
+    responses(
+        (status_code = 204, description = "Deleted"),
+        (status_code = 401, description = "No valid access token"),
+        (status_code = 403, description = "Missing iam:users:write, or the user holds a permission the caller lacks"),
+        (status_code = 404, description = "No such user"),
+        (status_code = 409, description = "The user is the last enabled admin"),
+    )
+)]
+pub async fn delete_user(
+    req: &mut Request,
+    depot: &mut Depot,
+    id: PathParam<String>,
+) -> Result<NoContent, AppError> {
+    let (state, permission) = authorize::<UsersWrite>(req, depot).await?;
+    accounts::delete(&permission, &state.accounts(), parse_user_id(&id)?).await?;
+    Ok(NoContent)
+}
+
+/// Sets a user's password (requires `iam:users:write`); every session of the account ends.
+#[endpoint(
+    tags("users"),
+    security(("bearer" = [])),
+    request_body = SetPasswordRequest,
+    responses(
+        (status_code = 204, description = "Set; the account's sessions have ended"),
+        (status_code = 400, description = "Malformed JSON"),
+        (status_code = 401, description = "No valid access token"),
+        (status_code = 403, description = "Missing iam:users:write, or the user holds a permission the caller lacks"),
+        (status_code = 404, description = "No such user"),
+        (status_code = 422, description = "The password is not 8 to 128 characters"),
+    )
+)]
+pub async fn set_password(
+    req: &mut Request,
+    depot: &mut Depot,
+    id: PathParam<String>,
+) -> Result<NoContent, AppError> {
+    let (state, permission) = authorize::<UsersWrite>(req, depot).await?;
+    let user_id = parse_user_id(&id)?;
+    let mut body = BodyFields::read(req, Accepts::Json).await?;
+    let request = SetPasswordRequest {
+        password: body.required_string("password"),
+    };
+    body.finish()?;
+    let password = Password::parse(&request.password)
+        .map_err(|why| AppError::invalid_field("password", why))?;
+    accounts::set_password(&permission, &state.accounts(), user_id, password).await?;
+    Ok(NoContent)
 }
 
 /// The user routes.
@@ -203,6 +329,9 @@ pub fn router() -> Router {
         .push(
             Router::with_path("{id}")
                 .get(get_user)
-                .push(Router::with_path("role").put(assign_role)),
+                .patch(update_user)
+                .delete(delete_user)
+                .push(Router::with_path("role").put(assign_role))
+                .push(Router::with_path("password").put(set_password)),
         )
 }

@@ -82,6 +82,7 @@ pub struct RefreshTokenWithHolder {
     pub role: Option<String>,
     pub permissions: Option<Vec<String>>,
     pub tokens_revoked_at: Option<DateTime<Utc>>,
+    pub disabled: Option<bool>,
 }
 
 impl RefreshTokenWithHolder {
@@ -101,7 +102,7 @@ impl RefreshTokenWithHolder {
 /// SQL of [`find_with_holder_for_update`].
 const FIND_WITH_HOLDER_FOR_UPDATE_SQL: &str =
     "SELECT t.id, t.family_id, t.user_id, t.expires_at, t.used_at, t.revoked_at,
-                u.email, u.role, r.permissions, u.tokens_revoked_at
+                u.email, u.role, r.permissions, u.tokens_revoked_at, u.disabled
          FROM refresh_tokens t
          JOIN users u ON u.id = t.user_id
          LEFT JOIN roles r ON r.name = u.role

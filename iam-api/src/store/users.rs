@@ -14,6 +14,8 @@ pub struct UserRecord {
     pub permissions: Vec<String>,
     /// Access tokens of this user issued before it are refused.
     pub tokens_revoked_at: Option<DateTime<Utc>>,
+    /// A disabled user cannot log in, refresh or use a token.
+    pub disabled: bool,
 }
 
 /// What a login needs: the user and its password hash.
@@ -25,6 +27,7 @@ pub struct UserCredentials {
     pub password_hash: String,
     pub permissions: Vec<String>,
     pub tokens_revoked_at: Option<DateTime<Utc>>,
+    pub disabled: bool,
 }
 
 /// Name of the unique index on `lower(email)`.
@@ -35,9 +38,9 @@ pub const ROLE_FOREIGN_KEY: &str = "users_role_fkey";
 /// SQL of [`insert`].
 const INSERT_SQL: &str = "WITH inserted AS (
              INSERT INTO users (id, email, password_hash, role) VALUES ($1, $2, $3, $4)
-             RETURNING id, email, role, created_at, tokens_revoked_at
+             RETURNING id, email, role, created_at, tokens_revoked_at, disabled
          )
-         SELECT u.id, u.email, u.role, u.created_at, r.permissions, u.tokens_revoked_at
+         SELECT u.id, u.email, u.role, u.created_at, r.permissions, u.tokens_revoked_at, u.disabled
          FROM inserted u JOIN roles r ON r.name = u.role";
 
 /// Inserts a user; fails on [`EMAIL_UNIQUE_INDEX`] when the email is taken.
@@ -60,7 +63,7 @@ pub async fn insert<'e>(
 
 /// SQL of [`find_by_id`].
 const FIND_BY_ID_SQL: &str =
-    "SELECT u.id, u.email, u.role, u.created_at, r.permissions, u.tokens_revoked_at
+    "SELECT u.id, u.email, u.role, u.created_at, r.permissions, u.tokens_revoked_at, u.disabled
          FROM users u JOIN roles r ON r.name = u.role WHERE u.id = $1";
 
 /// The user with this id, with its permissions.
@@ -71,6 +74,23 @@ pub async fn find_by_id<'e>(
 ) -> Result<Option<UserRecord>, sqlx::Error> {
     sqlx::query_as(FIND_BY_ID_SQL)
         .bind(id)
+        .fetch_optional(executor)
+        .await
+}
+
+/// SQL of [`find_by_email`].
+const FIND_BY_EMAIL_SQL: &str =
+    "SELECT u.id, u.email, u.role, u.created_at, r.permissions, u.tokens_revoked_at, u.disabled
+         FROM users u JOIN roles r ON r.name = u.role WHERE lower(u.email) = lower($1)";
+
+/// The user with this (normalised) email, with its permissions.
+#[tracing::instrument(name = "db users::find_by_email", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "find_by_email", db.query.text = FIND_BY_EMAIL_SQL))]
+pub async fn find_by_email<'e>(
+    executor: impl PgExecutor<'e>,
+    email: &str,
+) -> Result<Option<UserRecord>, sqlx::Error> {
+    sqlx::query_as(FIND_BY_EMAIL_SQL)
+        .bind(email)
         .fetch_optional(executor)
         .await
 }
@@ -86,7 +106,7 @@ pub struct BearerRecord {
 
 /// SQL of [`find_bearer`]: [`FIND_BY_ID_SQL`] and one primary-key probe, in one round trip.
 const FIND_BEARER_SQL: &str =
-    "SELECT u.id, u.email, u.role, u.created_at, r.permissions, u.tokens_revoked_at,
+    "SELECT u.id, u.email, u.role, u.created_at, r.permissions, u.tokens_revoked_at, u.disabled,
                 EXISTS (SELECT 1 FROM revoked_access_tokens t WHERE t.jti = $2) AS token_revoked
          FROM users u JOIN roles r ON r.name = u.role WHERE u.id = $1";
 
@@ -106,7 +126,7 @@ pub async fn find_bearer<'e>(
 
 /// SQL of [`find_credentials_by_email`].
 const FIND_CREDENTIALS_BY_EMAIL_SQL: &str =
-    "SELECT u.id, u.email, u.role, u.password_hash, r.permissions, u.tokens_revoked_at
+    "SELECT u.id, u.email, u.role, u.password_hash, r.permissions, u.tokens_revoked_at, u.disabled
          FROM users u JOIN roles r ON r.name = u.role
          WHERE lower(u.email) = lower($1)";
 
@@ -140,7 +160,7 @@ pub async fn lock_by_email<'e>(
 
 /// SQL of [`list_after`].
 const LIST_AFTER_SQL: &str =
-    "SELECT u.id, u.email, u.role, u.created_at, r.permissions, u.tokens_revoked_at
+    "SELECT u.id, u.email, u.role, u.created_at, r.permissions, u.tokens_revoked_at, u.disabled
          FROM users u JOIN roles r ON r.name = u.role
          WHERE $1::uuid IS NULL OR u.id > $1
          ORDER BY u.id LIMIT $2";
@@ -163,9 +183,9 @@ pub async fn list_after<'e>(
 /// SQL of [`update_role`].
 const UPDATE_ROLE_SQL: &str = "WITH updated AS (
              UPDATE users SET role = $2, updated_at = now() WHERE id = $1
-             RETURNING id, email, role, created_at, tokens_revoked_at
+             RETURNING id, email, role, created_at, tokens_revoked_at, disabled
          )
-         SELECT u.id, u.email, u.role, u.created_at, r.permissions, u.tokens_revoked_at
+         SELECT u.id, u.email, u.role, u.created_at, r.permissions, u.tokens_revoked_at, u.disabled
          FROM updated u JOIN roles r ON r.name = u.role";
 
 /// Sets a user's role; `None` when there is no such user. Fails on [`ROLE_FOREIGN_KEY`]
@@ -194,16 +214,17 @@ pub async fn lock_admin_set<'e>(executor: impl PgExecutor<'e>) -> Result<(), sql
     Ok(())
 }
 
-/// SQL of [`count_with_role`].
-const COUNT_WITH_ROLE_SQL: &str = "SELECT count(*) FROM users WHERE role = $1";
+/// SQL of [`count_enabled_with_role`].
+const COUNT_ENABLED_WITH_ROLE_SQL: &str =
+    "SELECT count(*) FROM users WHERE role = $1 AND NOT disabled";
 
-/// How many users have `role`.
-#[tracing::instrument(name = "db users::count_with_role", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "count_with_role", db.query.text = COUNT_WITH_ROLE_SQL))]
-pub async fn count_with_role<'e>(
+/// How many enabled users have `role`.
+#[tracing::instrument(name = "db users::count_enabled_with_role", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "count_enabled_with_role", db.query.text = COUNT_ENABLED_WITH_ROLE_SQL))]
+pub async fn count_enabled_with_role<'e>(
     executor: impl PgExecutor<'e>,
     role: &str,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(COUNT_WITH_ROLE_SQL)
+    sqlx::query_scalar(COUNT_ENABLED_WITH_ROLE_SQL)
         .bind(role)
         .fetch_one(executor)
         .await
@@ -265,7 +286,7 @@ pub async fn revoke_tokens<'e>(
 const UPDATE_PASSWORD_HASH_SQL: &str =
     "UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1";
 
-/// Replaces a user's password hash (rehash on login).
+/// Replaces a user's password hash (a rehash on login, a password set or changed).
 #[tracing::instrument(name = "db users::update_password_hash", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "update_password_hash", db.query.text = UPDATE_PASSWORD_HASH_SQL))]
 pub async fn update_password_hash<'e>(
     executor: impl PgExecutor<'e>,
@@ -278,4 +299,78 @@ pub async fn update_password_hash<'e>(
         .execute(executor)
         .await?;
     Ok(())
+}
+
+/// SQL of [`set_disabled`].
+const SET_DISABLED_SQL: &str = "WITH updated AS (
+             UPDATE users SET disabled = $2, updated_at = now() WHERE id = $1
+             RETURNING id, email, role, created_at, tokens_revoked_at, disabled
+         )
+         SELECT u.id, u.email, u.role, u.created_at, r.permissions, u.tokens_revoked_at, u.disabled
+         FROM updated u JOIN roles r ON r.name = u.role";
+
+/// Disables or enables a user; `None` when there is no such user.
+#[tracing::instrument(name = "db users::set_disabled", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "set_disabled", db.query.text = SET_DISABLED_SQL))]
+pub async fn set_disabled<'e>(
+    executor: impl PgExecutor<'e>,
+    id: Uuid,
+    disabled: bool,
+) -> Result<Option<UserRecord>, sqlx::Error> {
+    sqlx::query_as(SET_DISABLED_SQL)
+        .bind(id)
+        .bind(disabled)
+        .fetch_optional(executor)
+        .await
+}
+
+/// SQL of [`delete`]; the user's refresh tokens go with it (`ON DELETE CASCADE`).
+const DELETE_SQL: &str = "DELETE FROM users WHERE id = $1";
+
+/// Deletes a user; `false` when there is no such user.
+#[tracing::instrument(name = "db users::delete", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "delete", db.query.text = DELETE_SQL))]
+pub async fn delete<'e>(executor: impl PgExecutor<'e>, id: Uuid) -> Result<bool, sqlx::Error> {
+    let deleted = sqlx::query(DELETE_SQL).bind(id).execute(executor).await?;
+    Ok(deleted.rows_affected() > 0)
+}
+
+/// What decides whether a password check still stands: the hash it was checked against and
+/// whether the account is disabled.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PasswordState {
+    pub password_hash: String,
+    pub disabled: bool,
+}
+
+/// SQL of [`password_state`].
+const PASSWORD_STATE_SQL: &str = "SELECT password_hash, disabled FROM users WHERE id = $1";
+
+/// The user's password hash and disabled flag as committed now; `None`: no such user.
+#[tracing::instrument(name = "db users::password_state", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "password_state", db.query.text = PASSWORD_STATE_SQL))]
+pub async fn password_state<'e>(
+    executor: impl PgExecutor<'e>,
+    id: Uuid,
+) -> Result<Option<PasswordState>, sqlx::Error> {
+    sqlx::query_as(PASSWORD_STATE_SQL)
+        .bind(id)
+        .fetch_optional(executor)
+        .await
+}
+
+/// SQL of [`password_state_for_share`].
+const PASSWORD_STATE_FOR_SHARE_SQL: &str =
+    "SELECT password_hash, disabled FROM users WHERE id = $1 FOR SHARE";
+
+/// Like [`password_state`], with the row share-locked until the transaction ends: a login
+/// holds it while it stores its session, so a password change, disabling or deletion (each
+/// locks the row for update) either waits and then revokes that session, or commits first
+/// and is seen here.
+#[tracing::instrument(name = "db users::password_state_for_share", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "password_state_for_share", db.query.text = PASSWORD_STATE_FOR_SHARE_SQL))]
+pub async fn password_state_for_share<'e>(
+    executor: impl PgExecutor<'e>,
+    id: Uuid,
+) -> Result<Option<PasswordState>, sqlx::Error> {
+    sqlx::query_as(PASSWORD_STATE_FOR_SHARE_SQL)
+        .bind(id)
+        .fetch_optional(executor)
+        .await
 }

@@ -1,0 +1,44 @@
+//! Pruning: rows that no longer count are deleted periodically, so no table grows without
+//! bound.
+
+use chrono::Utc;
+
+use crate::domain::throttle;
+use crate::store::{login_failures, refresh_tokens, revoked_access_tokens, revoked_subjects};
+
+/// How long expired refresh tokens are kept before they are deleted.
+const EXPIRED_TOKEN_RETENTION: chrono::Duration = chrono::Duration::days(1);
+
+/// Every `interval` (and once at start), deletes long-expired refresh tokens, subject
+/// revocations no token can fall under any more, and login failure records that no longer
+/// count, so no table grows without bound (made-up emails leave a failure record each).
+pub fn spawn_pruner(db: sqlx::PgPool, interval: std::time::Duration) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let now = Utc::now();
+            match refresh_tokens::delete_expired_before(&db, now - EXPIRED_TOKEN_RETENTION).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "pruned expired refresh tokens"),
+                Err(error) => tracing::warn!(%error, "could not prune expired refresh tokens"),
+            }
+            match revoked_subjects::delete_kept_until(&db, now).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "pruned lapsed subject revocations"),
+                Err(error) => tracing::warn!(%error, "could not prune subject revocations"),
+            }
+            match revoked_access_tokens::delete_kept_until(&db, now).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "pruned lapsed token revocations"),
+                Err(error) => tracing::warn!(%error, "could not prune token revocations"),
+            }
+            match login_failures::delete_idle_since(&db, throttle::forgotten_before(now)).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "pruned idle login failure records"),
+                Err(error) => tracing::warn!(%error, "could not prune login failure records"),
+            }
+        }
+    });
+}
