@@ -31,23 +31,13 @@ struct JwksEndpoint {
 impl Handler for JwksEndpoint {
     async fn handle(&self, req: &mut Request, _: &mut Depot, res: &mut Response, _: &mut FlowCtrl) {
         let document = self.cache.current();
-        let headers = res.headers_mut();
-        headers.insert(CACHE_CONTROL, self.cache_control.clone());
-        if let Ok(etag) = HeaderValue::from_str(&document.etag) {
-            headers.insert(ETAG, etag);
-        }
-        let not_modified = req
-            .headers()
-            .get(IF_NONE_MATCH)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| if_none_match_hits(value, &document.etag));
-        if not_modified {
-            res.status_code(StatusCode::NOT_MODIFIED);
-            return;
-        }
-        res.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        res.body(document.body.clone());
+        answer_revalidated(
+            req,
+            res,
+            self.cache_control.clone(),
+            &document.etag,
+            &document.body,
+        );
     }
 }
 
@@ -69,25 +59,38 @@ impl Handler for RevocationsEndpoint {
             .write_to(res);
             return;
         };
-        let headers = res.headers_mut();
         // Verifiers poll it; nothing in between may answer for us.
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        if let Ok(etag) = HeaderValue::from_str(&document.etag) {
-            headers.insert(ETAG, etag);
-        }
-        let not_modified = req
-            .headers()
-            .get(IF_NONE_MATCH)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| if_none_match_hits(value, &document.etag));
-        if not_modified {
-            res.status_code(StatusCode::NOT_MODIFIED);
-            return;
-        }
-        res.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        res.body(document.body.clone());
+        let cache_control = HeaderValue::from_static("no-cache");
+        answer_revalidated(req, res, cache_control, &document.etag, &document.body);
     }
+}
+
+/// Answers with a pre-serialised JSON document under its strong `etag`: 304 when the
+/// request's `If-None-Match` already names it, else the body.
+fn answer_revalidated(
+    req: &Request,
+    res: &mut Response,
+    cache_control: HeaderValue,
+    etag: &str,
+    body: &bytes::Bytes,
+) {
+    let headers = res.headers_mut();
+    headers.insert(CACHE_CONTROL, cache_control);
+    if let Ok(value) = HeaderValue::from_str(etag) {
+        headers.insert(ETAG, value);
+    }
+    let not_modified = req
+        .headers()
+        .get(IF_NONE_MATCH)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| if_none_match_hits(value, etag));
+    if not_modified {
+        res.status_code(StatusCode::NOT_MODIFIED);
+        return;
+    }
+    res.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res.body(body.clone());
 }
 
 /// RFC 9110 §13.1.2: `*`, or any listed tag equal to ours under weak comparison.

@@ -3,6 +3,7 @@
 //! 100,000 revoked subjects that is about 3 MiB instead of about 9.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::hash::{BuildHasherDefault, DefaultHasher};
 
 use uuid::Uuid;
@@ -49,21 +50,20 @@ impl<V> Keyed<V> {
 
     /// Stores `value` under `id`, or merges it into the value already there.
     pub(super) fn upsert(&mut self, id: &str, value: V, merge: impl FnOnce(&mut V, V)) {
-        let existing = match key(id) {
-            Key::Uuid(uuid) => self.uuids.get_mut(&uuid),
-            Key::Other(other) => self.others.get_mut(other),
-        };
-        if let Some(existing) = existing {
-            merge(existing, value);
-            return;
-        }
         match key(id) {
-            Key::Uuid(uuid) => {
-                self.uuids.insert(uuid, value);
-            }
-            Key::Other(other) => {
-                self.others.insert(other.into(), value);
-            }
+            Key::Uuid(uuid) => match self.uuids.entry(uuid) {
+                Entry::Occupied(mut existing) => merge(existing.get_mut(), value),
+                Entry::Vacant(slot) => {
+                    slot.insert(value);
+                }
+            },
+            // Looked up before inserting, so a present id is not copied into a new box.
+            Key::Other(other) => match self.others.get_mut(other) {
+                Some(existing) => merge(existing, value),
+                None => {
+                    self.others.insert(other.into(), value);
+                }
+            },
         }
     }
 
