@@ -167,3 +167,46 @@ async fn a_sign_out_racing_refreshes_leaves_no_usable_session() {
         );
     }
 }
+
+#[tokio::test]
+async fn hostile_revocation_requests_get_clear_answers_and_list_nothing() {
+    let db = integration_tests::TestDatabase::create().await;
+    let api = ServiceProcess::start(&db).await;
+    let form = |body: String| {
+        let api = &api;
+        async move {
+            api.client
+                .post(api.url("/api/v1/tokens/revoke"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .expect("revoke")
+        }
+    };
+    // A repeated parameter is refused rather than one of the two being picked.
+    expect_problem(form("token=a.b.c&token=d.e.f".to_owned()).await, 400).await;
+    expect_problem(form("token=a.b.c&TOKEN=x&token=".to_owned()).await, 400).await;
+    // A token in the shape of a JWT far over the verifier's 16 KiB cap, and one with an
+    // empty signature: 204 as for any unknown token, and nothing is stored.
+    let oversized = format!("{}.{}.{}", "a".repeat(20_000), "b".repeat(100), "c");
+    for token in [oversized.as_str(), "e30.e30.", "..", "."] {
+        let response = api
+            .post_json("/api/v1/tokens/revoke", None, &json!({ "token": token }))
+            .await;
+        assert_eq!(response.status(), 204, "{}", &token[..token.len().min(20)]);
+    }
+    // A body over 64 KiB is cut off with 413.
+    let huge = json!({ "token": "x".repeat(70_000) });
+    expect_problem(
+        api.post_json("/api/v1/tokens/revoke", None, &huge).await,
+        413,
+    )
+    .await;
+    let pool = db.pool().await;
+    let listed: i64 = sqlx::query_scalar("SELECT count(*) FROM revoked_access_tokens")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(listed, 0);
+}
