@@ -99,15 +99,24 @@ impl RefreshTokenWithHolder {
     }
 }
 
-/// SQL of [`find_with_holder_for_update`].
-const FIND_WITH_HOLDER_FOR_UPDATE_SQL: &str =
-    "SELECT t.id, t.family_id, t.user_id, t.expires_at, t.used_at, t.revoked_at,
-                u.email, u.role, r.permissions, u.tokens_revoked_at, u.disabled
+/// SQL of [`find_with_holder_for_update`]. The holder's row is locked (shared) *before* the
+/// token's row (for update): every change that revokes a user's sessions locks the user's
+/// row first and its tokens after, so both take the two locks in the same order. A plain
+/// join locking `t` and `u` together locks `t` first, and a refresh racing a sign-out then
+/// deadlocked (each holding the row the other waited for; PostgreSQL aborted one, a 500).
+/// The CTE is materialised so that it runs, and locks, on its own.
+const FIND_WITH_HOLDER_FOR_UPDATE_SQL: &str = "WITH holder AS MATERIALIZED (
+             SELECT u.id, u.email, u.role, r.permissions, u.tokens_revoked_at, u.disabled
+             FROM users u LEFT JOIN roles r ON r.name = u.role
+             WHERE u.id = (SELECT user_id FROM refresh_tokens WHERE token_hash = $1)
+             FOR SHARE OF u
+         )
+         SELECT t.id, t.family_id, t.user_id, t.expires_at, t.used_at, t.revoked_at,
+                h.email, h.role, h.permissions, h.tokens_revoked_at, h.disabled
          FROM refresh_tokens t
-         JOIN users u ON u.id = t.user_id
-         LEFT JOIN roles r ON r.name = u.role
+         JOIN holder h ON h.id = t.user_id
          WHERE t.token_hash = $1
-         FOR UPDATE OF t FOR SHARE OF u";
+         FOR UPDATE OF t";
 
 /// Like [`find_by_hash_for_update`], with the holder's email, role and permissions joined
 /// in, so a refresh needs one statement before it writes. The user's row is share-locked
