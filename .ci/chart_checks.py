@@ -159,8 +159,9 @@ def iam_chart(charts: pathlib.Path) -> None:
     check(default_api_env.get("RATE_LIMIT_PER_MINUTE", {}).get("value") == "300"
           and "10.0.0.0/8" in default_api_env.get("TRUSTED_PROXIES", {}).get("value", ""),
           "the per-address limit is on, with the proxies whose X-Forwarded-For is believed")
-    check(default_api_env.get("REGISTRATION", {}).get("value") == "open",
-          "registration is open by default, as in the binary")
+    check(default_api_env.get("REGISTRATION", {}).get("value") == "open"
+          and default_api_env.get("AUDIT_RETENTION_DAYS", {}).get("value") == "365",
+          "registration is open and audit events are kept a year by default, as in the binary")
     closed = render(iam, "--set", "database.existingSecret=db", "--set",
                     "keyEncryption.existingSecret=kek", "--set", "api.registration=closed")
     check(env(container(find(closed, "Deployment", "iam-api"), "iam-api"))

@@ -19,6 +19,9 @@ use crate::domain::password::{HashParameters, Password};
 /// public (it is in this file), so `stage` and `prod` refuse to run without their own.
 const DEVELOPMENT_KEY_ENCRYPTION_KEY: [u8; 32] = *b"iam-local-development-only-key!!";
 
+/// Longest accepted audit retention (100 years): keeps the purge's cut-off in range.
+const MAX_AUDIT_RETENTION_DAYS: u32 = 36_500;
+
 /// Longest accepted token lifetime (10 years): keeps every timestamp computation in range.
 const MAX_TTL_SECONDS: u64 = 10 * 365 * 86_400;
 
@@ -39,6 +42,7 @@ pub struct OwnEnvironment {
     rate_limit_per_minute: Setting<u32>,
     trusted_proxies: Setting<String>,
     registration: Setting<Registration>,
+    audit_retention_days: Setting<u32>,
     // Plain strings, kept as given (not trimmed): a password's spaces are part of it.
     bootstrap_admin_email: Option<String>,
     bootstrap_admin_password: Option<String>,
@@ -94,6 +98,8 @@ pub struct ApiConfig {
     /// `TRUSTED_PROXIES`: peers whose `X-Forwarded-For` names the client (for that limit).
     pub trusted_proxies: TrustedProxies,
     pub registration: Registration,
+    /// `AUDIT_RETENTION_DAYS`: audit events older than this are purged.
+    pub audit_retention: Duration,
     pub bootstrap_admin: Option<BootstrapAdmin>,
 }
 
@@ -211,6 +217,14 @@ impl ProcessConfig for ApiConfig {
             Setting::Unset | Setting::Invalid { .. } => TrustedProxies::default(),
         };
         let registration = problems.take("REGISTRATION", &env.own.registration, Registration::Open);
+        let audit_retention_days =
+            problems.take("AUDIT_RETENTION_DAYS", &env.own.audit_retention_days, 365);
+        if !(1..=MAX_AUDIT_RETENTION_DAYS).contains(&audit_retention_days) {
+            problems.invalid("AUDIT_RETENTION_DAYS", "must be between 1 and 36500 days");
+        }
+        let audit_retention = Duration::from_secs(
+            u64::from(audit_retention_days.clamp(1, MAX_AUDIT_RETENTION_DAYS)) * 86_400,
+        );
         let bootstrap_admin = bootstrap_admin(problems, &env.own);
 
         ApiConfig {
@@ -228,6 +242,7 @@ impl ProcessConfig for ApiConfig {
             rate_limit_per_minute,
             trusted_proxies,
             registration,
+            audit_retention,
             bootstrap_admin,
         }
     }

@@ -15,6 +15,8 @@ use sqlx::{Connection, PgPool};
 use crate::app;
 use crate::config::ApiConfig;
 use crate::config::BootstrapAdmin;
+use crate::domain::accounts::Accounts;
+use crate::domain::audit::Actor;
 use crate::domain::keys::{self, KeyRing};
 use crate::domain::password::PasswordHasherPool;
 use crate::domain::pruning;
@@ -213,7 +215,7 @@ pub async fn build_state(config: ApiConfig, db: PgPool) -> Result<AppState, Proc
             interval,
         );
     }
-    pruning::spawn_pruner(db.clone(), PRUNE_INTERVAL);
+    pruning::spawn_pruner(db.clone(), PRUNE_INTERVAL, config.audit_retention);
     if let Some(admin) = &config.bootstrap_admin {
         bootstrap_admin(&db, &config, &hasher, admin).await?;
     }
@@ -240,10 +242,10 @@ async fn bootstrap_admin(
     hasher: &PasswordHasherPool,
     admin: &BootstrapAdmin,
 ) -> Result<(), ProcessError> {
+    let accounts = Accounts { db, config, hasher };
     match users::ensure_admin(
-        db,
-        config,
-        hasher,
+        &accounts,
+        &Actor::system(),
         &admin.email,
         &admin.password,
         ExistingAccount::Refuse,

@@ -27,10 +27,11 @@ async fn me_returns_the_caller_with_its_permissions() {
     assert_eq!(
         admin["permissions"],
         json!([
-            "iam:users:read",
-            "iam:users:write",
+            "iam:audit:read",
             "iam:roles:read",
-            "iam:roles:write"
+            "iam:roles:write",
+            "iam:users:read",
+            "iam:users:write"
         ])
     );
 }

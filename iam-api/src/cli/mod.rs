@@ -10,6 +10,8 @@ use chrono::Utc;
 use iam_core::process::ProcessError;
 
 use crate::config::ApiConfig;
+use crate::domain::accounts::Accounts;
+use crate::domain::audit::Actor;
 use crate::domain::email::Email;
 use crate::domain::keys::{self, SigningKeyState};
 use crate::domain::password::{Password, PasswordHasherPool};
@@ -61,6 +63,7 @@ pub async fn rotate_key(
         db,
         &config.key_encryption_key,
         config.rotation_policy(),
+        &Actor::operator(),
         pem.as_deref(),
     )
     .await
@@ -107,16 +110,21 @@ pub async fn create_admin(
     let email = parse_email(email)?;
     let password = read_password(password_stdin)?;
     let hasher = start_hasher(config)?;
+    let accounts = Accounts {
+        db,
+        config,
+        hasher: &hasher,
+    };
     let existing = if promote {
         ExistingAccount::Promote
     } else {
         ExistingAccount::Refuse
     };
-    let (user, outcome) = match ensure_admin(db, config, &hasher, &email, &password, existing).await
-    {
-        Ok(done) => done,
-        Err(error) => return Err(refusal(error)),
-    };
+    let (user, outcome) =
+        match ensure_admin(&accounts, &Actor::operator(), &email, &password, existing).await {
+            Ok(done) => done,
+            Err(error) => return Err(refusal(error)),
+        };
     let what = match outcome {
         AdminOutcome::Created => "created admin".to_owned(),
         AdminOutcome::Promoted { revoked_sessions } => format!(

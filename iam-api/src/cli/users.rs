@@ -8,9 +8,10 @@ use iam_core::process::ProcessError;
 use super::{parse_email, start_hasher};
 use crate::config::ApiConfig;
 use crate::domain::accounts::{self, Accounts};
+use crate::domain::audit::Actor;
 use crate::domain::password::Password;
 use crate::domain::rbac::{UsersRead, UsersWrite, operator};
-use crate::domain::users;
+use crate::domain::{paging, users};
 use crate::error::AppError;
 use crate::store::users::UserRecord;
 
@@ -42,7 +43,7 @@ pub async fn list(db: &sqlx::PgPool, email: Option<&str>) -> Result<(), ProcessE
     }
     let mut after = None;
     loop {
-        let page = users::list(&reader, db, after, Some(users::MAX_PAGE_SIZE)).await?;
+        let page = users::list(&reader, db, after, Some(paging::MAX_PAGE_SIZE)).await?;
         page.items.iter().for_each(print_user);
         match page.next {
             Some(next) => after = Some(next),
@@ -84,21 +85,28 @@ pub async fn change(
         hasher: &hasher,
     };
     let writer = operator::<UsersWrite>();
+    let operator = Actor::operator();
     let done = match change {
-        AccountChange::Disable => accounts::set_disabled(&writer, &accounts, user.id, true)
-            .await
-            .map(|_| "disabled; every session of the account has ended".to_owned()),
-        AccountChange::Enable => accounts::set_disabled(&writer, &accounts, user.id, false)
-            .await
-            .map(|_| "enabled".to_owned()),
-        AccountChange::Delete => accounts::delete(&writer, &accounts, user.id)
+        AccountChange::Disable => {
+            accounts::set_disabled(&writer, &accounts, &operator, user.id, true)
+                .await
+                .map(|_| "disabled; every session of the account has ended".to_owned())
+        }
+        AccountChange::Enable => {
+            accounts::set_disabled(&writer, &accounts, &operator, user.id, false)
+                .await
+                .map(|_| "enabled".to_owned())
+        }
+        AccountChange::Delete => accounts::delete(&writer, &accounts, &operator, user.id)
             .await
             .map(|()| "deleted; its tokens are refused everywhere".to_owned()),
-        AccountChange::SetRole(role) => users::assign_role(&writer, &accounts, user.id, &role)
-            .await
-            .map(|user| format!("role is now {}", user.role)),
+        AccountChange::SetRole(role) => {
+            users::assign_role(&writer, &accounts, &operator, user.id, &role)
+                .await
+                .map(|user| format!("role is now {}", user.role))
+        }
         AccountChange::SetPassword(password) => {
-            accounts::set_password(&writer, &accounts, user.id, password)
+            accounts::set_password(&writer, &accounts, &operator, user.id, password)
                 .await
                 .map(|()| "password set; every session of the account has ended".to_owned())
         }

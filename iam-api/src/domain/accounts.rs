@@ -6,9 +6,11 @@
 //! permission they do not.
 
 use chrono::Utc;
+use serde_json::json;
 use uuid::Uuid;
 
 use crate::config::ApiConfig;
+use crate::domain::audit::{self, Actor, AuditEvent, EventType};
 use crate::domain::password::{Password, PasswordHasherPool};
 use crate::domain::rbac::{UsersWrite, within_ceiling};
 use crate::domain::revocation;
@@ -63,6 +65,7 @@ async fn end_sessions(
 pub async fn set_disabled(
     permission: &UsersWrite,
     accounts: &Accounts<'_>,
+    actor: &Actor,
     id: Uuid,
     disabled: bool,
 ) -> Result<UserRecord, AppError> {
@@ -79,10 +82,16 @@ pub async fn set_disabled(
     let user = users::set_disabled(&mut *tx, id, disabled)
         .await?
         .ok_or(AppError::NotFound("user"))?;
-    if disabled {
+    let kind = if disabled {
         end_sessions(&mut tx, accounts.config, id).await?;
-    }
+        EventType::UserDisabled
+    } else {
+        EventType::UserEnabled
+    };
+    let event = AuditEvent::success(kind, id).with_detail(json!({ "email": user.email }));
+    let recorded = audit::record(&mut *tx, actor, event).await?;
     tx.commit().await?;
+    recorded.log();
     Ok(user)
 }
 
@@ -92,6 +101,7 @@ pub async fn set_disabled(
 pub async fn delete(
     permission: &UsersWrite,
     accounts: &Accounts<'_>,
+    actor: &Actor,
     id: Uuid,
 ) -> Result<(), AppError> {
     let mut tx = accounts.db.begin().await?;
@@ -103,7 +113,11 @@ pub async fn delete(
     if !users::delete(&mut *tx, id).await? {
         return Err(AppError::NotFound("user"));
     }
+    let event = AuditEvent::success(EventType::UserDeleted, id)
+        .with_detail(json!({ "email": target.email, "role": target.role }));
+    let recorded = audit::record(&mut *tx, actor, event).await?;
     tx.commit().await?;
+    recorded.log();
     Ok(())
 }
 
@@ -112,6 +126,7 @@ pub async fn delete(
 pub async fn set_password(
     permission: &UsersWrite,
     accounts: &Accounts<'_>,
+    actor: &Actor,
     id: Uuid,
     password: Password,
 ) -> Result<(), AppError> {
@@ -123,6 +138,13 @@ pub async fn set_password(
     users::update_password_hash(&mut *tx, id, &hash).await?;
     end_sessions(&mut tx, accounts.config, id).await?;
     login_failures::clear(&mut *tx, &target.email).await?;
+    let recorded = audit::record(
+        &mut *tx,
+        actor,
+        AuditEvent::success(EventType::UserPasswordSet, id),
+    )
+    .await?;
     tx.commit().await?;
+    recorded.log();
     Ok(())
 }

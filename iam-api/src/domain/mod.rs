@@ -1,9 +1,12 @@
 //! Domain logic in plain Rust: parsed input types and the rules of the service. No salvo here.
 
 pub mod accounts;
+pub mod audit;
 pub mod client_address;
 pub mod email;
 pub mod keys;
+pub mod own_password;
+pub mod paging;
 pub mod password;
 pub mod pruning;
 pub mod rbac;
@@ -11,5 +14,6 @@ pub mod refresh;
 pub mod revocation;
 pub mod roles;
 pub mod sessions;
+pub mod sign_out;
 pub mod throttle;
 pub mod users;

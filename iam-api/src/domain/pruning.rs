@@ -3,16 +3,23 @@
 
 use chrono::Utc;
 
-use crate::domain::throttle;
+use crate::domain::{audit, throttle};
 use crate::store::{login_failures, refresh_tokens, revoked_access_tokens, revoked_subjects};
 
 /// How long expired refresh tokens are kept before they are deleted.
 const EXPIRED_TOKEN_RETENTION: chrono::Duration = chrono::Duration::days(1);
 
 /// Every `interval` (and once at start), deletes long-expired refresh tokens, subject
-/// revocations no token can fall under any more, and login failure records that no longer
-/// count, so no table grows without bound (made-up emails leave a failure record each).
-pub fn spawn_pruner(db: sqlx::PgPool, interval: std::time::Duration) {
+/// revocations no token can fall under any more, login failure records that no longer
+/// count, and audit events older than `audit_retention`, so no table grows without bound
+/// (made-up emails leave a failure record each).
+pub fn spawn_pruner(
+    db: sqlx::PgPool,
+    interval: std::time::Duration,
+    audit_retention: std::time::Duration,
+) {
+    let audit_retention =
+        chrono::Duration::from_std(audit_retention).unwrap_or(chrono::Duration::MAX);
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -33,6 +40,11 @@ pub fn spawn_pruner(db: sqlx::PgPool, interval: std::time::Duration) {
                 Ok(0) => {}
                 Ok(deleted) => tracing::info!(deleted, "pruned lapsed token revocations"),
                 Err(error) => tracing::warn!(%error, "could not prune token revocations"),
+            }
+            match audit::purge(&db, now, audit_retention).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "purged audit events past their retention"),
+                Err(error) => tracing::warn!(%error, "could not purge audit events"),
             }
             match login_failures::delete_idle_since(&db, throttle::forgotten_before(now)).await {
                 Ok(0) => {}

@@ -47,11 +47,12 @@ pub const DEFAULT_ROLE: &str = "user";
 /// The built-in administrator role.
 pub const ADMIN_ROLE: &str = "admin";
 /// The permissions the built-in admin role always keeps.
-pub const IAM_PERMISSIONS: [&str; 4] = [
+pub const IAM_PERMISSIONS: [&str; 5] = [
     UsersRead::NAME,
     UsersWrite::NAME,
     RolesRead::NAME,
     RolesWrite::NAME,
+    AuditRead::NAME,
 ];
 
 /// What a caller may grant to others (the delegation ceiling, [`within_ceiling`]).
@@ -138,6 +139,10 @@ iam_permission!(
 iam_permission!(
     /// Proof that the caller may create, change and delete roles.
     RolesWrite = "iam:roles:write"
+);
+iam_permission!(
+    /// Proof that the caller may read the audit trail.
+    AuditRead = "iam:audit:read"
 );
 
 /// Checks that a caller with `role` and its permissions `held` holds `P`'s permission and

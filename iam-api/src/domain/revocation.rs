@@ -43,7 +43,7 @@ pub async fn revoke_access_tokens(
 /// Revokes the single access token with these (verified) claims, everywhere, until it
 /// expires. Revoking it twice changes nothing.
 pub async fn revoke_access_token(
-    db: &sqlx::PgPool,
+    tx: &mut sqlx::PgConnection,
     config: &ApiConfig,
     claims: &AccessTokenClaims,
     now: DateTime<Utc>,
@@ -52,7 +52,7 @@ pub async fn revoke_access_token(
         .ok_or_else(|| AppError::Internal(format!("exp {} out of range", claims.exp)))?;
     let leeway = chrono::Duration::seconds(config.verification_rules().leeway_seconds);
     revoked_access_tokens::record(
-        db,
+        &mut *tx,
         &RevokedAccessToken {
             jti: &claims.jti,
             subject: &claims.sub,

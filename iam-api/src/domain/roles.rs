@@ -1,5 +1,8 @@
 //! Roles: creation, replacement and deletion of custom roles; built-in roles are protected.
 
+use serde_json::json;
+
+use crate::domain::audit::{self, Actor, AuditEvent, EventType};
 use crate::domain::rbac::{
     ADMIN_ROLE, IAM_PERMISSIONS, Permission, RoleName, RolesRead, RolesWrite, within_ceiling,
 };
@@ -83,6 +86,7 @@ fn parse_name(name: &str) -> Result<RoleName, FieldError> {
 pub async fn create(
     permission: &RolesWrite,
     state: &AppState,
+    actor: &Actor,
     name: &str,
     description: Option<&str>,
     permissions: &[String],
@@ -98,8 +102,9 @@ pub async fn create(
         }
     };
     within_ceiling(permission, &content.permissions)?;
-    roles::insert(
-        &state.db,
+    let mut tx = state.db.begin().await?;
+    let role = roles::insert(
+        &mut *tx,
         name.as_str(),
         &content.description,
         &content.permissions,
@@ -108,7 +113,13 @@ pub async fn create(
     .map_err(|error| match violated_constraint(&error) {
         Some(NAME_PRIMARY_KEY) => AppError::Conflict(format!("role {name} exists already")),
         _ => error.into(),
-    })
+    })?;
+    let event = AuditEvent::success(EventType::RoleCreated, &role.name)
+        .with_detail(json!({ "permissions": role.permissions }));
+    let recorded = audit::record(&mut *tx, actor, event).await?;
+    tx.commit().await?;
+    recorded.log();
+    Ok(role)
 }
 
 /// Every role.
@@ -130,6 +141,7 @@ pub async fn get(_: &RolesRead, state: &AppState, name: &str) -> Result<RoleReco
 pub async fn replace(
     permission: &RolesWrite,
     state: &AppState,
+    actor: &Actor,
     name: &str,
     description: Option<&str>,
     permissions: &[String],
@@ -143,7 +155,10 @@ pub async fn replace(
     {
         return Err(AppError::invalid_field(
             "permissions",
-            "the built-in admin role must keep iam:users:read, iam:users:write, iam:roles:read and iam:roles:write",
+            format!(
+                "the built-in admin role must keep {}",
+                IAM_PERMISSIONS.join(", ")
+            ),
         ));
     }
     let mut tx = state.db.begin().await?;
@@ -165,12 +180,22 @@ pub async fn replace(
     )
     .await?
     .ok_or(AppError::NotFound("role"))?;
+    let event = AuditEvent::success(EventType::RoleUpdated, &role.name).with_detail(
+        json!({ "permissions_before": current.permissions, "permissions": role.permissions }),
+    );
+    let recorded = audit::record(&mut *tx, actor, event).await?;
     tx.commit().await?;
+    recorded.log();
     Ok(role)
 }
 
 /// Deletes a custom role that no user has.
-pub async fn delete(_: &RolesWrite, state: &AppState, name: &str) -> Result<(), AppError> {
+pub async fn delete(
+    _: &RolesWrite,
+    state: &AppState,
+    actor: &Actor,
+    name: &str,
+) -> Result<(), AppError> {
     let name = parse_path_name(name)?;
     let name = name.as_str();
     let role = roles::find(&state.db, name)
@@ -181,7 +206,8 @@ pub async fn delete(_: &RolesWrite, state: &AppState, name: &str) -> Result<(), 
             "role {name} is built in and cannot be deleted"
         )));
     }
-    let deleted = roles::delete_custom(&state.db, name)
+    let mut tx = state.db.begin().await?;
+    let deleted = roles::delete_custom(&mut *tx, name)
         .await
         .map_err(|error| match violated_constraint(&error) {
             Some(ROLE_FOREIGN_KEY) => {
@@ -189,9 +215,13 @@ pub async fn delete(_: &RolesWrite, state: &AppState, name: &str) -> Result<(), 
             }
             _ => error.into(),
         })?;
-    if deleted {
-        Ok(())
-    } else {
-        Err(AppError::NotFound("role"))
+    if !deleted {
+        return Err(AppError::NotFound("role"));
     }
+    let event = AuditEvent::success(EventType::RoleDeleted, name)
+        .with_detail(json!({ "permissions": role.permissions }));
+    let recorded = audit::record(&mut *tx, actor, event).await?;
+    tx.commit().await?;
+    recorded.log();
+    Ok(())
 }

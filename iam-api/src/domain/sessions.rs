@@ -1,15 +1,17 @@
-//! Sessions: password login, refresh-token rotation with replay detection, and revocation.
+//! Sessions: password login and refresh-token rotation with replay detection (how they end
+//! is in `sign_out`, changing one's password in `own_password`).
 
 use chrono::{DateTime, Utc};
 use iam_core::token::{AccessTokenClaims, IssuancePolicy, TokenSubject};
+use serde_json::json;
 use uuid::Uuid;
 
+use crate::domain::audit::{self, Actor, AuditEvent, EventType, Outcome};
 use crate::domain::email::Email;
 use crate::domain::password::Password;
 use crate::domain::refresh::{self, PresentedToken};
-use crate::domain::revocation;
 use crate::domain::throttle;
-use crate::error::{AppError, BearerFailure};
+use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::refresh_tokens::{self, NewRefreshToken};
 use crate::store::users::PasswordState;
@@ -30,13 +32,13 @@ impl std::fmt::Debug for TokenPair {
 }
 
 /// Who gets a token pair.
-struct Holder<'a> {
-    id: Uuid,
-    email: &'a str,
-    role: &'a str,
-    permissions: &'a [String],
+pub(super) struct Holder<'a> {
+    pub(super) id: Uuid,
+    pub(super) email: &'a str,
+    pub(super) role: &'a str,
+    pub(super) permissions: &'a [String],
     /// The holder's subject cut-off, which a new access token must not fall under.
-    tokens_revoked_at: Option<DateTime<Utc>>,
+    pub(super) tokens_revoked_at: Option<DateTime<Utc>>,
 }
 
 /// Where a new refresh token sits in its family.
@@ -47,7 +49,12 @@ struct Lineage {
 
 /// Password grant. Unknown emails and wrong passwords both cost one full hash and give the
 /// same error; repeated failures for one email are throttled.
-pub async fn login(state: &AppState, email: &str, password: &str) -> Result<TokenPair, AppError> {
+pub async fn login(
+    state: &AppState,
+    actor: &Actor,
+    email: &str,
+    password: &str,
+) -> Result<TokenPair, AppError> {
     // No account can have a malformed email or an out-of-range password, so answering at
     // once reveals nothing about which accounts exist.
     let (Ok(email), Ok(password)) = (Email::parse(email), Password::parse(password)) else {
@@ -65,8 +72,17 @@ pub async fn login(state: &AppState, email: &str, password: &str) -> Result<Toke
         .await?;
     // A failure was counted before the guess was evaluated; nothing more to record. A
     // disabled account answers as a wrong password does, after the same work.
-    let Some(user) = user.filter(|user| outcome.matches && !user.disabled) else {
-        return Err(AppError::InvalidCredentials);
+    let user = match user {
+        Some(user) if outcome.matches && !user.disabled => user,
+        Some(user) => {
+            let reason = if outcome.matches {
+                "disabled"
+            } else {
+                "wrong_password"
+            };
+            return Err(login_failed(state, actor, &email, Some(user.id), reason).await);
+        }
+        None => return Err(login_failed(state, actor, &email, None, "unknown_email").await),
     };
 
     let mut tx = state.db.begin().await?;
@@ -87,7 +103,9 @@ pub async fn login(state: &AppState, email: &str, password: &str) -> Result<Toke
         users::password_state_for_share(&mut *tx, user.id).await?
     };
     if current != checked {
-        return Err(AppError::InvalidCredentials);
+        tx.rollback().await?;
+        let reason = "changed_during_login";
+        return Err(login_failed(state, actor, &email, Some(user.id), reason).await);
     }
     login_failures::clear(&mut *tx, email.as_str()).await?;
     if let Some(rehashed) = &outcome.rehashed {
@@ -101,8 +119,37 @@ pub async fn login(state: &AppState, email: &str, password: &str) -> Result<Toke
         tokens_revoked_at: user.tokens_revoked_at,
     };
     let pair = start_family(state, &mut tx, &holder, now).await?;
+    let event =
+        AuditEvent::success(EventType::Login, user.id).with_detail(json!({ "email": user.email }));
+    let recorded = audit::record(&mut *tx, &actor.as_user(user.id), event).await?;
     tx.commit().await?;
+    recorded.log();
     Ok(pair)
+}
+
+/// Records a refused login (its attempt stays charged to the throttle) and returns the
+/// error to answer with: every refusal gets the same one, whatever the audit says.
+async fn login_failed(
+    state: &AppState,
+    actor: &Actor,
+    email: &Email,
+    user_id: Option<Uuid>,
+    reason: &str,
+) -> AppError {
+    let event = AuditEvent {
+        kind: EventType::Login,
+        subject: user_id.map(|id| id.to_string()),
+        outcome: Outcome::Failure,
+        detail: json!({ "email": email.as_str(), "reason": reason }),
+    };
+    match audit::record(&state.db, actor, event).await {
+        Ok(recorded) => {
+            recorded.log();
+            AppError::InvalidCredentials
+        }
+        // An unrecorded refusal must not pass as a plain one.
+        Err(error) => error,
+    }
 }
 
 /// Takes one login attempt for `email` from its throttle, or answers 429 when none is free.
@@ -110,7 +157,7 @@ pub async fn login(state: &AppState, email: &str, password: &str) -> Result<Toke
 /// counted as a failure *before* the password is evaluated (a success clears it), so that
 /// concurrent guesses queue for the slots one by one: at most one guess per free slot is ever
 /// evaluated, however many arrive at once.
-async fn charge_attempt(
+pub(super) async fn charge_attempt(
     state: &AppState,
     email: &Email,
     now: DateTime<Utc>,
@@ -130,7 +177,11 @@ async fn charge_attempt(
 
 /// Refresh grant: exchanges a valid refresh token for a new pair and retires it. A token
 /// presented a second time revokes its whole family.
-pub async fn refresh(state: &AppState, presented: &str) -> Result<TokenPair, AppError> {
+pub async fn refresh(
+    state: &AppState,
+    actor: &Actor,
+    presented: &str,
+) -> Result<TokenPair, AppError> {
     if presented.is_empty() || presented.len() > refresh::MAX_REFRESH_TOKEN_LENGTH {
         return Err(AppError::InvalidRefreshToken);
     }
@@ -148,7 +199,15 @@ pub async fn refresh(state: &AppState, presented: &str) -> Result<TokenPair, App
         PresentedToken::Expired => return Err(AppError::InvalidRefreshToken),
         PresentedToken::Replayed => {
             let revoked = refresh_tokens::revoke_family(&mut *tx, record.family_id, now).await?;
+            let event = AuditEvent {
+                kind: EventType::RefreshTokenReplayed,
+                subject: Some(record.user_id.to_string()),
+                outcome: Outcome::Failure,
+                detail: json!({ "family_id": record.family_id, "revoked": revoked }),
+            };
+            let recorded = audit::record(&mut *tx, actor, event).await?;
             tx.commit().await?;
+            recorded.log();
             tracing::warn!(
                 family_id = %record.family_id,
                 user_id = %record.user_id,
@@ -184,124 +243,9 @@ pub async fn refresh(state: &AppState, presented: &str) -> Result<TokenPair, App
     Ok(minted.pair)
 }
 
-/// Revokes a token (RFC 7009). An access token (a JWT: it has dots, a refresh token never
-/// does) that verifies is refused everywhere from now on; a refresh token's whole family
-/// is revoked (logout). Unknown tokens are ignored, as RFC 7009 asks, so the answer says
-/// nothing about which tokens exist.
-pub async fn revoke(state: &AppState, presented: &str) -> Result<(), AppError> {
-    if presented.contains('.') {
-        let now = Utc::now();
-        let rules = state.config.verification_rules();
-        // Only a token this service signed is listed: nobody can fill the feed with
-        // made-up token ids. An expired one is refused everywhere already.
-        if let Ok(claims) = state.keys.verify(presented, rules, now.timestamp()) {
-            revocation::revoke_access_token(&state.db, &state.config, &claims, now).await?;
-        }
-        return Ok(());
-    }
-    if presented.is_empty() || presented.len() > refresh::MAX_REFRESH_TOKEN_LENGTH {
-        return Ok(());
-    }
-    let token_hash = refresh::hash(presented);
-    let mut tx = state.db.begin().await?;
-    if let Some(record) = refresh_tokens::find_by_hash_for_update(&mut *tx, &token_hash).await? {
-        refresh_tokens::revoke_family(&mut *tx, record.family_id, Utc::now()).await?;
-    }
-    tx.commit().await?;
-    Ok(())
-}
-
-/// Signs a user out everywhere (`DELETE /me/sessions`): every refresh token is revoked and
-/// every access token issued until now is refused.
-pub async fn sign_out_everywhere(state: &AppState, user_id: Uuid) -> Result<(), AppError> {
-    let now = Utc::now();
-    let mut tx = state.db.begin().await?;
-    // This locks the user's row first. A refresh holds it shared until it commits, so the
-    // statement below sees any successor a racing refresh stores, and a refresh that comes
-    // after waits, then finds its token revoked.
-    revocation::revoke_access_tokens(&mut tx, &state.config, user_id, now).await?;
-    refresh_tokens::revoke_all_of_user(&mut *tx, user_id, now).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-/// `PUT /me/password`: checks the caller's current password (charged to the login throttle
-/// of the account, so a stolen access token is no unthrottled password oracle), sets the new
-/// one, revokes every session of the account (refresh tokens and access tokens, the caller's
-/// own included) and returns a fresh pair, issued after that revocation.
-pub async fn change_own_password(
-    state: &AppState,
-    user_id: Uuid,
-    current_password: &str,
-    new_password: &str,
-) -> Result<TokenPair, AppError> {
-    let new_password = Password::parse(new_password)
-        .map_err(|why| AppError::invalid_field("new_password", why))?;
-    let Some(account) = users::find_by_id(&state.db, user_id).await? else {
-        return Err(AppError::Unauthenticated(BearerFailure::UnknownUser));
-    };
-    let email = Email::parse(&account.email)
-        .map_err(|why| AppError::Internal(format!("stored email unusable: {why}")))?;
-    charge_attempt(state, &email, Utc::now()).await?;
-    let Some(stored) = users::password_state(&state.db, user_id).await? else {
-        return Err(AppError::Unauthenticated(BearerFailure::UnknownUser));
-    };
-    // A current password out of the accepted range cannot be the account's.
-    let matches = match Password::parse(current_password) {
-        Ok(current) => {
-            state
-                .hasher
-                .verify(current, Some(&stored.password_hash))
-                .await?
-                .matches
-        }
-        Err(_) => false,
-    };
-    if !matches {
-        return Err(AppError::WrongCurrentPassword);
-    }
-    let new_hash = state.hasher.hash(new_password).await?;
-
-    let mut tx = state.db.begin().await?;
-    if !users::lock_by_id(&mut *tx, user_id).await? {
-        return Err(AppError::Unauthenticated(BearerFailure::UnknownUser));
-    }
-    match users::password_state(&mut *tx, user_id).await? {
-        Some(now_stored) if now_stored.disabled => {
-            return Err(AppError::Unauthenticated(BearerFailure::Disabled));
-        }
-        // Changed by someone else since it was checked: what was given is not current.
-        Some(now_stored) if now_stored.password_hash != stored.password_hash => {
-            return Err(AppError::WrongCurrentPassword);
-        }
-        Some(_) => {}
-        None => return Err(AppError::Unauthenticated(BearerFailure::UnknownUser)),
-    }
-    let now = Utc::now();
-    login_failures::clear(&mut *tx, email.as_str()).await?;
-    users::update_password_hash(&mut *tx, user_id, &new_hash).await?;
-    revocation::revoke_access_tokens(&mut tx, &state.config, user_id, now).await?;
-    refresh_tokens::revoke_all_of_user(&mut *tx, user_id, now).await?;
-    // Read after the revocation, under the lock: the new pair carries the role as it is and
-    // is issued after the cut-off just written.
-    let user = users::find_by_id(&mut *tx, user_id)
-        .await?
-        .ok_or(AppError::Unauthenticated(BearerFailure::UnknownUser))?;
-    let holder = Holder {
-        id: user.id,
-        email: &user.email,
-        role: &user.role,
-        permissions: &user.permissions,
-        tokens_revoked_at: user.tokens_revoked_at,
-    };
-    let pair = start_family(state, &mut tx, &holder, now).await?;
-    tx.commit().await?;
-    Ok(pair)
-}
-
 /// A new session for `holder` (a login, or a password change): a pair whose refresh token
 /// starts a family of its own, stored in the caller's transaction.
-async fn start_family(
+pub(super) async fn start_family(
     state: &AppState,
     tx: &mut sqlx::PgConnection,
     holder: &Holder<'_>,

@@ -1,12 +1,14 @@
 //! Users: registration, look-up, listing and role assignment (disabling, deletion and
 //! passwords set by an admin are in `accounts`).
 
+use serde_json::json;
 use uuid::Uuid;
 
-use crate::config::ApiConfig;
 use crate::domain::accounts::Accounts;
+use crate::domain::audit::{self, Actor, AuditEvent, EventType};
 use crate::domain::email::Email;
-use crate::domain::password::{Password, PasswordHasherPool};
+use crate::domain::paging;
+use crate::domain::password::Password;
 use crate::domain::rbac::{
     ADMIN_ROLE, DEFAULT_ROLE, RoleName, UsersRead, UsersWrite, within_ceiling,
 };
@@ -16,22 +18,19 @@ use crate::state::AppState;
 use crate::store::users::{self, EMAIL_UNIQUE_INDEX, ROLE_FOREIGN_KEY, UserRecord};
 use crate::store::{refresh_tokens, roles};
 
-/// Largest page of the user listing.
-pub const MAX_PAGE_SIZE: i64 = 200;
-/// Page size when none is asked for.
-pub const DEFAULT_PAGE_SIZE: i64 = 50;
-
 /// Registers a user with the default role. Both fields are checked before anything is
 /// hashed, and every problem is reported.
 pub async fn register(
     state: &AppState,
+    actor: &Actor,
     email: &str,
     password: &str,
 ) -> Result<UserRecord, AppError> {
     let (email, password) = parse_credentials(email, password)?;
     let hash = state.hasher.hash(password).await?;
-    users::insert(
-        &state.db,
+    let mut tx = state.db.begin().await?;
+    let user = users::insert(
+        &mut *tx,
         Uuid::now_v7(),
         email.as_str(),
         &hash,
@@ -43,7 +42,13 @@ pub async fn register(
             AppError::Conflict("this email is already registered".to_owned())
         }
         _ => error.into(),
-    })
+    })?;
+    let event = AuditEvent::success(EventType::UserRegistered, user.id)
+        .with_detail(json!({ "email": user.email }));
+    let recorded = audit::record(&mut *tx, actor, event).await?;
+    tx.commit().await?;
+    recorded.log();
+    Ok(user)
 }
 
 fn parse_credentials(email: &str, password: &str) -> Result<(Email, Password), AppError> {
@@ -93,13 +98,13 @@ pub enum AdminOutcome {
 /// registered by someone else under the operator's address is taken over by the operator,
 /// not handed to its registrant.
 pub async fn ensure_admin(
-    db: &sqlx::PgPool,
-    config: &ApiConfig,
-    hasher: &PasswordHasherPool,
+    accounts: &Accounts<'_>,
+    actor: &Actor,
     email: &Email,
     password: &Password,
     existing: ExistingAccount,
 ) -> Result<(UserRecord, AdminOutcome), AppError> {
+    let Accounts { db, config, hasher } = *accounts;
     // Hashed before any lock is taken: the hash is the slow part.
     let hash = hasher.hash(password.clone()).await?;
     let mut tx = db.begin().await?;
@@ -129,19 +134,27 @@ pub async fn ensure_admin(
         let revoked_sessions =
             refresh_tokens::revoke_all_of_user(&mut *tx, account.id, now).await?;
         revocation::revoke_access_tokens(&mut tx, config, account.id, now).await?;
+        let event = AuditEvent::success(EventType::AdminPromoted, user.id)
+            .with_detail(json!({ "email": user.email, "revoked_sessions": revoked_sessions }));
+        let recorded = audit::record(&mut *tx, actor, event).await?;
         tx.commit().await?;
+        recorded.log();
         return Ok((user, AdminOutcome::Promoted { revoked_sessions }));
     }
     match users::insert(&mut *tx, Uuid::now_v7(), email.as_str(), &hash, ADMIN_ROLE).await {
         Ok(user) => {
+            let event = AuditEvent::success(EventType::AdminCreated, user.id)
+                .with_detail(json!({ "email": user.email }));
+            let recorded = audit::record(&mut *tx, actor, event).await?;
             tx.commit().await?;
+            recorded.log();
             Ok((user, AdminOutcome::Created))
         }
         // Someone registered the address between our look-up and insert (or another replica
         // bootstrapped it): judge the account that now exists.
         Err(error) if violated_constraint(&error) == Some(EMAIL_UNIQUE_INDEX) => {
             tx.rollback().await?;
-            Box::pin(ensure_admin(db, config, hasher, email, password, existing)).await
+            Box::pin(ensure_admin(accounts, actor, email, password, existing)).await
         }
         Err(error) => Err(error.into()),
     }
@@ -209,22 +222,9 @@ pub async fn list(
     after: Option<Uuid>,
     limit: Option<i64>,
 ) -> Result<UserPage, AppError> {
-    let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE);
-    if !(1..=MAX_PAGE_SIZE).contains(&limit) {
-        return Err(AppError::invalid_field(
-            "limit",
-            "must be between 1 and 200",
-        ));
-    }
-    // One extra row tells whether another page follows.
-    let mut items = users::list_after(db, after, limit + 1).await?;
-    let has_more = items.len() as i64 > limit;
-    items.truncate(usize::try_from(limit).unwrap_or(0));
-    let next = if has_more {
-        items.last().map(|user| user.id)
-    } else {
-        None
-    };
+    let limit = paging::page_size(limit)?;
+    let rows = users::list_after(db, after, paging::rows_to_read(limit)).await?;
+    let (items, next) = paging::page_of(rows, limit, |user| user.id);
     Ok(UserPage { items, next })
 }
 
@@ -235,6 +235,7 @@ pub async fn list(
 pub async fn assign_role(
     permission: &UsersWrite,
     accounts: &Accounts<'_>,
+    actor: &Actor,
     id: Uuid,
     role: &str,
 ) -> Result<UserRecord, AppError> {
@@ -262,11 +263,17 @@ pub async fn assign_role(
             _ => error.into(),
         })?
         .ok_or(AppError::NotFound("user"))?;
-    if target.role != user.role {
-        // Tokens carry the role: those minted before the change must stop working at every
-        // verifier, not only here (the api reads the role from the database anyway).
-        revocation::revoke_access_tokens(&mut tx, accounts.config, id, chrono::Utc::now()).await?;
+    if target.role == user.role {
+        tx.rollback().await?;
+        return Ok(user);
     }
+    // Tokens carry the role: those minted before the change must stop working at every
+    // verifier, not only here (the api reads the role from the database anyway).
+    revocation::revoke_access_tokens(&mut tx, accounts.config, id, chrono::Utc::now()).await?;
+    let event = AuditEvent::success(EventType::UserRoleChanged, id)
+        .with_detail(json!({ "from": target.role, "to": user.role }));
+    let recorded = audit::record(&mut *tx, actor, event).await?;
     tx.commit().await?;
+    recorded.log();
     Ok(user)
 }

@@ -9,6 +9,8 @@ use salvo::prelude::*;
 use uuid::Uuid;
 
 use super::app_state;
+use super::rate_limit::client_address;
+use crate::domain::audit::Actor;
 use crate::domain::rbac::{IamPermission, require};
 use crate::domain::users;
 use crate::error::{AppError, BearerFailure};
@@ -59,15 +61,36 @@ pub async fn authenticate(req: &Request, state: &AppState) -> Result<UserRecord,
     Ok(user)
 }
 
-/// Authenticates the request and checks that its user holds `P`; returns the state and the
-/// capability that privileged domain functions demand.
+/// An authorised request: the state, the capability that privileged domain functions
+/// demand, and the caller as audit events name it.
+pub struct Authorized<'d, P> {
+    pub state: &'d AppState,
+    pub permission: P,
+    pub actor: Actor,
+}
+
+/// Authenticates the request and checks that its user holds `P`.
 pub async fn authorize<'d, P: IamPermission>(
     req: &Request,
     depot: &'d Depot,
-) -> Result<(&'d AppState, P), AppError> {
+) -> Result<Authorized<'d, P>, AppError> {
     let state = app_state(depot)?;
     let caller = authenticate(req, state).await?;
-    Ok((state, require::<P>(&caller.role, &caller.permissions)?))
+    Ok(Authorized {
+        state,
+        permission: require::<P>(&caller.role, &caller.permissions)?,
+        actor: Actor::user(caller.id, client_address(req, state)),
+    })
+}
+
+/// The caller of an authenticated request, as audit events name it.
+pub fn actor_of(req: &Request, state: &AppState, user: &UserRecord) -> Actor {
+    Actor::user(user.id, client_address(req, state))
+}
+
+/// A request without an authenticated caller, as audit events name it.
+pub fn anonymous(req: &Request, state: &AppState) -> Actor {
+    Actor::anonymous(client_address(req, state))
 }
 
 #[cfg(test)]

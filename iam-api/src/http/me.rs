@@ -7,10 +7,10 @@ use salvo::prelude::*;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::auth::authenticate;
+use super::auth::{actor_of, authenticate};
 use super::tokens::TokenPairResponse;
 use super::{Accepts, BodyFields, NoContent, Ok200, app_state};
-use crate::domain::sessions;
+use crate::domain::{own_password, sign_out};
 use crate::error::AppError;
 
 /// The caller's account with its current permissions.
@@ -80,8 +80,9 @@ pub async fn change_password(
         new_password: body.required_string("new_password"),
     };
     body.finish()?;
-    let pair = sessions::change_own_password(
+    let pair = own_password::change_own_password(
         state,
+        &actor_of(req, state, &user),
         user.id,
         &request.current_password,
         &request.new_password,
@@ -107,7 +108,7 @@ pub async fn sign_out_everywhere(
 ) -> Result<NoContent, AppError> {
     let state = app_state(depot)?;
     let user = authenticate(req, state).await?;
-    sessions::sign_out_everywhere(state, user.id).await?;
+    sign_out::sign_out_everywhere(state, &actor_of(req, state, &user), user.id).await?;
     Ok(NoContent)
 }
 

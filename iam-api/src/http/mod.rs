@@ -1,6 +1,7 @@
 //! The HTTP layer: one module per resource, each owning its routes; handlers are thin and
 //! call into `domain`.
 
+pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod health;
@@ -31,6 +32,24 @@ pub fn app_state(depot: &Depot) -> Result<&AppState, AppError> {
     depot
         .get_typed::<AppState>()
         .map_err(|_| AppError::Internal("application state missing from depot".to_owned()))
+}
+
+/// A listing's `limit` query parameter: an integer (its range is the domain's to judge).
+pub fn query_limit(raw: Option<String>) -> Result<Option<i64>, AppError> {
+    raw.map(|raw| {
+        raw.parse::<i64>()
+            .map_err(|_| AppError::invalid_field("limit", "must be an integer between 1 and 200"))
+    })
+    .transpose()
+}
+
+/// A listing's `after` query parameter: the id a previous page gave as `next`.
+pub fn query_cursor(raw: Option<String>, what: &str) -> Result<Option<uuid::Uuid>, AppError> {
+    raw.map(|raw| {
+        uuid::Uuid::parse_str(&raw)
+            .map_err(|_| AppError::invalid_field("after", format!("must be {what} id from `next`")))
+    })
+    .transpose()
 }
 
 /// The body formats an endpoint accepts.

@@ -79,7 +79,17 @@ pub fn client_key(address: IpAddr) -> IpAddr {
 /// Counts this request against its client's window when the deployment limits clients
 /// (`RATE_LIMIT_PER_MINUTE`); a 429 when the window is full.
 pub fn admit(req: &Request, state: &AppState) -> Result<(), AppError> {
-    let client = req.remote_addr().ip().map(|peer| {
+    admit_address(
+        state.client_limit.as_deref(),
+        client_address(req, state),
+        Instant::now(),
+    )
+}
+
+/// The client's address: the peer, or the rightmost untrusted `X-Forwarded-For` hop when
+/// the peer is one of `TRUSTED_PROXIES` (the limit above and audit events use it).
+pub fn client_address(req: &Request, state: &AppState) -> Option<IpAddr> {
+    req.remote_addr().ip().map(|peer| {
         state.config.trusted_proxies.client(
             peer,
             req.headers()
@@ -87,8 +97,7 @@ pub fn admit(req: &Request, state: &AppState) -> Result<(), AppError> {
                 .iter()
                 .map(HeaderValue::as_bytes),
         )
-    });
-    admit_address(state.client_limit.as_deref(), client, Instant::now())
+    })
 }
 
 /// [`admit`] for a client `address` at `now` under `limit` (`None`: not limited).

@@ -5,7 +5,7 @@ use salvo::oapi::extract::PathParam;
 use salvo::prelude::*;
 use serde::Serialize;
 
-use super::auth::authorize;
+use super::auth::{Authorized, authorize};
 use super::{Accepts, BodyFields, Created, NoContent, Ok200};
 use crate::domain::rbac::{RolesRead, RolesWrite};
 use crate::domain::roles;
@@ -77,7 +77,11 @@ pub async fn create_role(
     req: &mut Request,
     depot: &mut Depot,
 ) -> Result<Created<RoleResponse>, AppError> {
-    let (state, permission) = authorize::<RolesWrite>(req, depot).await?;
+    let Authorized {
+        state,
+        permission,
+        actor,
+    } = authorize::<RolesWrite>(req, depot).await?;
     let mut body = BodyFields::read(req, Accepts::Json).await?;
     let request = CreateRoleRequest {
         name: body.required_string("name"),
@@ -88,6 +92,7 @@ pub async fn create_role(
     let role = roles::create(
         &permission,
         state,
+        &actor,
         &request.name,
         request.description.as_deref(),
         &request.permissions,
@@ -113,7 +118,9 @@ pub async fn list_roles(
     req: &mut Request,
     depot: &mut Depot,
 ) -> Result<Ok200<Vec<RoleResponse>>, AppError> {
-    let (state, permission) = authorize::<RolesRead>(req, depot).await?;
+    let Authorized {
+        state, permission, ..
+    } = authorize::<RolesRead>(req, depot).await?;
     let roles = roles::list(&permission, state).await?;
     Ok(Ok200(roles.into_iter().map(Into::into).collect()))
 }
@@ -134,7 +141,9 @@ pub async fn get_role(
     depot: &mut Depot,
     name: PathParam<String>,
 ) -> Result<Ok200<RoleResponse>, AppError> {
-    let (state, permission) = authorize::<RolesRead>(req, depot).await?;
+    let Authorized {
+        state, permission, ..
+    } = authorize::<RolesRead>(req, depot).await?;
     Ok(Ok200(roles::get(&permission, state, &name).await?.into()))
 }
 
@@ -157,11 +166,16 @@ pub async fn replace_role(
     depot: &mut Depot,
     name: PathParam<String>,
 ) -> Result<Ok200<RoleResponse>, AppError> {
-    let (state, permission) = authorize::<RolesWrite>(req, depot).await?;
+    let Authorized {
+        state,
+        permission,
+        actor,
+    } = authorize::<RolesWrite>(req, depot).await?;
     let request = read_content(req).await?;
     let role = roles::replace(
         &permission,
         state,
+        &actor,
         &name,
         request.description.as_deref(),
         &request.permissions,
@@ -187,8 +201,12 @@ pub async fn delete_role(
     depot: &mut Depot,
     name: PathParam<String>,
 ) -> Result<NoContent, AppError> {
-    let (state, permission) = authorize::<RolesWrite>(req, depot).await?;
-    roles::delete(&permission, state, &name).await?;
+    let Authorized {
+        state,
+        permission,
+        actor,
+    } = authorize::<RolesWrite>(req, depot).await?;
+    roles::delete(&permission, state, &actor, &name).await?;
     Ok(NoContent)
 }
 

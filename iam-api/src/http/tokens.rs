@@ -6,8 +6,10 @@ use salvo::oapi::ToSchema;
 use salvo::prelude::*;
 use serde::Serialize;
 
+use super::auth::anonymous;
 use super::{Accepts, BodyFields, NoContent, Ok200, app_state, rate_limit};
 use crate::domain::sessions::{self, TokenPair};
+use crate::domain::sign_out;
 use crate::error::AppError;
 
 /// A token request. JSON or `application/x-www-form-urlencoded`.
@@ -116,7 +118,11 @@ pub async fn issue_tokens(
                     "the password grant needs email (or username) and password".to_owned(),
                 ));
             };
-            ("password", sessions::login(state, &email, &password).await)
+            {
+                let actor = anonymous(req, state);
+                let result = sessions::login(state, &actor, &email, &password).await;
+                ("password", result)
+            }
         }
         Some("refresh_token") => {
             let Some(refresh_token) = request.refresh_token else {
@@ -126,7 +132,7 @@ pub async fn issue_tokens(
             };
             (
                 "refresh_token",
-                sessions::refresh(state, &refresh_token).await,
+                sessions::refresh(state, &anonymous(req, state), &refresh_token).await,
             )
         }
         Some(other) => {
@@ -184,7 +190,7 @@ pub async fn revoke_token(req: &mut Request, depot: &mut Depot) -> Result<NoCont
     let request = RevokeRequest {
         token: token.ok_or_else(|| AppError::BadRequest("token is required".to_owned()))?,
     };
-    sessions::revoke(state, &request.token).await?;
+    sign_out::revoke(state, &anonymous(req, state), &request.token).await?;
     Ok(NoContent)
 }
 

@@ -8,9 +8,9 @@ use salvo::prelude::*;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::auth::authorize;
+use super::auth::{Authorized, anonymous, authorize};
 use super::rate_limit;
-use super::{Accepts, BodyFields, Created, NoContent, Ok200, app_state};
+use super::{Accepts, BodyFields, Created, NoContent, Ok200, app_state, query_cursor, query_limit};
 use crate::config::Registration;
 use crate::domain::accounts;
 use crate::domain::password::Password;
@@ -112,11 +112,12 @@ pub async fn create_user(
 ) -> Result<Created<UserResponse>, AppError> {
     let state = app_state(depot)?;
     rate_limit::admit(req, state)?;
-    if state.config.registration == Registration::Closed {
-        authorize::<UsersWrite>(req, depot).await?;
-    }
+    let actor = match state.config.registration {
+        Registration::Open => anonymous(req, state),
+        Registration::Closed => authorize::<UsersWrite>(req, depot).await?.actor,
+    };
     let request = CreateUserRequest::read(req).await?;
-    let user = users::register(state, &request.email, &request.password).await?;
+    let user = users::register(state, &actor, &request.email, &request.password).await?;
     Ok(Created {
         location: format!("/api/v1/users/{}", user.id),
         body: user.into(),
@@ -142,7 +143,9 @@ pub async fn list_users(
     after: QueryParam<String, false>,
     email: QueryParam<String, false>,
 ) -> Result<Ok200<UserPageResponse>, AppError> {
-    let (state, permission) = authorize::<UsersRead>(req, depot).await?;
+    let Authorized {
+        state, permission, ..
+    } = authorize::<UsersRead>(req, depot).await?;
     if let Some(email) = email.into_inner() {
         let found = users::find_by_email(&permission, &state.db, &email).await?;
         return Ok(Ok200(UserPageResponse {
@@ -150,19 +153,8 @@ pub async fn list_users(
             next: None,
         }));
     }
-    let limit = match limit.into_inner() {
-        None => None,
-        Some(raw) => Some(raw.parse::<i64>().map_err(|_| {
-            AppError::invalid_field("limit", "must be an integer between 1 and 200")
-        })?),
-    };
-    let after = match after.into_inner() {
-        None => None,
-        Some(raw) => Some(
-            Uuid::parse_str(&raw)
-                .map_err(|_| AppError::invalid_field("after", "must be a user id from `next`"))?,
-        ),
-    };
+    let limit = query_limit(limit.into_inner())?;
+    let after = query_cursor(after.into_inner(), "a user")?;
     let page = users::list(&permission, &state.db, after, limit).await?;
     Ok(Ok200(UserPageResponse {
         items: page.items.into_iter().map(Into::into).collect(),
@@ -191,7 +183,9 @@ pub async fn get_user(
     depot: &mut Depot,
     id: PathParam<String>,
 ) -> Result<Ok200<UserResponse>, AppError> {
-    let (state, permission) = authorize::<UsersRead>(req, depot).await?;
+    let Authorized {
+        state, permission, ..
+    } = authorize::<UsersRead>(req, depot).await?;
     let user = users::get(&permission, state, parse_user_id(&id)?).await?;
     Ok(Ok200(user.into()))
 }
@@ -220,14 +214,25 @@ pub async fn assign_role(
     depot: &mut Depot,
     id: PathParam<String>,
 ) -> Result<Ok200<UserResponse>, AppError> {
-    let (state, permission) = authorize::<UsersWrite>(req, depot).await?;
+    let Authorized {
+        state,
+        permission,
+        actor,
+    } = authorize::<UsersWrite>(req, depot).await?;
     let user_id = parse_user_id(&id)?;
     let mut body = BodyFields::read(req, Accepts::Json).await?;
     let request = AssignRoleRequest {
         role: body.required_string("role"),
     };
     body.finish()?;
-    let user = users::assign_role(&permission, &state.accounts(), user_id, &request.role).await?;
+    let user = users::assign_role(
+        &permission,
+        &state.accounts(),
+        &actor,
+        user_id,
+        &request.role,
+    )
+    .await?;
     Ok(Ok200(user.into()))
 }
 
@@ -255,15 +260,25 @@ pub async fn update_user(
     depot: &mut Depot,
     id: PathParam<String>,
 ) -> Result<Ok200<UserResponse>, AppError> {
-    let (state, permission) = authorize::<UsersWrite>(req, depot).await?;
+    let Authorized {
+        state,
+        permission,
+        actor,
+    } = authorize::<UsersWrite>(req, depot).await?;
     let user_id = parse_user_id(&id)?;
     let mut body = BodyFields::read(req, Accepts::Json).await?;
     let request = UpdateUserRequest {
         disabled: body.required_bool("disabled"),
     };
     body.finish()?;
-    let user =
-        accounts::set_disabled(&permission, &state.accounts(), user_id, request.disabled).await?;
+    let user = accounts::set_disabled(
+        &permission,
+        &state.accounts(),
+        &actor,
+        user_id,
+        request.disabled,
+    )
+    .await?;
     Ok(Ok200(user.into()))
 }
 
@@ -284,8 +299,12 @@ pub async fn delete_user(
     depot: &mut Depot,
     id: PathParam<String>,
 ) -> Result<NoContent, AppError> {
-    let (state, permission) = authorize::<UsersWrite>(req, depot).await?;
-    accounts::delete(&permission, &state.accounts(), parse_user_id(&id)?).await?;
+    let Authorized {
+        state,
+        permission,
+        actor,
+    } = authorize::<UsersWrite>(req, depot).await?;
+    accounts::delete(&permission, &state.accounts(), &actor, parse_user_id(&id)?).await?;
     Ok(NoContent)
 }
 
@@ -308,7 +327,11 @@ pub async fn set_password(
     depot: &mut Depot,
     id: PathParam<String>,
 ) -> Result<NoContent, AppError> {
-    let (state, permission) = authorize::<UsersWrite>(req, depot).await?;
+    let Authorized {
+        state,
+        permission,
+        actor,
+    } = authorize::<UsersWrite>(req, depot).await?;
     let user_id = parse_user_id(&id)?;
     let mut body = BodyFields::read(req, Accepts::Json).await?;
     let request = SetPasswordRequest {
@@ -317,7 +340,7 @@ pub async fn set_password(
     body.finish()?;
     let password = Password::parse(&request.password)
         .map_err(|why| AppError::invalid_field("password", why))?;
-    accounts::set_password(&permission, &state.accounts(), user_id, password).await?;
+    accounts::set_password(&permission, &state.accounts(), &actor, user_id, password).await?;
     Ok(NoContent)
 }
 

@@ -1,6 +1,7 @@
 //! SQL, one module of plain functions per table. Callers own transactions and pass an
 //! executor (the pool or a transaction) down.
 
+pub mod audit_events;
 pub mod login_failures;
 pub mod refresh_tokens;
 pub mod revoked_access_tokens;

@@ -4,11 +4,13 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde_json::json;
 use sqlx::PgPool;
 
 use super::pair::KeyPair;
 use super::sealing::{KeyEncryptionKey, encrypt_private_key};
 use super::state::SigningKeyState;
+use crate::domain::audit::{self, Actor, AuditEvent, EventType};
 use crate::error::AppError;
 use crate::store::signing_keys::{self, NewSigningKey, SigningKeyRecord};
 
@@ -73,6 +75,7 @@ pub async fn rotate(
     db: &PgPool,
     kek: &KeyEncryptionKey,
     policy: RotationPolicy,
+    actor: &Actor,
     pem: Option<&[u8]>,
 ) -> Result<SigningKeyRecord, AppError> {
     let key = match pem {
@@ -81,7 +84,8 @@ pub async fn rotate(
         }
         None => KeyPair::generate()?,
     };
-    rotate_to(db, kek, policy, &key, None)
+    let imported = pem.is_some();
+    rotate_to(db, kek, policy, &key, actor, imported, None)
         .await?
         .ok_or_else(|| AppError::Internal("the rotation did not happen".to_owned()))
 }
@@ -100,7 +104,16 @@ pub async fn rotate_if_due(
         return Ok(None);
     }
     let key = KeyPair::generate()?;
-    rotate_to(db, kek, policy, &key, Some(interval)).await
+    rotate_to(
+        db,
+        kek,
+        policy,
+        &key,
+        &Actor::system(),
+        false,
+        Some(interval),
+    )
+    .await
 }
 
 fn rotation_due(keys: &[SigningKeyRecord], now: DateTime<Utc>, interval: Duration) -> bool {
@@ -115,6 +128,8 @@ async fn rotate_to(
     kek: &KeyEncryptionKey,
     policy: RotationPolicy,
     key: &KeyPair,
+    actor: &Actor,
+    imported: bool,
     only_if_due: Option<Duration>,
 ) -> Result<Option<SigningKeyRecord>, AppError> {
     let mut tx = db.begin().await?;
@@ -134,7 +149,11 @@ async fn rotate_to(
         .into_iter()
         .find(|record| record.kid == key.jwk.kid)
         .ok_or_else(|| AppError::Internal("the new key vanished".to_owned()))?;
+    let event = AuditEvent::success(EventType::KeyRotated, &stored.kid)
+        .with_detail(json!({ "imported": imported, "activates_at": stored.activates_at }));
+    let recorded = audit::record(&mut *tx, actor, event).await?;
     tx.commit().await?;
+    recorded.log();
     Ok(Some(stored))
 }
 
