@@ -162,6 +162,8 @@ def iam_chart(charts: pathlib.Path) -> None:
     check(default_api_env.get("REGISTRATION", {}).get("value") == "open"
           and default_api_env.get("AUDIT_RETENTION_DAYS", {}).get("value") == "365",
           "registration is open and audit events are kept a year by default, as in the binary")
+    check(default_api_env.get("JWT_DEFAULT_CLIENT_ID", {}).get("value") == "iam",
+          "password-grant tokens name the client iam by default, as in the binary")
     closed = render(iam, "--set", "database.existingSecret=db", "--set",
                     "keyEncryption.existingSecret=kek", "--set", "api.registration=closed")
     check(env(container(find(closed, "Deployment", "iam-api"), "iam-api"))

@@ -43,6 +43,7 @@ pub struct OwnEnvironment {
     trusted_proxies: Setting<String>,
     registration: Setting<Registration>,
     audit_retention_days: Setting<u32>,
+    jwt_default_client_id: Setting<String>,
     // Plain strings, kept as given (not trimmed): a password's spaces are part of it.
     bootstrap_admin_email: Option<String>,
     bootstrap_admin_password: Option<String>,
@@ -98,6 +99,9 @@ pub struct ApiConfig {
     /// `TRUSTED_PROXIES`: peers whose `X-Forwarded-For` names the client (for that limit).
     pub trusted_proxies: TrustedProxies,
     pub registration: Registration,
+    /// `JWT_DEFAULT_CLIENT_ID`: the `client_id` claim of tokens from the password and
+    /// refresh grants.
+    pub default_client_id: String,
     /// `AUDIT_RETENTION_DAYS`: audit events older than this are purged.
     pub audit_retention: Duration,
     pub bootstrap_admin: Option<BootstrapAdmin>,
@@ -225,6 +229,17 @@ impl ProcessConfig for ApiConfig {
         let audit_retention = Duration::from_secs(
             u64::from(audit_retention_days.clamp(1, MAX_AUDIT_RETENTION_DAYS)) * 86_400,
         );
+        let default_client_id = problems.take(
+            "JWT_DEFAULT_CLIENT_ID",
+            &env.own.jwt_default_client_id,
+            "iam".to_owned(),
+        );
+        if !is_client_id(&default_client_id) {
+            problems.invalid(
+                "JWT_DEFAULT_CLIENT_ID",
+                "must be 1 to 255 printable ASCII characters without spaces",
+            );
+        }
         let bootstrap_admin = bootstrap_admin(problems, &env.own);
 
         ApiConfig {
@@ -243,6 +258,7 @@ impl ProcessConfig for ApiConfig {
             trusted_proxies,
             registration,
             audit_retention,
+            default_client_id,
             bootstrap_admin,
         }
     }
@@ -262,6 +278,11 @@ impl ApiConfig {
             token_lifetime: self.access_token_ttl + Duration::from_secs(leeway),
         }
     }
+}
+
+/// A `client_id` that fits a claim and the sidecar's `X-Client-Id` header as it is.
+fn is_client_id(value: &str) -> bool {
+    (1..=255).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_graphic())
 }
 
 fn positive_seconds(
@@ -412,6 +433,29 @@ mod tests {
         let config = ApiConfig::from_parts(Profile::Local, SharedEnvironment::default(), own)
             .expect("the spaces count");
         assert!(config.bootstrap_admin.is_some());
+    }
+
+    #[test]
+    fn the_default_client_id_is_iam_and_must_fit_a_header() {
+        let config = ApiConfig::from_parts(Profile::Local, Default::default(), Default::default())
+            .expect("ok");
+        assert_eq!(config.default_client_id, "iam");
+        for bad in ["with space", "tab\there", "é", &"x".repeat(256)] {
+            let own = OwnEnvironment {
+                jwt_default_client_id: bad.into(),
+                ..OwnEnvironment::default()
+            };
+            let error = ApiConfig::from_parts(Profile::Local, SharedEnvironment::default(), own)
+                .expect_err(bad);
+            assert!(error.contains("JWT_DEFAULT_CLIENT_ID"), "{error}");
+        }
+        let own = OwnEnvironment {
+            jwt_default_client_id: "web-app".into(),
+            ..OwnEnvironment::default()
+        };
+        let config = ApiConfig::from_parts(Profile::Local, SharedEnvironment::default(), own)
+            .expect("valid");
+        assert_eq!(config.default_client_id, "web-app");
     }
 
     #[test]

@@ -115,25 +115,29 @@ pub fn issued_at(now: i64, cutoff: Option<i64>) -> i64 {
     cutoff.map_or(now, |cutoff| now.max(cutoff))
 }
 
+/// Claims of a token of `sub` with id `jti` issued at `iat`, for the revocation tests here
+/// and in `feed`.
+#[cfg(test)]
+pub(crate) fn test_claims(sub: &str, jti: &str, iat: i64) -> AccessTokenClaims {
+    AccessTokenClaims {
+        iss: "iam".into(),
+        sub: sub.into(),
+        aud: crate::token::Audience::One("iam".into()),
+        exp: iat + 900,
+        iat,
+        nbf: iat,
+        jti: jti.into(),
+        client_id: Some("iam".into()),
+        email: String::new(),
+        role: "user".into(),
+        permissions: vec![],
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_claims as claims;
     use super::*;
-    use crate::token::Audience;
-
-    fn claims(sub: &str, jti: &str, iat: i64) -> AccessTokenClaims {
-        AccessTokenClaims {
-            iss: "iam".into(),
-            sub: sub.into(),
-            aud: Audience::One("iam".into()),
-            exp: iat + 900,
-            iat,
-            nbf: iat,
-            jti: jti.into(),
-            email: String::new(),
-            role: "user".into(),
-            permissions: vec![],
-        }
-    }
 
     #[test]
     fn nothing_is_revoked_by_none() {

@@ -26,6 +26,10 @@ pub struct AccessTokenClaims {
     pub iat: i64,
     pub nbf: i64,
     pub jti: String,
+    /// The OAuth client the token was issued to (RFC 9068 §2.2). Every token this version
+    /// issues has it; a token without it (issued before it was added) is still accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
     pub email: String,
     pub role: String,
     pub permissions: Vec<String>,
@@ -52,6 +56,8 @@ impl Audience {
 #[derive(Debug, Clone)]
 pub struct TokenSubject<'a> {
     pub user_id: &'a str,
+    /// The OAuth client the token is issued to.
+    pub client_id: &'a str,
     pub email: &'a str,
     pub role: &'a str,
     pub permissions: &'a [String],
@@ -76,6 +82,7 @@ impl AccessTokenClaims {
             iat: now,
             nbf: now,
             jti: uuid::Uuid::new_v4().to_string(),
+            client_id: Some(subject.client_id.to_owned()),
             email: subject.email.to_owned(),
             role: subject.role.to_owned(),
             permissions: subject.permissions.to_vec(),

@@ -73,6 +73,7 @@ mod tests {
             iat: 0,
             nbf: 0,
             jti: "j".into(),
+            client_id: Some("iam".into()),
             email: "a@example.com".into(),
             role: "user".into(),
             permissions: vec![],

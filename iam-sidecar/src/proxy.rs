@@ -24,6 +24,7 @@ use inbound_headers::{is_identity_header, method_overrides};
 
 const X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
 const X_USER_EMAIL: HeaderName = HeaderName::from_static("x-user-email");
+const X_CLIENT_ID: HeaderName = HeaderName::from_static("x-client-id");
 const X_USER_ROLE: HeaderName = HeaderName::from_static("x-user-role");
 const X_USER_PERMISSIONS: HeaderName = HeaderName::from_static("x-user-permissions");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -225,12 +226,17 @@ impl Gate {
                     return;
                 }
                 let identity = [
-                    (X_USER_ID, claims.sub.clone()),
-                    (X_USER_EMAIL, claims.email.clone()),
-                    (X_USER_ROLE, claims.role.clone()),
-                    (X_USER_PERMISSIONS, claims.permissions.join(",")),
+                    (X_USER_ID, Some(claims.sub.clone())),
+                    (X_USER_EMAIL, Some(claims.email.clone())),
+                    (X_CLIENT_ID, claims.client_id.clone()),
+                    (X_USER_ROLE, Some(claims.role.clone())),
+                    (X_USER_PERMISSIONS, Some(claims.permissions.join(","))),
                 ];
-                for (name, value) in identity {
+                // A claim the token does not have is no header at all (never an empty one).
+                let present = identity
+                    .into_iter()
+                    .filter_map(|(name, value)| value.map(|value| (name, value)));
+                for (name, value) in present {
                     match HeaderValue::from_str(&value) {
                         Ok(value) => {
                             req.headers_mut().insert(name, value);

@@ -11,7 +11,8 @@ for (const token of tokens) {
     audience,
     typ: 'at+jwt',
     algorithms: ['RS256'],
-    requiredClaims: ['sub', 'exp', 'iat', 'nbf', 'jti'],
+    // RFC 9068 §2.2 requires client_id in every access token.
+    requiredClaims: ['sub', 'exp', 'iat', 'nbf', 'jti', 'client_id'],
   });
-  console.log(JSON.stringify({ kid: protectedHeader.kid, sub: payload.sub, role: payload.role }));
+  console.log(JSON.stringify({ kid: protectedHeader.kid, sub: payload.sub, role: payload.role, client_id: payload.client_id }));
 }

@@ -445,6 +445,10 @@ async fn a_third_party_verifier_accepts_tokens_from_before_and_after_a_rotation(
         .collect();
     assert_eq!(lines.len(), 2);
     assert_ne!(lines[0]["kid"], lines[1]["kid"]);
+    assert!(
+        lines.iter().all(|line| line["client_id"] == "iam"),
+        "{lines:?}"
+    );
 
     // The same verifier refuses a tampered token, so the check above can fail.
     let mut parts: Vec<String> = after.split('.').map(str::to_owned).collect();

@@ -41,6 +41,7 @@ async fn a_valid_token_reaches_the_upstream_with_identity_headers() {
     assert_eq!(seen.path_and_query, "/orders/42?expand=items&x=%20y");
     assert_eq!(seen.body_len, "order body".len());
     assert_eq!(seen.header("x-user-email"), Some("clerk@example.com"));
+    assert_eq!(seen.header("x-client-id"), Some("iam"));
     assert_eq!(seen.header("x-user-role"), Some("clerk"));
     assert_eq!(seen.header("x-user-permissions"), Some("orders:write"));
     let me: Value = stack

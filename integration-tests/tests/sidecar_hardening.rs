@@ -455,6 +455,7 @@ async fn identity_headers_in_any_spelling_never_reach_the_upstream() {
             assert_eq!(
                 names,
                 [
+                    "x-client-id",
                     "x-user-email",
                     "x-user-id",
                     "x-user-permissions",
@@ -462,6 +463,7 @@ async fn identity_headers_in_any_spelling_never_reach_the_upstream() {
                 ],
                 "{path}"
             );
+            assert_eq!(seen.one("x-client-id"), "iam");
             assert_eq!(seen.one("x-user-id"), stack.clerk_id);
             assert_eq!(seen.one("x-user-email"), CLERK_EMAIL);
             assert_eq!(seen.one("x-user-role"), "clerk");

@@ -4,7 +4,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use iam_core::{KeySet, PublicJwks, VerificationRules, verify_access_token};
-use integration_tests::api::{access_token, expect_problem, string};
+use integration_tests::api::{access_token, claims_of, expect_problem, string};
 use integration_tests::{ServiceProcess, TestDatabase};
 use serde_json::{Value, json};
 
@@ -91,6 +91,9 @@ async fn the_access_token_follows_rfc_9068_and_verifies_with_the_published_key()
     )
     .expect("verifies");
     assert_eq!(claims.email, "ada@example.com");
+    // RFC 9068 §2.2: every access token names its client; the password grant's is
+    // JWT_DEFAULT_CLIENT_ID.
+    assert_eq!(claims.client_id.as_deref(), Some("iam"));
     assert_eq!(claims.role, "user");
     assert!(claims.permissions.is_empty());
     assert_eq!(claims.exp - claims.iat, 86_400);
@@ -113,6 +116,7 @@ async fn issuer_audience_and_ttl_come_from_the_environment() {
         .env("JWT_AUDIENCE", "orders")
         .env("ACCESS_TOKEN_TTL", "600")
         .env("REFRESH_TOKEN_TTL", "3600")
+        .env("JWT_DEFAULT_CLIENT_ID", "web-app")
         .start()
         .await;
     api.register("ada@example.com", PASSWORD).await;
@@ -133,6 +137,14 @@ async fn issuer_audience_and_ttl_come_from_the_environment() {
     )
     .expect("verifies");
     assert_eq!(claims.exp - claims.iat, 600);
+    assert_eq!(claims.client_id.as_deref(), Some("web-app"));
+    let refreshed: Value = api
+        .refresh(&string(&pair["refresh_token"]))
+        .await
+        .json()
+        .await
+        .expect("pair");
+    assert_eq!(claims_of(&access_token(&refreshed))["client_id"], "web-app");
 }
 
 #[tokio::test]

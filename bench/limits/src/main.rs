@@ -65,6 +65,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let subject = TokenSubject {
         user_id: "01a20f53-974a-70fa-8c7a-0e795749980f",
+        client_id: "iam",
         email: "bench@example.com",
         role: "clerk",
         permissions: &permissions,

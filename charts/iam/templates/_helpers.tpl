@@ -136,6 +136,8 @@ volumes:
   value: {{ .Values.tokens.refreshTokenTtl | quote }}
 - name: JWT_LEEWAY
   value: {{ .Values.tokens.leeway | quote }}
+- name: JWT_DEFAULT_CLIENT_ID
+  value: {{ .Values.tokens.defaultClientId | default "iam" | quote }}
 - name: JWKS_MAX_AGE
   value: {{ .Values.jwks.maxAge | quote }}
 {{- end -}}

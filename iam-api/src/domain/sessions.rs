@@ -300,6 +300,7 @@ fn mint(
     let user_id = holder.id.to_string();
     let subject = TokenSubject {
         user_id: &user_id,
+        client_id: &config.default_client_id,
         email: holder.email,
         role: holder.role,
         permissions: holder.permissions,

@@ -129,22 +129,7 @@ impl<'de> Visitor<'de> for EntriesSeed<'_> {
 #[allow(clippy::expect_used)] // test helpers report failure by panicking
 mod tests {
     use super::*;
-    use crate::token::{AccessTokenClaims, Audience};
-
-    fn claims(sub: &str, jti: &str, iat: i64) -> AccessTokenClaims {
-        AccessTokenClaims {
-            iss: "iam".into(),
-            sub: sub.into(),
-            aud: Audience::One("iam".into()),
-            exp: iat + 900,
-            iat,
-            nbf: iat,
-            jti: jti.into(),
-            email: String::new(),
-            role: "user".into(),
-            permissions: vec![],
-        }
-    }
+    use crate::revocation::test_claims as claims;
 
     #[test]
     fn the_document_has_the_contracts_shape_and_revokes_what_it_lists() {

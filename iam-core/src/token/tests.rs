@@ -62,6 +62,7 @@ fn claims(now: i64) -> AccessTokenClaims {
         },
         &TokenSubject {
             user_id: "0193a0c4-0000-7000-8000-000000000001",
+            client_id: "iam",
             email: "ada@example.com",
             role: "admin",
             permissions: &permissions,
