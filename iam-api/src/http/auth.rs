@@ -79,18 +79,21 @@ pub async fn authorize<'d, P: IamPermission>(
     Ok(Authorized {
         state,
         permission: require::<P>(&caller.role, &caller.permissions)?,
-        actor: Actor::user(caller.id, client_address(req, state)),
+        actor: Actor::user(
+            caller.id,
+            client_address(req, &state.config.trusted_proxies),
+        ),
     })
 }
 
 /// The caller of an authenticated request, as audit events name it.
 pub fn actor_of(req: &Request, state: &AppState, user: &UserRecord) -> Actor {
-    Actor::user(user.id, client_address(req, state))
+    Actor::user(user.id, client_address(req, &state.config.trusted_proxies))
 }
 
 /// A request without an authenticated caller, as audit events name it.
 pub fn anonymous(req: &Request, state: &AppState) -> Actor {
-    Actor::anonymous(client_address(req, state))
+    Actor::anonymous(client_address(req, &state.config.trusted_proxies))
 }
 
 #[cfg(test)]

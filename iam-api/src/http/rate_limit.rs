@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use salvo::http::header::{HeaderName, HeaderValue};
 use salvo::prelude::*;
 
+use crate::domain::client_address::TrustedProxies;
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -81,16 +82,16 @@ pub fn client_key(address: IpAddr) -> IpAddr {
 pub fn admit(req: &Request, state: &AppState) -> Result<(), AppError> {
     admit_address(
         state.client_limit.as_deref(),
-        client_address(req, state),
+        client_address(req, &state.config.trusted_proxies),
         Instant::now(),
     )
 }
 
 /// The client's address: the peer, or the rightmost untrusted `X-Forwarded-For` hop when
 /// the peer is one of `TRUSTED_PROXIES` (the limit above and audit events use it).
-pub fn client_address(req: &Request, state: &AppState) -> Option<IpAddr> {
+pub fn client_address(req: &Request, trusted: &TrustedProxies) -> Option<IpAddr> {
     req.remote_addr().ip().map(|peer| {
-        state.config.trusted_proxies.client(
+        trusted.client(
             peer,
             req.headers()
                 .get_all(X_FORWARDED_FOR)
@@ -122,6 +123,36 @@ mod tests {
 
     fn key(address: &str) -> String {
         client_key(address.parse().expect("address")).to_string()
+    }
+
+    fn request_from(peer: &str, forwarded_for: &[&str]) -> Request {
+        let mut req = Request::new();
+        let peer: std::net::SocketAddr = peer.parse().expect("peer");
+        *req.remote_addr_mut() = peer.into();
+        for value in forwarded_for {
+            req.headers_mut()
+                .append(X_FORWARDED_FOR, value.parse().expect("header"));
+        }
+        req
+    }
+
+    #[test]
+    fn the_client_is_the_peer_unless_a_trusted_proxy_forwarded_for_it() {
+        let trusted = TrustedProxies::parse("10.0.0.0/8").expect("cidr");
+        let address = |text: &str| Some(text.parse::<IpAddr>().expect("ip"));
+        // A trusted proxy: the rightmost hop it did not add itself.
+        let proxied = request_from("10.1.2.3:4000", &["198.51.100.7, 10.9.9.9"]);
+        assert_eq!(client_address(&proxied, &trusted), address("198.51.100.7"));
+        // Anyone else: the header is the client's own word and is not believed.
+        let direct = request_from("203.0.113.5:4000", &["198.51.100.7"]);
+        assert_eq!(client_address(&direct, &trusted), address("203.0.113.5"));
+        let plain = request_from("203.0.113.5:4000", &[]);
+        assert_eq!(
+            client_address(&plain, &TrustedProxies::default()),
+            address("203.0.113.5")
+        );
+        // A request with no IP peer (a Unix socket, a test) has no address.
+        assert_eq!(client_address(&Request::new(), &trusted), None);
     }
 
     #[test]
