@@ -128,9 +128,10 @@ pub(crate) fn test_claims(sub: &str, jti: &str, iat: i64) -> AccessTokenClaims {
         nbf: iat,
         jti: jti.into(),
         client_id: Some("iam".into()),
-        email: String::new(),
+        email: None,
         role: "user".into(),
         permissions: vec![],
+        scope: None,
     }
 }
 

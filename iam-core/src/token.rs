@@ -19,7 +19,7 @@ pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessTokenClaims {
     pub iss: String,
-    /// The user id.
+    /// The user id, or the client id of a client-credentials token.
     pub sub: String,
     pub aud: Audience,
     pub exp: i64,
@@ -30,9 +30,15 @@ pub struct AccessTokenClaims {
     /// issues has it; a token without it (issued before it was added) is still accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
-    pub email: String,
+    /// The user's email; absent from a client-credentials token (it has no user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
     pub role: String,
     pub permissions: Vec<String>,
+    /// The space-separated permissions a client-credentials token was asked for
+    /// (RFC 9068 §2.2.3); `permissions` holds the same ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 /// `aud` may be one string or an array of strings (RFC 7519 §4.1.3).
@@ -55,12 +61,16 @@ impl Audience {
 /// Who a new token is for; the issuer fills in the rest.
 #[derive(Debug, Clone)]
 pub struct TokenSubject<'a> {
-    pub user_id: &'a str,
+    /// The `sub`: a user id, or the client's id for a client-credentials token.
+    pub subject: &'a str,
     /// The OAuth client the token is issued to.
     pub client_id: &'a str,
-    pub email: &'a str,
+    /// The user's email; `None` for a client.
+    pub email: Option<&'a str>,
     pub role: &'a str,
     pub permissions: &'a [String],
+    /// The granted scope of a client-credentials token.
+    pub scope: Option<&'a str>,
 }
 
 /// Issuer-side settings for building claims.
@@ -76,16 +86,17 @@ impl AccessTokenClaims {
     pub fn issue(policy: &IssuancePolicy, subject: &TokenSubject<'_>, now: i64) -> Self {
         AccessTokenClaims {
             iss: policy.issuer.clone(),
-            sub: subject.user_id.to_owned(),
+            sub: subject.subject.to_owned(),
             aud: Audience::One(policy.audience.clone()),
             exp: now.saturating_add(policy.ttl_seconds),
             iat: now,
             nbf: now,
             jti: uuid::Uuid::new_v4().to_string(),
             client_id: Some(subject.client_id.to_owned()),
-            email: subject.email.to_owned(),
+            email: subject.email.map(str::to_owned),
             role: subject.role.to_owned(),
             permissions: subject.permissions.to_vec(),
+            scope: subject.scope.map(str::to_owned),
         }
     }
 }

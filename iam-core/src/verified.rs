@@ -74,9 +74,10 @@ mod tests {
             nbf: 0,
             jti: "j".into(),
             client_id: Some("iam".into()),
-            email: "a@example.com".into(),
+            email: Some("a@example.com".into()),
             role: "user".into(),
             permissions: vec![],
+            scope: None,
         })
     }
 

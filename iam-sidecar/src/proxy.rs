@@ -227,7 +227,7 @@ impl Gate {
                 }
                 let identity = [
                     (X_USER_ID, Some(claims.sub.clone())),
-                    (X_USER_EMAIL, Some(claims.email.clone())),
+                    (X_USER_EMAIL, claims.email.clone()),
                     (X_CLIENT_ID, claims.client_id.clone()),
                     (X_USER_ROLE, Some(claims.role.clone())),
                     (X_USER_PERMISSIONS, Some(claims.permissions.join(","))),

@@ -90,7 +90,7 @@ async fn the_access_token_follows_rfc_9068_and_verifies_with_the_published_key()
         chrono::Utc::now().timestamp(),
     )
     .expect("verifies");
-    assert_eq!(claims.email, "ada@example.com");
+    assert_eq!(claims.email.as_deref(), Some("ada@example.com"));
     // RFC 9068 §2.2: every access token names its client; the password grant's is
     // JWT_DEFAULT_CLIENT_ID.
     assert_eq!(claims.client_id.as_deref(), Some("iam"));

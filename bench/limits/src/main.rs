@@ -64,11 +64,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ttl_seconds: 86_400,
     };
     let subject = TokenSubject {
-        user_id: "01a20f53-974a-70fa-8c7a-0e795749980f",
+        subject: "01a20f53-974a-70fa-8c7a-0e795749980f",
         client_id: "iam",
-        email: "bench@example.com",
+        email: Some("bench@example.com"),
         role: "clerk",
         permissions: &permissions,
+        scope: None,
     };
     let now = 1_800_000_000;
     let claims = AccessTokenClaims::issue(&policy, &subject, now);

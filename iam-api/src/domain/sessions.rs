@@ -256,6 +256,32 @@ pub(super) async fn start_family(
     Ok(minted.pair)
 }
 
+/// Signs an access token for `subject` at `now`, issued after the subject's cut-off
+/// `tokens_revoked_at` (so that a token minted in the same second as a revocation is not
+/// refused by it).
+pub(super) fn sign_access_token(
+    state: &AppState,
+    subject: &TokenSubject<'_>,
+    tokens_revoked_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<String, AppError> {
+    let config = &state.config;
+    let policy = IssuancePolicy {
+        issuer: config.verification_rules().issuer.clone(),
+        audience: config.verification_rules().audience.clone(),
+        ttl_seconds: i64::try_from(config.access_token_ttl.as_secs()).unwrap_or(i64::MAX),
+    };
+    let cutoff =
+        tokens_revoked_at.map(|at| iam_core::revocation::cutoff_second(at.timestamp_micros()));
+    let issued_at = iam_core::revocation::issued_at(now.timestamp(), cutoff);
+    let claims = AccessTokenClaims::issue(&policy, subject, issued_at);
+    state
+        .keys
+        .signer()?
+        .sign(&claims)
+        .map_err(|error| AppError::Internal(error.to_string()))
+}
+
 /// A new token pair and the refresh-token row that must be stored with it.
 struct Minted {
     pair: TokenPair,
@@ -292,29 +318,16 @@ fn mint(
     let config = &state.config;
     let access_ttl = config.access_token_ttl.as_secs();
     let refresh_ttl = config.refresh_token_ttl.as_secs();
-    let policy = IssuancePolicy {
-        issuer: config.verification_rules().issuer.clone(),
-        audience: config.verification_rules().audience.clone(),
-        ttl_seconds: i64::try_from(access_ttl).unwrap_or(i64::MAX),
-    };
     let user_id = holder.id.to_string();
     let subject = TokenSubject {
-        user_id: &user_id,
+        subject: &user_id,
         client_id: &config.default_client_id,
-        email: holder.email,
+        email: Some(holder.email),
         role: holder.role,
         permissions: holder.permissions,
+        scope: None,
     };
-    let cutoff = holder
-        .tokens_revoked_at
-        .map(|at| iam_core::revocation::cutoff_second(at.timestamp_micros()));
-    let issued_at = iam_core::revocation::issued_at(now.timestamp(), cutoff);
-    let claims = AccessTokenClaims::issue(&policy, &subject, issued_at);
-    let access_token = state
-        .keys
-        .signer()?
-        .sign(&claims)
-        .map_err(|error| AppError::Internal(error.to_string()))?;
+    let access_token = sign_access_token(state, &subject, holder.tokens_revoked_at, now)?;
 
     let refresh_token = refresh::generate()?;
     let id = Uuid::now_v7();

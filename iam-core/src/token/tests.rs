@@ -61,11 +61,12 @@ fn claims(now: i64) -> AccessTokenClaims {
             ttl_seconds: 300,
         },
         &TokenSubject {
-            user_id: "0193a0c4-0000-7000-8000-000000000001",
+            subject: "0193a0c4-0000-7000-8000-000000000001",
             client_id: "iam",
-            email: "ada@example.com",
+            email: Some("ada@example.com"),
             role: "admin",
             permissions: &permissions,
+            scope: None,
         },
         now,
     )
@@ -95,6 +96,44 @@ fn a_signed_token_verifies_and_round_trips_its_claims() {
     let verified = verify_access_token(&token, &keys_of(&key), &rules(), &Revocations::NONE, NOW)
         .expect("verify");
     assert_eq!(verified, issued);
+}
+
+#[test]
+fn a_client_token_has_no_email_and_carries_its_scope() {
+    let key = test_key();
+    let permissions = vec!["orders:read".to_owned()];
+    let issued = AccessTokenClaims::issue(
+        &IssuancePolicy {
+            issuer: "iam".into(),
+            audience: "iam".into(),
+            ttl_seconds: 300,
+        },
+        &TokenSubject {
+            subject: "svc-0123456789abcdefghij",
+            client_id: "svc-0123456789abcdefghij",
+            email: None,
+            role: "billing",
+            permissions: &permissions,
+            scope: Some("orders:read"),
+        },
+        NOW,
+    );
+    let token = key.signer.sign(&issued).expect("sign");
+    let payload = token.split('.').nth(1).expect("payload");
+    let json: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("json");
+    assert!(json.get("email").is_none(), "{json}");
+    assert_eq!(json["scope"], "orders:read");
+    assert_eq!(json["sub"], "svc-0123456789abcdefghij");
+    let verified = verify_access_token(&token, &keys_of(&key), &rules(), &Revocations::NONE, NOW)
+        .expect("verify");
+    assert_eq!(verified.email, None);
+    assert_eq!(verified.scope.as_deref(), Some("orders:read"));
+    // A user's token has no scope claim.
+    let user = claims(NOW);
+    let json = serde_json::to_value(&user).expect("json");
+    assert!(json.get("scope").is_none(), "{json}");
+    assert_eq!(json["email"], "ada@example.com");
 }
 
 #[test]
