@@ -14,7 +14,7 @@ use iam_core::server::{MetricsEndpoint, NoSniff, RequestHeadLimit, RequestLog, R
 
 use crate::error::AppError;
 use crate::http::error::PROBLEM_JSON;
-use crate::http::{audit, health, me, roles, tokens, users};
+use crate::http::{audit, clients, health, me, roles, tokens, users};
 use crate::state::AppState;
 
 /// Where the OpenAPI document is served.
@@ -29,6 +29,7 @@ fn api_router() -> Router {
         .push(tokens::router())
         .push(me::router())
         .push(roles::router())
+        .push(clients::router())
         .push(audit::router())
 }
 

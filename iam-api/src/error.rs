@@ -54,6 +54,15 @@ pub enum AppError {
     WrongCurrentPassword,
     #[error("the refresh token is not valid")]
     InvalidRefreshToken,
+    /// The client-credentials grant with an unknown client, a wrong secret or a disabled
+    /// client (one answer for all three).
+    #[error("client authentication failed")]
+    InvalidClient,
+    /// A requested scope beyond the client's role.
+    #[error("invalid scope: {0}")]
+    InvalidScope(String),
+    #[error("unsupported grant_type: {0}")]
+    UnsupportedGrantType(String),
     #[error("the permission {0} is required")]
     Forbidden(&'static str),
     /// The delegation ceiling: the caller tried to grant a permission it does not hold.
@@ -71,6 +80,8 @@ pub enum AppError {
     UnsupportedMediaType,
     #[error("too many failed logins; retry after {retry_after_seconds} s")]
     Throttled { retry_after_seconds: u64 },
+    #[error("too many failed client authentications; retry after {retry_after_seconds} s")]
+    ClientThrottled { retry_after_seconds: u64 },
     #[error("too many requests from this client; retry after {retry_after_seconds} s")]
     RateLimited { retry_after_seconds: u64 },
     #[error("the service is busy; retry after {retry_after_seconds} s")]

@@ -56,6 +56,29 @@ enum Command {
         #[command(subcommand)]
         action: UsersCommand,
     },
+    /// Manage OAuth 2.0 clients (service accounts).
+    Clients {
+        #[command(subcommand)]
+        action: ClientsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientsCommand {
+    /// Create a client with a role; prints its client_id and secret (shown only once).
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        role: String,
+    },
+    /// List clients (id, name, role, state, number of secrets, creation time).
+    List,
+    /// Delete a client; its tokens are refused everywhere.
+    Delete {
+        #[arg(long)]
+        client_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,6 +194,15 @@ async fn run(cli: Cli, config: ApiConfig) -> Result<(), ProcessError> {
                         },
                 } => cli::create_admin(&db, &config, &email, password_stdin, promote).await,
                 Command::Users { action } => run_users_command(&db, &config, action).await,
+                Command::Clients { action } => match action {
+                    ClientsCommand::Create { name, role } => {
+                        cli::clients::create(&db, &name, &role).await
+                    }
+                    ClientsCommand::List => cli::clients::list(&db).await,
+                    ClientsCommand::Delete { client_id } => {
+                        cli::clients::delete(&db, &config, &client_id).await
+                    }
+                },
                 Command::Migrate => Ok(()),
             };
             db.close().await;

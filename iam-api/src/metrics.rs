@@ -55,7 +55,7 @@ impl ApiMetrics {
         let grants = Family::<GrantLabels, Counter>::default();
         registry.register(
             "iam_token_requests",
-            "Token endpoint requests by grant (password, refresh_token) and outcome",
+            "Token endpoint requests by grant (password, refresh_token, client_credentials) and outcome",
             grants.clone(),
         );
         let hash_pool = HashPoolObserver {

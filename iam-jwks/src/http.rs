@@ -124,13 +124,14 @@ fn discovery_document(config: &JwksConfig) -> serde_json::Value {
         "jwks_uri": format!("{}{JWKS_PATH}", config.jwks_public_url),
         "token_endpoint": format!("{}/api/v1/tokens", config.api_public_url),
         "revocation_endpoint": format!("{}/api/v1/tokens/revoke", config.api_public_url),
-        "grant_types_supported": ["password", "refresh_token"],
-        "token_endpoint_auth_methods_supported": ["none"],
+        "grant_types_supported": ["password", "refresh_token", "client_credentials"],
+        // `none` for the password and refresh grants (a public client), the client's secret
+        // for the client-credentials grant.
+        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
         "revocation_endpoint_auth_methods_supported": ["none"],
         "response_types_supported": ["token"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
-        "token_endpoint_auth_signing_alg_values_supported": ["RS256"],
         "access_token_signing_alg_values_supported": ["RS256"],
     })
 }

@@ -6,6 +6,7 @@
 //! answers, tests fail with a message saying how to get one; they never skip.
 
 pub mod api;
+pub mod clients;
 pub mod database;
 pub mod forge;
 pub mod otlp;

@@ -165,6 +165,8 @@ async fn a_role_manager_cannot_add_permissions_it_lacks_to_any_role() {
                 "iam:users:write",
                 "iam:roles:read",
                 "iam:roles:write",
+                "iam:clients:read",
+                "iam:clients:write",
                 "iam:audit:read",
                 "orders:write",
             ],

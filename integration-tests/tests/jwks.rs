@@ -369,6 +369,14 @@ async fn discovery_names_the_issuer_endpoints_and_algorithms() {
         discovery["id_token_signing_alg_values_supported"],
         serde_json::json!(["RS256"])
     );
+    assert_eq!(
+        discovery["grant_types_supported"],
+        serde_json::json!(["password", "refresh_token", "client_credentials"])
+    );
+    assert_eq!(
+        discovery["token_endpoint_auth_methods_supported"],
+        serde_json::json!(["none", "client_secret_basic", "client_secret_post"])
+    );
 }
 
 #[tokio::test]

@@ -28,6 +28,8 @@ async fn me_returns_the_caller_with_its_permissions() {
         admin["permissions"],
         json!([
             "iam:audit:read",
+            "iam:clients:read",
+            "iam:clients:write",
             "iam:roles:read",
             "iam:roles:write",
             "iam:users:read",

@@ -205,15 +205,31 @@ async fn unknown_email_and_wrong_password_get_the_same_401() {
 async fn bad_grants_get_400() {
     let db = TestDatabase::create().await;
     let api = api_with_user(&db).await;
-    for body in [
-        json!({"grant_type": "client_credentials"}),
-        json!({"grant_type": "refresh_token"}),
-        json!({"email": "ada@example.com"}),
-        json!({"grant_type": "password", "password": PASSWORD}),
+    for (body, error) in [
+        (json!({"grant_type": "implicit"}), "unsupported_grant_type"),
+        (json!({"grant_type": "refresh_token"}), "invalid_request"),
+        (json!({"email": "ada@example.com"}), "invalid_request"),
+        (
+            json!({"grant_type": "password", "password": PASSWORD}),
+            "invalid_request",
+        ),
     ] {
         let response = api.post_json("/api/v1/tokens", None, &body).await;
-        expect_problem(response, 400).await;
+        let problem = expect_problem(response, 400).await;
+        assert_eq!(problem["error"], error, "{body}");
     }
+    // Client credentials without a client are a failed client authentication.
+    let response = api
+        .post_json(
+            "/api/v1/tokens",
+            None,
+            &json!({"grant_type": "client_credentials"}),
+        )
+        .await;
+    assert_eq!(
+        expect_problem(response, 401).await["error"],
+        "invalid_client"
+    );
     let response = api
         .post_json(
             "/api/v1/tokens",

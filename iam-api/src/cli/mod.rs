@@ -1,6 +1,8 @@
 //! The operator commands: `keys list|rotate|import`, `admin create` and (in `users`)
-//! `users list|disable|enable|delete|set-role|set-password`.
+//! `users list|disable|enable|delete|set-role|set-password`, and (in `clients`)
+//! `clients create|list|delete`.
 
+pub mod clients;
 pub mod users;
 
 use std::io::Read as _;

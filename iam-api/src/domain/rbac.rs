@@ -47,11 +47,13 @@ pub const DEFAULT_ROLE: &str = "user";
 /// The built-in administrator role.
 pub const ADMIN_ROLE: &str = "admin";
 /// The permissions the built-in admin role always keeps.
-pub const IAM_PERMISSIONS: [&str; 5] = [
+pub const IAM_PERMISSIONS: [&str; 7] = [
     UsersRead::NAME,
     UsersWrite::NAME,
     RolesRead::NAME,
     RolesWrite::NAME,
+    ClientsRead::NAME,
+    ClientsWrite::NAME,
     AuditRead::NAME,
 ];
 
@@ -139,6 +141,14 @@ iam_permission!(
 iam_permission!(
     /// Proof that the caller may create, change and delete roles.
     RolesWrite = "iam:roles:write"
+);
+iam_permission!(
+    /// Proof that the caller may read clients (service accounts).
+    ClientsRead = "iam:clients:read"
+);
+iam_permission!(
+    /// Proof that the caller may create, disable and delete clients and their secrets.
+    ClientsWrite = "iam:clients:write"
 );
 iam_permission!(
     /// Proof that the caller may read the audit trail.

@@ -9,7 +9,7 @@ use crate::domain::rbac::{
 use crate::error::{AppError, FieldError, violated_constraint};
 use crate::state::AppState;
 use crate::store::roles::{self, NAME_PRIMARY_KEY, RoleRecord};
-use crate::store::users::ROLE_FOREIGN_KEY;
+use crate::store::{clients, users};
 
 /// Longest role description, in characters.
 pub const MAX_DESCRIPTION_CHARS: usize = 1024;
@@ -210,8 +210,11 @@ pub async fn delete(
     let deleted = roles::delete_custom(&mut *tx, name)
         .await
         .map_err(|error| match violated_constraint(&error) {
-            Some(ROLE_FOREIGN_KEY) => {
+            Some(users::ROLE_FOREIGN_KEY) => {
                 AppError::Conflict(format!("role {name} is still assigned to users"))
+            }
+            Some(clients::ROLE_FOREIGN_KEY) => {
+                AppError::Conflict(format!("role {name} is still assigned to clients"))
             }
             _ => error.into(),
         })?;

@@ -60,6 +60,25 @@ fn describe(error: &AppError) -> (StatusCode, &'static str, &'static str, String
             "Invalid refresh token",
             "the refresh token is invalid, expired or revoked".to_owned(),
         ),
+        AppError::InvalidClient => (
+            StatusCode::UNAUTHORIZED,
+            "invalid-client",
+            "Invalid client",
+            "client authentication failed: unknown client, wrong secret or disabled client"
+                .to_owned(),
+        ),
+        AppError::InvalidScope(why) => (
+            StatusCode::BAD_REQUEST,
+            "invalid-scope",
+            "Invalid scope",
+            why.clone(),
+        ),
+        AppError::UnsupportedGrantType(why) => (
+            StatusCode::BAD_REQUEST,
+            "unsupported-grant-type",
+            "Unsupported grant type",
+            why.clone(),
+        ),
         AppError::Forbidden(permission) => {
             refusal_parts(&Refusal::InsufficientScope { permission })
         }
@@ -108,6 +127,17 @@ fn describe(error: &AppError) -> (StatusCode, &'static str, &'static str, String
             "throttled",
             "Too many failed logins",
             format!("too many failed logins; retry after {retry_after_seconds} s"),
+        ),
+        AppError::ClientThrottled {
+            retry_after_seconds,
+        } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "throttled",
+            "Too many failed client authentications",
+            format!(
+                "too many failed authentications of this client; retry after \
+                 {retry_after_seconds} s"
+            ),
         ),
         AppError::RateLimited {
             retry_after_seconds,
@@ -170,7 +200,13 @@ fn extra_headers(error: &AppError, headers: &mut HeaderMap) {
             let challenge = Refusal::InsufficientScope { permission }.challenge();
             headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         }
+        AppError::InvalidClient => {
+            headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(BASIC_CHALLENGE));
+        }
         AppError::Throttled {
+            retry_after_seconds,
+        }
+        | AppError::ClientThrottled {
             retry_after_seconds,
         }
         | AppError::RateLimited {
@@ -191,6 +227,8 @@ fn extra_headers(error: &AppError, headers: &mut HeaderMap) {
         | AppError::InvalidCredentials
         | AppError::WrongCurrentPassword
         | AppError::InvalidRefreshToken
+        | AppError::InvalidScope(_)
+        | AppError::UnsupportedGrantType(_)
         | AppError::NotFound(_)
         | AppError::Conflict(_)
         | AppError::PayloadTooLarge { .. }
@@ -200,27 +238,90 @@ fn extra_headers(error: &AppError, headers: &mut HeaderMap) {
     }
 }
 
+/// The challenge of a failed client authentication (RFC 6749 §5.2, `invalid_client`).
+const BASIC_CHALLENGE: &str = "Basic realm=\"iam\", charset=\"UTF-8\"";
+
+/// The RFC 6749 §5.2 `error` code of an error answered by the token endpoint; `None` for
+/// errors that OAuth gives no code (the service's own failures: 5xx).
+pub fn oauth_error_code(error: &AppError) -> Option<&'static str> {
+    match error {
+        AppError::BadRequest(_)
+        | AppError::DuplicateAuthorization(_)
+        | AppError::Validation(_)
+        | AppError::PayloadTooLarge { .. }
+        | AppError::BodyTimeout
+        | AppError::UnsupportedMediaType
+        | AppError::RateLimited { .. } => Some("invalid_request"),
+        AppError::InvalidCredentials
+        | AppError::InvalidRefreshToken
+        | AppError::Throttled { .. } => Some("invalid_grant"),
+        AppError::InvalidClient | AppError::ClientThrottled { .. } => Some("invalid_client"),
+        AppError::InvalidScope(_) => Some("invalid_scope"),
+        AppError::UnsupportedGrantType(_) => Some("unsupported_grant_type"),
+        AppError::Unauthenticated(_)
+        | AppError::WrongCurrentPassword
+        | AppError::Forbidden(_)
+        | AppError::BeyondCeiling(_)
+        | AppError::NotFound(_)
+        | AppError::Conflict(_)
+        | AppError::Busy { .. }
+        | AppError::DatabaseUnavailable(_)
+        | AppError::Internal(_) => None,
+    }
+}
+
+/// An error of the token endpoint: the same problem document as [`AppError`]'s, with the
+/// OAuth `error` member that OAuth client libraries read.
+#[derive(Debug)]
+pub struct TokenEndpointError(pub AppError);
+
+impl From<AppError> for TokenEndpointError {
+    fn from(error: AppError) -> Self {
+        TokenEndpointError(error)
+    }
+}
+
+impl Scribe for TokenEndpointError {
+    fn render(self, res: &mut Response) {
+        let code = oauth_error_code(&self.0);
+        let problem = problem_of(self.0, res);
+        match code {
+            Some(code) => problem.with_member("error", code).write_to(res),
+            None => problem.write_to(res),
+        }
+    }
+}
+
+impl EndpointOutRegister for TokenEndpointError {
+    fn register(components: &mut Components, operation: &mut Operation) {
+        AppError::register(components, operation);
+    }
+}
+
+/// Logs what needs logging, adds the error's headers to `res`, and returns its problem.
+fn problem_of(error: AppError, res: &mut Response) -> Problem {
+    match &error {
+        AppError::Internal(why) => tracing::error!(error = %why, "internal error"),
+        AppError::DatabaseUnavailable(why) => {
+            tracing::warn!(error = %why, "database unavailable")
+        }
+        AppError::Unauthenticated(BearerFailure::Invalid(reason)) => {
+            tracing::debug!(reason = reason.as_str(), "access token refused");
+        }
+        _ => {}
+    }
+    let (status, slug, title, detail) = describe(&error);
+    extra_headers(&error, res.headers_mut());
+    let errors = match error {
+        AppError::Validation(errors) => errors.into_iter().map(field_problem).collect(),
+        _ => Vec::new(),
+    };
+    Problem::iam(status, slug, title, detail).with_errors(errors)
+}
+
 impl Scribe for AppError {
     fn render(self, res: &mut Response) {
-        match &self {
-            AppError::Internal(why) => tracing::error!(error = %why, "internal error"),
-            AppError::DatabaseUnavailable(why) => {
-                tracing::warn!(error = %why, "database unavailable")
-            }
-            AppError::Unauthenticated(BearerFailure::Invalid(reason)) => {
-                tracing::debug!(reason = reason.as_str(), "access token refused");
-            }
-            _ => {}
-        }
-        let (status, slug, title, detail) = describe(&self);
-        extra_headers(&self, res.headers_mut());
-        let errors = match self {
-            AppError::Validation(errors) => errors.into_iter().map(field_problem).collect(),
-            _ => Vec::new(),
-        };
-        Problem::iam(status, slug, title, detail)
-            .with_errors(errors)
-            .write_to(res);
+        problem_of(self, res).write_to(res);
     }
 }
 

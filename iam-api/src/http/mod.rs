@@ -3,6 +3,8 @@
 
 pub mod audit;
 pub mod auth;
+pub mod client_auth;
+pub mod clients;
 pub mod error;
 pub mod health;
 pub mod me;

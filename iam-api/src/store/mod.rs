@@ -2,6 +2,7 @@
 //! executor (the pool or a transaction) down.
 
 pub mod audit_events;
+pub mod clients;
 pub mod login_failures;
 pub mod refresh_tokens;
 pub mod revoked_access_tokens;

@@ -1,0 +1,179 @@
+//! The client-credentials grant (RFC 6749 §4.4): a client authenticates with its id and one
+//! of its secrets and gets an access token (no refresh token) for its role, narrowed by the
+//! requested scope.
+//!
+//! Failures are throttled per client id as failed logins are per email. Unlike a password,
+//! a secret holds 256 random bits, so the throttle is there against floods, not guessing: the
+//! throttle is read with the client in the grant's one query, and only a failure writes.
+
+use chrono::{DateTime, Utc};
+use iam_core::token::TokenSubject;
+use serde_json::json;
+
+use crate::domain::audit::{self, Actor, AuditEvent, EventType, Outcome};
+use crate::domain::clients::is_client_id;
+use crate::domain::opaque_secret;
+use crate::domain::scope;
+use crate::domain::sessions::sign_access_token;
+use crate::domain::throttle;
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::store::clients;
+use crate::store::login_failures::{self, FailureRecord};
+
+/// Anything longer cannot be one of our secrets; refused before hashing.
+const MAX_SECRET_LENGTH: usize = 512;
+
+/// An access token for a client.
+pub struct ClientToken {
+    pub access_token: String,
+    pub expires_in: u64,
+    /// The granted scope, when the token carries any permission.
+    pub scope: Option<String>,
+}
+
+impl std::fmt::Debug for ClientToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientToken").finish_non_exhaustive()
+    }
+}
+
+/// The client's key in `login_failures`. Emails always hold an `@` and client ids never do,
+/// so the two kinds of key cannot meet.
+fn throttle_key(client_id: &str) -> String {
+    format!("client:{client_id}")
+}
+
+/// Issues an access token to the client `client_id` authenticated by `secret`, for
+/// `requested_scope` (absent: everything its role holds). Unknown clients, wrong secrets and
+/// disabled clients all get the same 401 (`invalid_client`).
+pub async fn issue(
+    state: &AppState,
+    actor: &Actor,
+    client_id: &str,
+    secret: &str,
+    requested_scope: Option<&str>,
+) -> Result<ClientToken, AppError> {
+    // No client has a malformed id or secret, so answering at once reveals nothing.
+    if !is_client_id(client_id) || secret.is_empty() || secret.len() > MAX_SECRET_LENGTH {
+        return Err(AppError::InvalidClient);
+    }
+    let now = Utc::now();
+    let key = throttle_key(client_id);
+    let secret_hash = opaque_secret::hash(secret);
+    // The token is signed under a share lock on the client, like a login's under one on
+    // the user: a disabling or deletion cannot commit between reading the client and
+    // signing, so its revocation cut-off always falls after this token's `iat`.
+    let mut tx = state.db.begin().await?;
+    let found = clients::find_credentials(&mut *tx, client_id, &secret_hash, &key).await?;
+    let Some(client) = found else {
+        tx.rollback().await?;
+        return Err(refuse(state, actor, client_id, None, "unknown_client", now).await);
+    };
+    let failures = match (client.failure_count, client.last_failure_at) {
+        (Some(failure_count), Some(last_failure_at)) => Some(FailureRecord {
+            failure_count,
+            last_failure_at,
+        }),
+        _ => None,
+    };
+    if let Some(retry_after_seconds) = throttle::retry_after(failures.as_ref(), now) {
+        tx.rollback().await?;
+        return Err(AppError::ClientThrottled {
+            retry_after_seconds,
+        });
+    }
+    let reason = match (client.secret_matches, client.disabled) {
+        (true, false) => None,
+        (false, _) => Some("wrong_secret"),
+        (true, true) => Some("disabled"),
+    };
+    if let Some(reason) = reason {
+        tx.rollback().await?;
+        return Err(refuse(state, actor, client_id, Some(client_id), reason, now).await);
+    }
+    let granted = scope::narrow(&client.permissions, requested_scope).map_err(|invalid| {
+        AppError::InvalidScope(format!(
+            "the client's role does not hold {}",
+            invalid.permission
+        ))
+    })?;
+    if failures.is_some() {
+        login_failures::clear(&mut *tx, &key).await?;
+    }
+    let subject = TokenSubject {
+        subject: &client.id,
+        client_id: &client.id,
+        email: None,
+        role: &client.role,
+        permissions: &granted.permissions,
+        scope: granted.scope.as_deref(),
+    };
+    let access_token = sign_access_token(state, &subject, client.tokens_revoked_at, now)?;
+    tx.commit().await?;
+    Ok(ClientToken {
+        access_token,
+        expires_in: state.config.access_token_ttl.as_secs(),
+        scope: granted.scope,
+    })
+}
+
+/// Charges a failed client authentication to the client id's throttle, records it, and
+/// returns the error to answer with (429 when the throttle was already closed by a
+/// concurrent failure, else 401).
+async fn refuse(
+    state: &AppState,
+    actor: &Actor,
+    client_id: &str,
+    subject: Option<&str>,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> AppError {
+    match charge_failure(state, actor, client_id, subject, reason, now).await {
+        Ok(None) => AppError::InvalidClient,
+        Ok(Some(retry_after_seconds)) => AppError::ClientThrottled {
+            retry_after_seconds,
+        },
+        // An unrecorded refusal must not pass as a plain one.
+        Err(error) => error,
+    }
+}
+
+async fn charge_failure(
+    state: &AppState,
+    actor: &Actor,
+    client_id: &str,
+    subject: Option<&str>,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<u64>, AppError> {
+    let key = throttle_key(client_id);
+    let mut tx = state.db.begin().await?;
+    let record = login_failures::lock(&mut *tx, &key, now).await?;
+    if let Some(retry_after_seconds) = throttle::retry_after(Some(&record), now) {
+        tx.rollback().await?;
+        return Ok(Some(retry_after_seconds));
+    }
+    login_failures::store(&mut *tx, &key, throttle::charge(record, now)).await?;
+    let event = AuditEvent {
+        kind: EventType::ClientAuthentication,
+        subject: subject.map(str::to_owned),
+        outcome: Outcome::Failure,
+        detail: json!({ "client_id": client_id, "reason": reason }),
+    };
+    let recorded = audit::record(&mut *tx, actor, event).await?;
+    tx.commit().await?;
+    recorded.log();
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttle_keys_of_clients_never_meet_an_email() {
+        assert_eq!(throttle_key("svc-abc"), "client:svc-abc");
+        assert!(!throttle_key("svc-abc").contains('@'));
+    }
+}
