@@ -60,4 +60,12 @@ mod tests {
         assert_ne!(generate().expect("secret").value, secret.value);
         assert_eq!(format!("{secret:?}"), "OpaqueSecret(<redacted>)");
     }
+
+    #[test]
+    fn the_stored_hash_is_sha256_of_the_value() {
+        // FIPS 180-2's test vector: SHA-256("abc").
+        let expected = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let hex: String = hash("abc").iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, expected);
+    }
 }

@@ -44,10 +44,10 @@ pub fn from_basic(authorization: &[u8]) -> Result<Option<ClientCredentials>, App
     }))
 }
 
-/// The scheme and the rest of an `Authorization` value.
+/// The scheme and the rest of an `Authorization` value (from the space after the scheme).
 fn split_scheme(value: &[u8]) -> Option<(&[u8], &[u8])> {
     let space = value.iter().position(|&b| b == b' ')?;
-    Some((&value[..space], &value[space + 1..]))
+    Some(value.split_at(space))
 }
 
 /// `application/x-www-form-urlencoded` decoding of one value: `+` is a space, `%XX` a byte.
@@ -120,6 +120,13 @@ mod tests {
             from_basic(&basic(":")).expect("ok"),
             Some(credentials("", ""))
         );
+    }
+
+    #[test]
+    fn credentials_never_show_their_secret() {
+        let shown = format!("{:?}", credentials("svc-abc", "s3cret-value"));
+        assert!(shown.contains("svc-abc"), "{shown}");
+        assert!(!shown.contains("s3cret-value"), "{shown}");
     }
 
     #[test]
