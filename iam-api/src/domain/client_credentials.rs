@@ -61,13 +61,13 @@ pub async fn issue(
     let now = Utc::now();
     let key = throttle_key(client_id);
     let secret_hash = opaque_secret::hash(secret);
-    // The token is signed under a share lock on the client, like a login's under one on
-    // the user: a disabling or deletion cannot commit between reading the client and
-    // signing, so its revocation cut-off always falls after this token's `iat`.
-    let mut tx = state.db.begin().await?;
-    let found = clients::find_credentials(&mut *tx, client_id, &secret_hash, &key).await?;
+    // The read share-locks the client for its duration. A disabling or deletion locks the
+    // client before it takes its revocation instant: it either committed before this read
+    // (which then sees it) or takes its instant after the read, so after `now`, the `iat`
+    // of this token, which its cut-off therefore refuses. No transaction needs to span the
+    // signing (a grant is one round trip).
+    let found = clients::find_credentials(&state.db, client_id, &secret_hash, &key).await?;
     let Some(client) = found else {
-        tx.rollback().await?;
         return Err(refuse(state, actor, client_id, None, "unknown_client", now).await);
     };
     let failures = match (client.failure_count, client.last_failure_at) {
@@ -78,7 +78,6 @@ pub async fn issue(
         _ => None,
     };
     if let Some(retry_after_seconds) = throttle::retry_after(failures.as_ref(), now) {
-        tx.rollback().await?;
         return Err(AppError::ClientThrottled {
             retry_after_seconds,
         });
@@ -89,7 +88,6 @@ pub async fn issue(
         (true, true) => Some("disabled"),
     };
     if let Some(reason) = reason {
-        tx.rollback().await?;
         return Err(refuse(state, actor, client_id, Some(client_id), reason, now).await);
     }
     let granted = scope::narrow(&client.permissions, requested_scope).map_err(|invalid| {
@@ -99,7 +97,7 @@ pub async fn issue(
         ))
     })?;
     if failures.is_some() {
-        login_failures::clear(&mut *tx, &key).await?;
+        login_failures::clear(&state.db, &key).await?;
     }
     let subject = TokenSubject {
         subject: &client.id,
@@ -110,7 +108,6 @@ pub async fn issue(
         scope: granted.scope.as_deref(),
     };
     let access_token = sign_access_token(state, &subject, client.tokens_revoked_at, now)?;
-    tx.commit().await?;
     Ok(ClientToken {
         access_token,
         expires_in: state.config.access_token_ttl.as_secs(),

@@ -257,8 +257,8 @@ const FIND_CREDENTIALS_SQL: &str = "SELECT c.id, c.role, r.permissions, c.disabl
 
 /// The client `id` as the client-credentials grant sees it, with whether `secret_hash` is
 /// the hash of one of its secrets; `None` when there is no such client. The client's row is
-/// share-locked until the transaction ends, so that a disabling or deletion waits for the
-/// token being issued (and then revokes it) instead of missing it.
+/// share-locked for the statement (or the caller's transaction): a disabling or deletion
+/// holding it waits, and one that comes after reads its revocation instant after this read.
 #[tracing::instrument(name = "db clients::find_credentials", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "clients", db.operation.name = "find_credentials", db.query.text = FIND_CREDENTIALS_SQL))]
 pub async fn find_credentials<'e>(
     executor: impl PgExecutor<'e>,
