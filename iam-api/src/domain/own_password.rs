@@ -2,7 +2,6 @@
 
 use chrono::Utc;
 use serde_json::json;
-use uuid::Uuid;
 
 use super::sessions::{Holder, TokenPair, charge_attempt, start_family};
 use crate::domain::audit::{self, Actor, AuditEvent, EventType, Outcome};
@@ -11,24 +10,24 @@ use crate::domain::password::Password;
 use crate::domain::revocation;
 use crate::error::{AppError, BearerFailure};
 use crate::state::AppState;
+use crate::store::users::UserRecord;
 use crate::store::{login_failures, refresh_tokens, users};
 
 /// `PUT /me/password`: checks the caller's current password (charged to the login throttle
 /// of the account, so a stolen access token is no unthrottled password oracle), sets the new
 /// one, revokes every session of the account (refresh tokens and access tokens, the caller's
 /// own included) and returns a fresh pair, issued after that revocation.
+/// `account` is the caller as its access token was authenticated, just now.
 pub async fn change_own_password(
     state: &AppState,
     actor: &Actor,
-    user_id: Uuid,
+    account: &UserRecord,
     current_password: &str,
     new_password: &str,
 ) -> Result<TokenPair, AppError> {
+    let user_id = account.id;
     let new_password = Password::parse(new_password)
         .map_err(|why| AppError::invalid_field("new_password", why))?;
-    let Some(account) = users::find_by_id(&state.db, user_id).await? else {
-        return Err(AppError::Unauthenticated(BearerFailure::UnknownUser));
-    };
     let email = Email::parse(&account.email)
         .map_err(|why| AppError::Internal(format!("stored email unusable: {why}")))?;
     charge_attempt(state, &email, Utc::now()).await?;
@@ -83,14 +82,7 @@ pub async fn change_own_password(
     let user = users::find_by_id(&mut *tx, user_id)
         .await?
         .ok_or(AppError::Unauthenticated(BearerFailure::UnknownUser))?;
-    let holder = Holder {
-        id: user.id,
-        email: &user.email,
-        role: &user.role,
-        permissions: &user.permissions,
-        tokens_revoked_at: user.tokens_revoked_at,
-    };
-    let pair = start_family(state, &mut tx, &holder, now).await?;
+    let pair = start_family(state, &mut tx, &Holder::from(&user), now).await?;
     let recorded = audit::record(
         &mut *tx,
         actor,

@@ -14,7 +14,7 @@ use crate::domain::throttle;
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::refresh_tokens::{self, NewRefreshToken};
-use crate::store::users::PasswordState;
+use crate::store::users::{PasswordState, UserCredentials, UserRecord};
 use crate::store::{login_failures, users};
 
 /// An access token and the refresh token that renews it.
@@ -39,6 +39,30 @@ pub(super) struct Holder<'a> {
     pub(super) permissions: &'a [String],
     /// The holder's subject cut-off, which a new access token must not fall under.
     pub(super) tokens_revoked_at: Option<DateTime<Utc>>,
+}
+
+impl<'a> From<&'a UserRecord> for Holder<'a> {
+    fn from(user: &'a UserRecord) -> Self {
+        Holder {
+            id: user.id,
+            email: &user.email,
+            role: &user.role,
+            permissions: &user.permissions,
+            tokens_revoked_at: user.tokens_revoked_at,
+        }
+    }
+}
+
+impl<'a> From<&'a UserCredentials> for Holder<'a> {
+    fn from(user: &'a UserCredentials) -> Self {
+        Holder {
+            id: user.id,
+            email: &user.email,
+            role: &user.role,
+            permissions: &user.permissions,
+            tokens_revoked_at: user.tokens_revoked_at,
+        }
+    }
 }
 
 /// Where a new refresh token sits in its family.
@@ -111,14 +135,7 @@ pub async fn login(
     if let Some(rehashed) = &outcome.rehashed {
         users::update_password_hash(&mut *tx, user.id, rehashed).await?;
     }
-    let holder = Holder {
-        id: user.id,
-        email: &user.email,
-        role: &user.role,
-        permissions: &user.permissions,
-        tokens_revoked_at: user.tokens_revoked_at,
-    };
-    let pair = start_family(state, &mut tx, &holder, now).await?;
+    let pair = start_family(state, &mut tx, &Holder::from(&user), now).await?;
     let event =
         AuditEvent::success(EventType::Login, user.id).with_detail(json!({ "email": user.email }));
     let recorded = audit::record(&mut *tx, &actor.as_user(user.id), event).await?;

@@ -83,7 +83,7 @@ pub async fn change_password(
     let pair = own_password::change_own_password(
         state,
         &actor_of(req, state, &user),
-        user.id,
+        &user,
         &request.current_password,
         &request.new_password,
     )
