@@ -289,6 +289,15 @@ impl ServiceProcess {
         request.send().await.expect("GET")
     }
 
+    /// DELETE with an optional Bearer token.
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut request = self.client.delete(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("DELETE")
+    }
+
     /// Sends a JSON body with `method` and an optional Bearer token.
     pub async fn send_json(
         &self,
@@ -302,6 +311,20 @@ impl ServiceProcess {
             request = request.bearer_auth(token);
         }
         request.send().await.expect("request")
+    }
+
+    /// The status a JSON body sent with `method` and a Bearer token is answered with.
+    pub async fn send_status(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: &Value,
+    ) -> u16 {
+        self.send_json(method, path, Some(token), body)
+            .await
+            .status()
+            .as_u16()
     }
 
     /// POST a JSON body.

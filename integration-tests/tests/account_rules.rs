@@ -9,16 +9,10 @@ use integration_tests::api::{
 use reqwest::Method;
 use serde_json::{Value, json};
 
-async fn send(api: &ServiceProcess, method: Method, path: &str, token: &str, body: Value) -> u16 {
-    api.send_json(method, path, Some(token), &body)
-        .await
-        .status()
-        .as_u16()
-}
-
 async fn disable(api: &ServiceProcess, token: &str, id: &str) -> u16 {
     let path = format!("/api/v1/users/{id}");
-    send(api, Method::PATCH, &path, token, json!({"disabled": true})).await
+    api.send_status(Method::PATCH, &path, token, &json!({"disabled": true}))
+        .await
 }
 
 async fn own_id(api: &ServiceProcess, token: &str) -> String {
@@ -61,13 +55,7 @@ async fn the_last_enabled_admin_stays_even_against_concurrent_requests() {
             "{problem}"
         );
     }
-    let refused = api
-        .client
-        .delete(api.url(&self_path))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("delete");
+    let refused = api.delete(&self_path, Some(&admin)).await;
     expect_problem(refused, 409).await;
 
     // A disabled admin is no admin left: with the second admin disabled, the first is last.
@@ -81,7 +69,8 @@ async fn the_last_enabled_admin_stays_even_against_concurrent_requests() {
     assert_eq!(disable(&api, &admin, &second_id).await, 200);
     let demote = format!("{self_path}/role");
     assert_eq!(
-        send(&api, Method::PUT, &demote, &admin, json!({"role": "user"})).await,
+        api.send_status(Method::PUT, &demote, &admin, &json!({"role": "user"}))
+            .await,
         409
     );
 
@@ -129,24 +118,23 @@ async fn a_user_manager_cannot_disable_delete_or_reset_an_account_holding_more_t
     let api = ServiceProcess::start(&db).await;
     let admin = api.admin_token().await;
     let admin_id = own_id(&api, &admin).await;
-    let created = send(
-        &api,
-        Method::POST,
-        "/api/v1/roles",
-        &admin,
-        json!({"name": "helpdesk", "permissions": ["iam:users:read", "iam:users:write"]}),
-    )
-    .await;
+    let created = api
+        .send_status(
+            Method::POST,
+            "/api/v1/roles",
+            &admin,
+            &json!({"name": "helpdesk", "permissions": ["iam:users:read", "iam:users:write"]}),
+        )
+        .await;
     assert_eq!(created, 201);
     let (helper_id, _) = api.user_with_token("helper@example.com").await;
     let role_path = format!("/api/v1/users/{helper_id}/role");
     assert_eq!(
-        send(
-            &api,
+        api.send_status(
             Method::PUT,
             &role_path,
             &admin,
-            json!({"role": "helpdesk"})
+            &json!({"role": "helpdesk"})
         )
         .await,
         200
@@ -155,22 +143,16 @@ async fn a_user_manager_cannot_disable_delete_or_reset_an_account_holding_more_t
 
     let admin_path = format!("/api/v1/users/{admin_id}");
     assert_eq!(disable(&api, &helper, &admin_id).await, 403);
-    let reset = send(
-        &api,
-        Method::PUT,
-        &format!("{admin_path}/password"),
-        &helper,
-        json!({"password": "taken-over-1"}),
-    )
-    .await;
+    let reset = api
+        .send_status(
+            Method::PUT,
+            &format!("{admin_path}/password"),
+            &helper,
+            &json!({"password": "taken-over-1"}),
+        )
+        .await;
     assert_eq!(reset, 403);
-    let deleted = api
-        .client
-        .delete(api.url(&admin_path))
-        .bearer_auth(&helper)
-        .send()
-        .await
-        .expect("delete");
+    let deleted = api.delete(&admin_path, Some(&helper)).await;
     let problem = expect_problem(deleted, 403).await;
     assert!(string(&problem["detail"]).contains("iam:"), "{problem}");
     // The admin is untouched: same password, enabled.
@@ -181,23 +163,16 @@ async fn a_user_manager_cannot_disable_delete_or_reset_an_account_holding_more_t
     let plain_path = format!("/api/v1/users/{plain_id}");
     assert_eq!(disable(&api, &helper, &plain_id).await, 200);
     assert_eq!(
-        send(
-            &api,
+        api.send_status(
             Method::PUT,
             &format!("{plain_path}/password"),
             &helper,
-            json!({"password": "reset-by-helpdesk-1"}),
+            &json!({"password": "reset-by-helpdesk-1"}),
         )
         .await,
         204
     );
-    let deleted = api
-        .client
-        .delete(api.url(&plain_path))
-        .bearer_auth(&helper)
-        .send()
-        .await
-        .expect("delete");
+    let deleted = api.delete(&plain_path, Some(&helper)).await;
     assert_eq!(deleted.status(), 204);
 }
 

@@ -13,38 +13,25 @@ use serde_json::{Value, json};
 const CLERK_PASSWORD: &str = "user-password-1";
 
 async fn patch_disabled(api: &ServiceProcess, token: &str, id: &str, disabled: bool) -> u16 {
-    api.send_json(
+    let path = format!("/api/v1/users/{id}");
+    api.send_status(
         Method::PATCH,
-        &format!("/api/v1/users/{id}"),
-        Some(token),
+        &path,
+        token,
         &json!({ "disabled": disabled }),
     )
     .await
-    .status()
-    .as_u16()
 }
 
 async fn delete_user(api: &ServiceProcess, token: &str, id: &str) -> u16 {
-    api.client
-        .delete(api.url(&format!("/api/v1/users/{id}")))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("delete")
-        .status()
-        .as_u16()
+    let path = format!("/api/v1/users/{id}");
+    api.delete(&path, Some(token)).await.status().as_u16()
 }
 
 async fn set_password(api: &ServiceProcess, token: &str, id: &str, password: &str) -> u16 {
-    api.send_json(
-        Method::PUT,
-        &format!("/api/v1/users/{id}/password"),
-        Some(token),
-        &json!({ "password": password }),
-    )
-    .await
-    .status()
-    .as_u16()
+    let path = format!("/api/v1/users/{id}/password");
+    api.send_status(Method::PUT, &path, token, &json!({ "password": password }))
+        .await
 }
 
 /// The answer to a login with a wrong password, without its (per-request) instance.

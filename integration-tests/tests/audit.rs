@@ -130,12 +130,8 @@ async fn every_security_event_is_recorded_once_with_its_change_and_without_secre
         .await
         .expect("pair");
     let signed_out = api
-        .client
-        .delete(api.url("/api/v1/me/sessions"))
-        .bearer_auth(access_token(&changed))
-        .send()
-        .await
-        .expect("sign out");
+        .delete("/api/v1/me/sessions", Some(&access_token(&changed)))
+        .await;
     assert_eq!(signed_out.status(), 204);
     let set = api
         .send_json(
@@ -163,21 +159,9 @@ async fn every_security_event_is_recorded_once_with_its_change_and_without_secre
         )
         .await;
     expect_problem(refused, 409).await;
-    let deleted = api
-        .client
-        .delete(api.url(&user_path))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("delete");
+    let deleted = api.delete(&user_path, Some(&admin)).await;
     assert_eq!(deleted.status(), 204);
-    let role_deleted = api
-        .client
-        .delete(api.url("/api/v1/roles/auditor"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("delete role");
+    let role_deleted = api.delete("/api/v1/roles/auditor", Some(&admin)).await;
     assert_eq!(role_deleted.status(), 204);
     let rotated = ServiceProcess::builder(&db)
         .args(&["keys", "rotate"])

@@ -368,12 +368,8 @@ async fn a_disabled_or_deleted_clients_tokens_are_refused_at_a_running_sidecar()
     );
 
     let deleted = api
-        .client
-        .delete(api.url(&format!("/api/v1/clients/{id}")))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("delete");
+        .delete(&format!("/api/v1/clients/{id}"), Some(&admin))
+        .await;
     assert_eq!(deleted.status(), 204);
     eventually(
         PROPAGATION_LIMIT,

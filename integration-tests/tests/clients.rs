@@ -109,13 +109,7 @@ async fn clients_are_created_listed_and_their_secret_is_shown_only_once() {
     expect_problem(api.get("/api/v1/clients", None).await, 401).await;
 
     // A role held by a client cannot be deleted.
-    let deleted = api
-        .client
-        .delete(api.url("/api/v1/roles/billing"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("delete");
+    let deleted = api.delete("/api/v1/roles/billing", Some(&admin)).await;
     expect_problem(deleted, 409).await;
 }
 
@@ -225,12 +219,8 @@ async fn nobody_creates_or_takes_over_a_client_with_more_than_they_hold() {
     expect_problem(api.post_json(&path, Some(&manager), &json!({})).await, 403).await;
     expect_problem(patch_client(&api, &manager, &billing, true).await, 403).await;
     let deleted = api
-        .client
-        .delete(api.url(&format!("/api/v1/clients/{billing}")))
-        .bearer_auth(&manager)
-        .send()
-        .await
-        .expect("delete");
+        .delete(&format!("/api/v1/clients/{billing}"), Some(&manager))
+        .await;
     expect_problem(deleted, 403).await;
     client_token(&api, &billing, &billing_secret).await;
     // Within the ceiling, it may.

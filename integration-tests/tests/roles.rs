@@ -58,13 +58,7 @@ async fn an_admin_creates_reads_replaces_and_deletes_a_role() {
     assert_eq!(replaced["permissions"], json!(["articles:read"]));
     assert_eq!(replaced["description"], "Reads");
 
-    let deleted = api
-        .client
-        .delete(api.url("/api/v1/roles/editor"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("send");
+    let deleted = api.delete("/api/v1/roles/editor", Some(&admin)).await;
     assert_eq!(deleted.status(), 204);
     expect_problem(api.get("/api/v1/roles/editor", Some(&admin)).await, 404).await;
 }
@@ -140,21 +134,11 @@ async fn role_errors_have_the_documented_statuses() {
     // Built-in roles cannot be deleted.
     for built_in in ["admin", "user"] {
         let response = api
-            .client
-            .delete(api.url(&format!("/api/v1/roles/{built_in}")))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .expect("send");
+            .delete(&format!("/api/v1/roles/{built_in}"), Some(&admin))
+            .await;
         expect_problem(response, 409).await;
     }
-    let response = api
-        .client
-        .delete(api.url("/api/v1/roles/ghost"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("send");
+    let response = api.delete("/api/v1/roles/ghost", Some(&admin)).await;
     expect_problem(response, 404).await;
 }
 
@@ -177,13 +161,7 @@ async fn a_role_still_assigned_cannot_be_deleted() {
         &json!({"role": "editor"}),
     )
     .await;
-    let response = api
-        .client
-        .delete(api.url("/api/v1/roles/editor"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("send");
+    let response = api.delete("/api/v1/roles/editor", Some(&admin)).await;
     let problem = expect_problem(response, 409).await;
     assert!(
         problem["detail"]

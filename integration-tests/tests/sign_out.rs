@@ -9,12 +9,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 async fn sign_out_everywhere(api: &ServiceProcess, token: &str) -> StatusCode {
-    api.client
-        .delete(api.url("/api/v1/me/sessions"))
-        .bearer_auth(token)
-        .send()
+    api.delete("/api/v1/me/sessions", Some(token))
         .await
-        .expect("sign out")
         .status()
 }
 
