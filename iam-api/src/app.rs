@@ -3,10 +3,10 @@
 
 use salvo::catcher::Catcher;
 use salvo::http::header::{AUTHORIZATION, CACHE_CONTROL, HeaderValue};
-use salvo::oapi::security::{Http, HttpAuthScheme};
-use salvo::oapi::swagger_ui::SwaggerUi;
-use salvo::oapi::{Content, OpenApi, Ref, RefOr, SecurityScheme};
 use salvo::prelude::*;
+use salvo_oapi::security::{Http, HttpAuthScheme};
+use salvo_oapi::swagger_ui::SwaggerUi;
+use salvo_oapi::{Content, OpenApi, Ref, RefOr, SecurityScheme};
 
 use std::sync::Arc;
 
@@ -36,7 +36,7 @@ fn api_router() -> Router {
 /// The OpenAPI 3.1 document, generated from the handlers so it cannot drift.
 pub fn openapi_document() -> OpenApi {
     // Schemas are named by type name alone, not by module path.
-    salvo::oapi::naming::set_namer(salvo::oapi::naming::FlexNamer::new().short_mode(true));
+    salvo_oapi::naming::set_namer(salvo_oapi::naming::FlexNamer::new().short_mode(true));
     let mut document = OpenApi::new("IAM API", env!("CARGO_PKG_VERSION"))
         .add_security_scheme(
             "bearer",

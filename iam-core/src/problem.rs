@@ -3,8 +3,8 @@
 
 use salvo::http::header::{CONTENT_TYPE as CONTENT_TYPE_HEADER, HeaderValue, WWW_AUTHENTICATE};
 use salvo::http::{ResBody, StatusCode};
-use salvo::oapi::ToSchema;
 use salvo::prelude::*;
+use salvo_oapi::ToSchema;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 

@@ -1,9 +1,10 @@
 //! `GET /api/v1/audit-events`: the audit trail, newest first, with keyset paging and filters.
 
 use chrono::{DateTime, Utc};
-use salvo::oapi::ToSchema;
-use salvo::oapi::extract::QueryParam;
 use salvo::prelude::*;
+use salvo_oapi::ToSchema;
+use salvo_oapi::endpoint;
+use salvo_oapi::extract::QueryParam;
 use serde::Serialize;
 use uuid::Uuid;
 

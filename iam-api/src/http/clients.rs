@@ -1,9 +1,10 @@
 //! `/api/v1/clients`: OAuth 2.0 clients (service accounts) and their secrets.
 
 use chrono::{DateTime, Utc};
-use salvo::oapi::ToSchema;
-use salvo::oapi::extract::PathParam;
 use salvo::prelude::*;
+use salvo_oapi::ToSchema;
+use salvo_oapi::endpoint;
+use salvo_oapi::extract::PathParam;
 use serde::Serialize;
 use uuid::Uuid;
 

@@ -4,8 +4,8 @@ use iam_core::problem::{self, Problem, ProblemFieldError};
 use iam_core::refusal::Refusal;
 use salvo::http::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use salvo::http::{HeaderMap, StatusCode};
-use salvo::oapi::{self, Components, EndpointOutRegister, Operation, ToSchema};
 use salvo::prelude::*;
+use salvo_oapi::{Components, EndpointOutRegister, Operation, ToSchema};
 
 use crate::error::{AppError, BearerFailure, FieldError};
 
@@ -328,8 +328,8 @@ impl Scribe for AppError {
 impl EndpointOutRegister for AppError {
     fn register(components: &mut Components, operation: &mut Operation) {
         let schema = <Problem as ToSchema>::to_schema(components);
-        let response = oapi::Response::new("An RFC 9457 problem document")
-            .add_content(PROBLEM_JSON, oapi::Content::new(schema));
+        let response = salvo_oapi::Response::new("An RFC 9457 problem document")
+            .add_content(PROBLEM_JSON, salvo_oapi::Content::new(schema));
         operation.responses.insert("default", response);
     }
 }

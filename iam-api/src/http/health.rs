@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use salvo::http::StatusCode;
-use salvo::oapi::ToSchema;
 use salvo::prelude::*;
+use salvo_oapi::ToSchema;
+use salvo_oapi::endpoint;
 use serde::Serialize;
 
 use super::{app_state, write_json};

@@ -2,8 +2,9 @@
 //! password; `DELETE /api/v1/me/sessions`: sign out everywhere.
 
 use chrono::{DateTime, Utc};
-use salvo::oapi::ToSchema;
 use salvo::prelude::*;
+use salvo_oapi::ToSchema;
+use salvo_oapi::endpoint;
 use serde::Serialize;
 use uuid::Uuid;
 

@@ -15,8 +15,8 @@ pub mod users;
 
 use salvo::http::header::{CONTENT_TYPE, HeaderValue, LOCATION};
 use salvo::http::{ParseError, StatusCode};
-use salvo::oapi::{self, Components, EndpointOutRegister, Operation, ToSchema};
 use salvo::prelude::*;
+use salvo_oapi::{Components, EndpointOutRegister, Operation, ToSchema};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -244,9 +244,9 @@ impl<T: Serialize + Send> Scribe for Ok200<T> {
 
 impl<T: ToSchema> EndpointOutRegister for Ok200<T> {
     fn register(components: &mut Components, operation: &mut Operation) {
-        let response = oapi::Response::new("Success").add_content(
+        let response = salvo_oapi::Response::new("Success").add_content(
             "application/json",
-            oapi::Content::new(T::to_schema(components)),
+            salvo_oapi::Content::new(T::to_schema(components)),
         );
         operation.responses.insert("200", response);
     }
@@ -270,9 +270,9 @@ impl<T: Serialize + Send> Scribe for Created<T> {
 
 impl<T: ToSchema> EndpointOutRegister for Created<T> {
     fn register(components: &mut Components, operation: &mut Operation) {
-        let response = oapi::Response::new("Created").add_content(
+        let response = salvo_oapi::Response::new("Created").add_content(
             "application/json",
-            oapi::Content::new(T::to_schema(components)),
+            salvo_oapi::Content::new(T::to_schema(components)),
         );
         operation.responses.insert("201", response);
     }
@@ -292,6 +292,6 @@ impl EndpointOutRegister for NoContent {
     fn register(_: &mut Components, operation: &mut Operation) {
         operation
             .responses
-            .insert("204", oapi::Response::new("No content"));
+            .insert("204", salvo_oapi::Response::new("No content"));
     }
 }

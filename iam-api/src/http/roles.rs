@@ -1,8 +1,9 @@
 //! `/api/v1/roles`: role management.
 
-use salvo::oapi::ToSchema;
-use salvo::oapi::extract::PathParam;
 use salvo::prelude::*;
+use salvo_oapi::ToSchema;
+use salvo_oapi::endpoint;
+use salvo_oapi::extract::PathParam;
 use serde::Serialize;
 
 use super::auth::{Authorized, authorize};

@@ -2,8 +2,9 @@
 //! grants) and revocation (RFC 7009).
 
 use salvo::http::header::{AUTHORIZATION, CACHE_CONTROL, HeaderValue, PRAGMA};
-use salvo::oapi::ToSchema;
 use salvo::prelude::*;
+use salvo_oapi::ToSchema;
+use salvo_oapi::endpoint;
 use serde::Serialize;
 
 use super::auth::anonymous;

@@ -2,9 +2,10 @@
 //! passwords set by an admin.
 
 use chrono::{DateTime, Utc};
-use salvo::oapi::ToSchema;
-use salvo::oapi::extract::{PathParam, QueryParam};
 use salvo::prelude::*;
+use salvo_oapi::ToSchema;
+use salvo_oapi::endpoint;
+use salvo_oapi::extract::{PathParam, QueryParam};
 use serde::Serialize;
 use uuid::Uuid;
 
