@@ -68,7 +68,7 @@ pub async fn issue(
     // signing (a grant is one round trip).
     let found = clients::find_credentials(&state.db, client_id, &secret_hash, &key).await?;
     let Some(client) = found else {
-        return Err(refuse(state, actor, client_id, None, "unknown_client", now).await);
+        return Err(refuse(state, actor, &key, client_id, None, "unknown_client", now).await);
     };
     let failures = match (client.failure_count, client.last_failure_at) {
         (Some(failure_count), Some(last_failure_at)) => Some(FailureRecord {
@@ -88,7 +88,7 @@ pub async fn issue(
         (true, true) => Some("disabled"),
     };
     if let Some(reason) = reason {
-        return Err(refuse(state, actor, client_id, Some(client_id), reason, now).await);
+        return Err(refuse(state, actor, &key, client_id, Some(client_id), reason, now).await);
     }
     let granted = scope::narrow(&client.permissions, requested_scope).map_err(|invalid| {
         AppError::InvalidScope(format!(
@@ -115,53 +115,41 @@ pub async fn issue(
     })
 }
 
-/// Charges a failed client authentication to the client id's throttle, records it, and
-/// returns the error to answer with (429 when the throttle was already closed by a
-/// concurrent failure, else 401).
+/// Charges a failed client authentication to the client's throttle (`key`), records it, and
+/// returns the error to answer with: 401, or 429 when the throttle was closed meanwhile by
+/// a concurrent failure. An unrecorded refusal must not pass as a plain one, so a failure
+/// to record is the answer instead.
 async fn refuse(
     state: &AppState,
     actor: &Actor,
+    key: &str,
     client_id: &str,
     subject: Option<&str>,
     reason: &str,
     now: DateTime<Utc>,
 ) -> AppError {
-    match charge_failure(state, actor, client_id, subject, reason, now).await {
-        Ok(None) => AppError::InvalidClient,
-        Ok(Some(retry_after_seconds)) => AppError::ClientThrottled {
-            retry_after_seconds,
-        },
-        // An unrecorded refusal must not pass as a plain one.
-        Err(error) => error,
-    }
-}
-
-async fn charge_failure(
-    state: &AppState,
-    actor: &Actor,
-    client_id: &str,
-    subject: Option<&str>,
-    reason: &str,
-    now: DateTime<Utc>,
-) -> Result<Option<u64>, AppError> {
-    let key = throttle_key(client_id);
-    let mut tx = state.db.begin().await?;
-    let record = login_failures::lock(&mut *tx, &key, now).await?;
-    if let Some(retry_after_seconds) = throttle::retry_after(Some(&record), now) {
-        tx.rollback().await?;
-        return Ok(Some(retry_after_seconds));
-    }
-    login_failures::store(&mut *tx, &key, throttle::charge(record, now)).await?;
-    let event = AuditEvent {
-        kind: EventType::ClientAuthentication,
-        subject: subject.map(str::to_owned),
-        outcome: Outcome::Failure,
-        detail: json!({ "client_id": client_id, "reason": reason }),
+    let charged = async {
+        let mut tx = state.db.begin().await?;
+        let record = login_failures::lock(&mut *tx, key, now).await?;
+        if let Some(retry_after_seconds) = throttle::retry_after(Some(&record), now) {
+            tx.rollback().await?;
+            return Ok(AppError::ClientThrottled {
+                retry_after_seconds,
+            });
+        }
+        login_failures::store(&mut *tx, key, throttle::charge(record, now)).await?;
+        let event = AuditEvent {
+            kind: EventType::ClientAuthentication,
+            subject: subject.map(str::to_owned),
+            outcome: Outcome::Failure,
+            detail: json!({ "client_id": client_id, "reason": reason }),
+        };
+        let recorded = audit::record(&mut *tx, actor, event).await?;
+        tx.commit().await?;
+        recorded.log();
+        Ok::<_, AppError>(AppError::InvalidClient)
     };
-    let recorded = audit::record(&mut *tx, actor, event).await?;
-    tx.commit().await?;
-    recorded.log();
-    Ok(None)
+    charged.await.unwrap_or_else(|error| error)
 }
 
 #[cfg(test)]

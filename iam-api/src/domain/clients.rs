@@ -4,6 +4,8 @@
 //! secret, disables or deletes a client holding a permission they do not), and disabling or
 //! deleting revokes its access tokens as for a user, in the transaction of the change.
 
+use std::collections::HashMap;
+
 use chrono::Utc;
 use serde_json::json;
 use uuid::Uuid;
@@ -128,18 +130,18 @@ async fn insert_secret(
 pub async fn list(_: &ClientsRead, db: &sqlx::PgPool) -> Result<Vec<Client>, AppError> {
     let records = clients::list(db).await?;
     let ids: Vec<String> = records.iter().map(|client| client.id.clone()).collect();
-    let mut secrets = clients::secrets_of(db, &ids).await?;
+    let mut secrets_by_client: HashMap<String, Vec<SecretRecord>> = HashMap::new();
+    for secret in clients::secrets_of(db, &ids).await? {
+        secrets_by_client
+            .entry(secret.client_id.clone())
+            .or_default()
+            .push(secret);
+    }
     Ok(records
         .into_iter()
-        .map(|record| {
-            let (own, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut secrets)
-                .into_iter()
-                .partition(|secret| secret.client_id == record.id);
-            secrets = rest;
-            Client {
-                record,
-                secrets: own,
-            }
+        .map(|record| Client {
+            secrets: secrets_by_client.remove(&record.id).unwrap_or_default(),
+            record,
         })
         .collect())
 }
@@ -185,7 +187,7 @@ pub async fn set_disabled(
     disabled: bool,
 ) -> Result<Client, AppError> {
     let mut tx = db.begin().await?;
-    let target = lock_target(permission, &mut tx, id).await?;
+    let mut target = lock_target(permission, &mut tx, id).await?;
     if target.disabled != disabled {
         clients::set_disabled(&mut *tx, id, disabled).await?;
         let kind = if disabled {
@@ -198,14 +200,15 @@ pub async fn set_disabled(
         let recorded = audit::record(&mut *tx, actor, event).await?;
         tx.commit().await?;
         recorded.log();
+        target.disabled = disabled;
     } else {
         tx.rollback().await?;
     }
-    let record = clients::find(db, id)
-        .await?
-        .ok_or(AppError::NotFound("client"))?;
-    let secrets = clients::secrets_of(db, std::slice::from_ref(&record.id)).await?;
-    Ok(Client { record, secrets })
+    let secrets = clients::secrets_of(db, std::slice::from_ref(&target.id)).await?;
+    Ok(Client {
+        record: target,
+        secrets,
+    })
 }
 
 /// Deletes a client and its secrets. Its access tokens are revoked first: the revocation

@@ -219,9 +219,7 @@ fn basic_credentials(req: &Request) -> Result<Option<ClientCredentials>, AppErro
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(AppError::BadRequest(
-            "the request has more than one Authorization header".to_owned(),
-        ));
+        return Err(iam_core::bearer::DuplicateAuthorization.into());
     }
     client_auth::from_basic(value.as_bytes())
 }
