@@ -226,6 +226,18 @@ impl Drop for TestDatabase {
     }
 }
 
+/// How many backends of the pool's database are waiting for a lock (row, transaction or
+/// advisory): how a test sees that a request it started has reached a lock it holds.
+pub async fn lock_waiters(pool: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("pg_stat_activity")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use integration_tests::TestDatabase;
 use integration_tests::api::{ServiceProcess, access_token, claims_of};
 use integration_tests::clients::{client_token, new_client, patch_client};
+use integration_tests::database::lock_waiters;
 use integration_tests::eventually;
 
 #[tokio::test]
@@ -75,17 +76,6 @@ async fn every_token_issued_while_its_client_is_deleted_or_disabled_is_revoked()
         }
         assert!(issued > 0, "the race issued no token at all");
     }
-}
-
-/// Waiting backends of this test's database that wait for a lock.
-async fn lock_waiters(pool: &sqlx::PgPool) -> i64 {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM pg_stat_activity
-         WHERE datname = current_database() AND wait_event_type = 'Lock'",
-    )
-    .fetch_one(pool)
-    .await
-    .expect("pg_stat_activity")
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 //!
 //! Failures are throttled per client id as failed logins are per email. Unlike a password,
 //! a secret holds 256 random bits, so the throttle is there against floods, not guessing: the
-//! throttle is read with the client in the grant's one query, and only a failure writes.
+//! throttle is read with the client in the grant's first query, and only a failure writes.
 
 use chrono::{DateTime, Utc};
 use iam_core::token::TokenSubject;
@@ -18,8 +18,8 @@ use crate::domain::sessions::sign_access_token;
 use crate::domain::throttle;
 use crate::error::AppError;
 use crate::state::AppState;
-use crate::store::clients;
 use crate::store::login_failures::{self, FailureRecord};
+use crate::store::{clients, roles};
 
 /// Anything longer cannot be one of our secrets; refused before hashing.
 const MAX_SECRET_LENGTH: usize = 512;
@@ -61,11 +61,14 @@ pub async fn issue(
     let now = Utc::now();
     let key = throttle_key(client_id);
     let secret_hash = opaque_secret::hash(secret);
-    // The read share-locks the client for its duration. A disabling or deletion locks the
-    // client before it takes its revocation instant: it either committed before this read
-    // (which then sees it) or takes its instant after the read, so after `now`, the `iat`
-    // of this token, which its cut-off therefore refuses. No transaction needs to span the
-    // signing (a grant is one round trip).
+    // The read share-locks the client for its duration. A revocation (disabling, deletion,
+    // a permission lost by its role) locks the client before it takes its revocation
+    // instant: it either committed before this read (which then sees it) or takes its
+    // instant after the read, so after `now`, the `iat` of this token, which its cut-off
+    // therefore refuses. The role's permissions are read by a second statement, after the
+    // lock: the locking read re-reads only the client's row when it waited for a change,
+    // so permissions joined into it could predate the loss that revoked the client. No
+    // transaction needs to span the signing.
     let found = clients::find_credentials(&state.db, client_id, &secret_hash, &key).await?;
     let Some(client) = found else {
         return Err(refuse(state, actor, &key, client_id, None, "unknown_client", now).await);
@@ -90,7 +93,10 @@ pub async fn issue(
     if let Some(reason) = reason {
         return Err(refuse(state, actor, &key, client_id, Some(client_id), reason, now).await);
     }
-    let granted = scope::narrow(&client.permissions, requested_scope).map_err(|invalid| {
+    let permissions = roles::permissions_of(&state.db, &client.role)
+        .await?
+        .ok_or_else(|| AppError::Internal(format!("the role of client {client_id} vanished")))?;
+    let granted = scope::narrow(&permissions, requested_scope).map_err(|invalid| {
         AppError::InvalidScope(format!(
             "the client's role does not hold {}",
             invalid.permission

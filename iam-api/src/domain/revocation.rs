@@ -43,6 +43,75 @@ pub async fn revoke_client_access_tokens(
     record_subject(tx, config, &client.id, revoked_at).await
 }
 
+/// How many holders of a role [`revoke_holders_of_role`] revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RevokedHolders {
+    pub users: usize,
+    pub clients: usize,
+}
+
+/// Makes every access token of every holder of `role` (its users and clients) issued before
+/// now be refused everywhere, as for a role that lost permissions: its holders' tokens carry
+/// them. The holders' rows are locked first and the instant taken after, so a token issuer
+/// that read a holder before the lock mints a token older than the cut-off, and one that
+/// waits for the lock reads the role's permissions afterwards (the issuers read them in a
+/// statement after their lock, never in the locking one, whose join would keep the version
+/// it saw before waiting). No token with a lost permission escapes either way.
+pub async fn revoke_holders_of_role(
+    tx: &mut sqlx::PgConnection,
+    config: &ApiConfig,
+    role: &str,
+) -> Result<RevokedHolders, AppError> {
+    let user_holders = users::lock_holders_of_role(&mut *tx, role).await?;
+    let client_holders = clients::lock_holders_of_role(&mut *tx, role).await?;
+    let now = Utc::now();
+    let user_cutoffs = cutoffs_after(
+        now,
+        user_holders.iter().map(|holder| holder.tokens_revoked_at),
+    )?;
+    let client_cutoffs = cutoffs_after(
+        now,
+        client_holders.iter().map(|holder| holder.tokens_revoked_at),
+    )?;
+    let user_ids: Vec<Uuid> = user_holders.iter().map(|user| user.id).collect();
+    let client_ids: Vec<String> = client_holders.into_iter().map(|client| client.id).collect();
+    if !user_ids.is_empty() {
+        users::revoke_tokens_of_each(&mut *tx, &user_ids, &user_cutoffs).await?;
+    }
+    if !client_ids.is_empty() {
+        clients::revoke_tokens_of_each(&mut *tx, &client_ids, &client_cutoffs).await?;
+    }
+    let revoked = RevokedHolders {
+        users: user_ids.len(),
+        clients: client_ids.len(),
+    };
+    let subjects: Vec<String> = user_ids
+        .iter()
+        .map(Uuid::to_string)
+        .chain(client_ids)
+        .collect();
+    if !subjects.is_empty() {
+        let revoked_ats: Vec<DateTime<Utc>> =
+            user_cutoffs.into_iter().chain(client_cutoffs).collect();
+        let keep_untils: Vec<DateTime<Utc>> = revoked_ats
+            .iter()
+            .map(|&revoked_at| keep_until(config, revoked_at))
+            .collect();
+        revoked_subjects::record_each(&mut *tx, &subjects, &revoked_ats, &keep_untils).await?;
+    }
+    Ok(revoked)
+}
+
+/// The new cut-offs of subjects revoked at `now` whose previous ones are `previous`.
+fn cutoffs_after(
+    now: DateTime<Utc>,
+    previous: impl Iterator<Item = Option<DateTime<Utc>>>,
+) -> Result<Vec<DateTime<Utc>>, AppError> {
+    previous
+        .map(|previous| revocation_instant(now, previous))
+        .collect()
+}
+
 /// The subject's new cut-off: `now`, but always later than the `previous` one.
 fn revocation_instant(
     now: DateTime<Utc>,

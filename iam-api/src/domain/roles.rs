@@ -6,6 +6,7 @@ use crate::domain::audit::{self, Actor, AuditEvent, EventType};
 use crate::domain::rbac::{
     ADMIN_ROLE, IAM_PERMISSIONS, Permission, RoleName, RolesRead, RolesWrite, within_ceiling,
 };
+use crate::domain::revocation::{self, RevokedHolders};
 use crate::error::{AppError, FieldError, violated_constraint};
 use crate::state::AppState;
 use crate::store::roles::{self, NAME_PRIMARY_KEY, RoleRecord};
@@ -162,6 +163,10 @@ pub async fn replace(
         ));
     }
     let mut tx = state.db.begin().await?;
+    // A role change locks the admin set, then the user, then the role; a permission loss
+    // locks the role, then its holders. Taking the admin set first here too keeps the two
+    // from each holding what the other waits for.
+    users::lock_admin_set(&mut *tx).await?;
     let current = roles::find_for_update(&mut *tx, name.as_str())
         .await?
         .ok_or(AppError::NotFound("role"))?;
@@ -180,9 +185,25 @@ pub async fn replace(
     )
     .await?
     .ok_or(AppError::NotFound("role"))?;
-    let event = AuditEvent::success(EventType::RoleUpdated, &role.name).with_detail(
-        json!({ "permissions_before": current.permissions, "permissions": role.permissions }),
-    );
+    // The holders' tokens carry the permissions they had; the api reads them from the
+    // database, but every other verifier trusts the token, so a loss must revoke them.
+    let lost_any = current
+        .permissions
+        .iter()
+        .any(|held| !role.permissions.contains(held));
+    let revoked = if lost_any {
+        revocation::revoke_holders_of_role(&mut tx, &state.config, name.as_str()).await?
+    } else {
+        RevokedHolders {
+            users: 0,
+            clients: 0,
+        }
+    };
+    let event = AuditEvent::success(EventType::RoleUpdated, &role.name).with_detail(json!({
+        "permissions_before": current.permissions,
+        "permissions": role.permissions,
+        "revoked_holders": { "users": revoked.users, "clients": revoked.clients },
+    }));
     let recorded = audit::record(&mut *tx, actor, event).await?;
     tx.commit().await?;
     recorded.log();

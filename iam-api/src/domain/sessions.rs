@@ -14,7 +14,7 @@ use crate::domain::throttle;
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::refresh_tokens::{self, NewRefreshToken};
-use crate::store::users::{PasswordState, UserCredentials, UserRecord};
+use crate::store::users::{PasswordState, UserRecord};
 use crate::store::{login_failures, users};
 
 /// An access token and the refresh token that renews it.
@@ -43,18 +43,6 @@ pub(super) struct Holder<'a> {
 
 impl<'a> From<&'a UserRecord> for Holder<'a> {
     fn from(user: &'a UserRecord) -> Self {
-        Holder {
-            id: user.id,
-            email: &user.email,
-            role: &user.role,
-            permissions: &user.permissions,
-            tokens_revoked_at: user.tokens_revoked_at,
-        }
-    }
-}
-
-impl<'a> From<&'a UserCredentials> for Holder<'a> {
-    fn from(user: &'a UserCredentials) -> Self {
         Holder {
             id: user.id,
             email: &user.email,
@@ -131,11 +119,17 @@ pub async fn login(
         let reason = "changed_during_login";
         return Err(login_failed(state, actor, &email, Some(user.id), reason).await);
     }
+    // The role's permissions are read again, in a statement after the lock: what was read
+    // before the check may predate a permission loss that has revoked this user's tokens
+    // meanwhile, and the locking read above may have waited for that change.
+    let Some(holder) = users::find_by_id(&mut *tx, user.id).await? else {
+        return Err(AppError::Internal("a locked user vanished".into()));
+    };
     login_failures::clear(&mut *tx, email.as_str()).await?;
     if let Some(rehashed) = &outcome.rehashed {
         users::update_password_hash(&mut *tx, user.id, rehashed).await?;
     }
-    let pair = start_family(state, &mut tx, &Holder::from(&user), now).await?;
+    let pair = start_family(state, &mut tx, &Holder::from(&holder), now).await?;
     let event =
         AuditEvent::success(EventType::Login, user.id).with_detail(json!({ "email": user.email }));
     let recorded = audit::record(&mut *tx, &actor.as_user(user.id), event).await?;
@@ -234,30 +228,30 @@ pub async fn refresh(
             return Err(AppError::InvalidRefreshToken);
         }
     }
-    let (Some(email), Some(role), Some(permissions), Some(false)) = (
-        &found.email,
-        &found.role,
-        &found.permissions,
-        found.disabled,
-    ) else {
+    let (Some(email), Some(role), Some(false)) = (&found.email, &found.role, found.disabled) else {
         // Disabling revokes the refresh tokens too; this also holds for any it missed.
         return Err(AppError::InvalidRefreshToken);
-    };
-    let holder = Holder {
-        id: record.user_id,
-        email,
-        role,
-        permissions,
-        tokens_revoked_at: found.tokens_revoked_at,
     };
     let lineage = Lineage {
         family_id: record.family_id,
         parent_id: Some(record.id),
     };
-    let minted = mint(state, &holder, Some(lineage), now)?;
-    refresh_tokens::rotate(&mut *tx, record.id, now, &minted.row()).await?;
+    let successor = draw_refresh_token(state, record.user_id, Some(lineage), now)?;
+    // The rotation reads the role's permissions: a statement after the lock, so after any
+    // permission loss that revoked this user's tokens while the lock was awaited.
+    let permissions = refresh_tokens::rotate(&mut *tx, record.id, now, &successor.row(), role)
+        .await?
+        .ok_or_else(|| AppError::Internal(format!("the role {role} of a locked user vanished")))?;
+    let holder = Holder {
+        id: record.user_id,
+        email,
+        role,
+        permissions: &permissions,
+        tokens_revoked_at: found.tokens_revoked_at,
+    };
+    let pair = successor.pair_for(state, &holder, now)?;
     tx.commit().await?;
-    Ok(minted.pair)
+    Ok(pair)
 }
 
 /// A new session for `holder` (a login, or a password change): a pair whose refresh token
@@ -268,9 +262,9 @@ pub(super) async fn start_family(
     holder: &Holder<'_>,
     now: DateTime<Utc>,
 ) -> Result<TokenPair, AppError> {
-    let minted = mint(state, holder, None, now)?;
-    refresh_tokens::insert(&mut *tx, &minted.row()).await?;
-    Ok(minted.pair)
+    let drawn = draw_refresh_token(state, holder.id, None, now)?;
+    refresh_tokens::insert(&mut *tx, &drawn.row()).await?;
+    drawn.pair_for(state, holder, now)
 }
 
 /// Signs an access token for `subject` at `now`, issued after the subject's cut-off
@@ -299,10 +293,10 @@ pub(super) fn sign_access_token(
         .map_err(|error| AppError::Internal(error.to_string()))
 }
 
-/// A new token pair and the refresh-token row that must be stored with it.
-struct Minted {
-    pair: TokenPair,
-    refresh_hash: [u8; 32],
+/// A refresh token drawn for a user, not yet stored, and the row that stores it.
+struct DrawnRefreshToken {
+    value: String,
+    hash: [u8; 32],
     id: Uuid,
     lineage: Lineage,
     user_id: Uuid,
@@ -310,11 +304,11 @@ struct Minted {
     expires_at: DateTime<Utc>,
 }
 
-impl Minted {
+impl DrawnRefreshToken {
     fn row(&self) -> NewRefreshToken<'_> {
         NewRefreshToken {
             id: self.id,
-            token_hash: &self.refresh_hash,
+            token_hash: &self.hash,
             family_id: self.lineage.family_id,
             parent_id: self.lineage.parent_id,
             user_id: self.user_id,
@@ -322,47 +316,55 @@ impl Minted {
             expires_at: self.expires_at,
         }
     }
+
+    /// The pair of this refresh token and an access token signed for `holder`.
+    fn pair_for(
+        self,
+        state: &AppState,
+        holder: &Holder<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<TokenPair, AppError> {
+        let config = &state.config;
+        let user_id = holder.id.to_string();
+        let subject = TokenSubject {
+            subject: &user_id,
+            client_id: &config.default_client_id,
+            email: Some(holder.email),
+            role: holder.role,
+            permissions: holder.permissions,
+            scope: None,
+        };
+        let access_token = sign_access_token(state, &subject, holder.tokens_revoked_at, now)?;
+        Ok(TokenPair {
+            access_token,
+            expires_in: config.access_token_ttl.as_secs(),
+            refresh_token: self.value,
+            refresh_expires_in: config.refresh_token_ttl.as_secs(),
+        })
+    }
 }
 
-/// Signs an access token for `holder` and draws its refresh token; no database work, so the
-/// caller decides how to store the refresh token inside its transaction.
-fn mint(
+/// Draws a refresh token for `user_id` at `now`, starting a family of its own unless a
+/// `lineage` is given; no database work, so the caller stores it inside its transaction.
+fn draw_refresh_token(
     state: &AppState,
-    holder: &Holder<'_>,
+    user_id: Uuid,
     lineage: Option<Lineage>,
     now: DateTime<Utc>,
-) -> Result<Minted, AppError> {
-    let config = &state.config;
-    let access_ttl = config.access_token_ttl.as_secs();
-    let refresh_ttl = config.refresh_token_ttl.as_secs();
-    let user_id = holder.id.to_string();
-    let subject = TokenSubject {
-        subject: &user_id,
-        client_id: &config.default_client_id,
-        email: Some(holder.email),
-        role: holder.role,
-        permissions: holder.permissions,
-        scope: None,
-    };
-    let access_token = sign_access_token(state, &subject, holder.tokens_revoked_at, now)?;
-
+) -> Result<DrawnRefreshToken, AppError> {
+    let refresh_ttl = state.config.refresh_token_ttl.as_secs();
     let refresh_token = refresh::generate()?;
     let id = Uuid::now_v7();
     let lineage = lineage.unwrap_or(Lineage {
         family_id: id,
         parent_id: None,
     });
-    Ok(Minted {
-        pair: TokenPair {
-            access_token,
-            expires_in: access_ttl,
-            refresh_token: refresh_token.value,
-            refresh_expires_in: refresh_ttl,
-        },
-        refresh_hash: refresh_token.hash,
+    Ok(DrawnRefreshToken {
+        value: refresh_token.value,
+        hash: refresh_token.hash,
         id,
         lineage,
-        user_id: holder.id,
+        user_id,
         issued_at: now,
         // TTLs are bounded to ten years by the configuration.
         expires_at: now + chrono::Duration::seconds(i64::try_from(refresh_ttl).unwrap_or(0)),

@@ -148,7 +148,8 @@ pub async fn get_role(
     Ok(Ok200(roles::get(&permission, state, &name).await?.into()))
 }
 
-/// Replaces a role's description and permissions (requires `iam:roles:write`).
+/// Replaces a role's description and permissions (requires `iam:roles:write`). A
+/// permission the role loses revokes the access tokens of every user and client holding it.
 #[endpoint(
     tags("roles"),
     security(("bearer" = [])),

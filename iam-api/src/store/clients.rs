@@ -32,7 +32,6 @@ pub struct SecretRecord {
 pub struct ClientCredentials {
     pub id: String,
     pub role: String,
-    pub permissions: Vec<String>,
     pub disabled: bool,
     pub tokens_revoked_at: Option<DateTime<Utc>>,
     pub secret_matches: bool,
@@ -164,6 +163,51 @@ pub async fn revoke_tokens<'e>(
     Ok(())
 }
 
+/// A holder of a role, as a revocation of the role's tokens needs it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RoleHolder {
+    pub id: String,
+    pub tokens_revoked_at: Option<DateTime<Utc>>,
+}
+
+/// SQL of [`lock_holders_of_role`]. In id order, so that two such locks cannot deadlock.
+const LOCK_HOLDERS_OF_ROLE_SQL: &str =
+    "SELECT id, tokens_revoked_at FROM clients WHERE role = $1 ORDER BY id FOR UPDATE";
+
+/// Every client with `role` and its last token revocation, each row locked until the
+/// transaction ends.
+#[tracing::instrument(name = "db clients::lock_holders_of_role", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "clients", db.operation.name = "lock_holders_of_role", db.query.text = LOCK_HOLDERS_OF_ROLE_SQL))]
+pub async fn lock_holders_of_role<'e>(
+    executor: impl PgExecutor<'e>,
+    role: &str,
+) -> Result<Vec<RoleHolder>, sqlx::Error> {
+    sqlx::query_as(LOCK_HOLDERS_OF_ROLE_SQL)
+        .bind(role)
+        .fetch_all(executor)
+        .await
+}
+
+/// SQL of [`revoke_tokens_of_each`].
+const REVOKE_TOKENS_OF_EACH_SQL: &str = "UPDATE clients c
+         SET tokens_revoked_at = revoked.at, updated_at = now()
+         FROM UNNEST($1::text[], $2::timestamptz[]) AS revoked (id, at)
+         WHERE c.id = revoked.id";
+
+/// [`revoke_tokens`] for many clients in one statement: `ids[i]` at `ats[i]`.
+#[tracing::instrument(name = "db clients::revoke_tokens_of_each", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "clients", db.operation.name = "revoke_tokens_of_each", db.query.text = REVOKE_TOKENS_OF_EACH_SQL))]
+pub async fn revoke_tokens_of_each<'e>(
+    executor: impl PgExecutor<'e>,
+    ids: &[String],
+    ats: &[DateTime<Utc>],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(REVOKE_TOKENS_OF_EACH_SQL)
+        .bind(ids)
+        .bind(ats)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
 /// SQL of [`delete`].
 const DELETE_SQL: &str = "DELETE FROM clients WHERE id = $1";
 
@@ -245,12 +289,12 @@ pub async fn count_secrets<'e>(
 }
 
 /// SQL of [`find_credentials`]. `$3` is the client's key in `login_failures`.
-const FIND_CREDENTIALS_SQL: &str = "SELECT c.id, c.role, r.permissions, c.disabled,
+const FIND_CREDENTIALS_SQL: &str = "SELECT c.id, c.role, c.disabled,
              c.tokens_revoked_at,
              EXISTS (SELECT 1 FROM client_secrets s
                      WHERE s.secret_hash = $2 AND s.client_id = c.id) AS secret_matches,
              f.failure_count, f.last_failure_at
-         FROM clients c JOIN roles r ON r.name = c.role
+         FROM clients c
          LEFT JOIN login_failures f ON f.email = $3
          WHERE c.id = $1
          FOR SHARE OF c";

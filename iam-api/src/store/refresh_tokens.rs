@@ -80,7 +80,6 @@ pub struct RefreshTokenWithHolder {
     /// Always present (the user is joined, not outer-joined); optional for the decoder.
     pub email: Option<String>,
     pub role: Option<String>,
-    pub permissions: Option<Vec<String>>,
     pub tokens_revoked_at: Option<DateTime<Utc>>,
     pub disabled: Option<bool>,
 }
@@ -106,20 +105,22 @@ impl RefreshTokenWithHolder {
 /// deadlocked (each holding the row the other waited for; PostgreSQL aborted one, a 500).
 /// The CTE is materialised so that it runs, and locks, on its own.
 const FIND_WITH_HOLDER_FOR_UPDATE_SQL: &str = "WITH holder AS MATERIALIZED (
-             SELECT u.id, u.email, u.role, r.permissions, u.tokens_revoked_at, u.disabled
-             FROM users u LEFT JOIN roles r ON r.name = u.role
+             SELECT u.id, u.email, u.role, u.tokens_revoked_at, u.disabled
+             FROM users u
              WHERE u.id = (SELECT user_id FROM refresh_tokens WHERE token_hash = $1)
              FOR SHARE OF u
          )
          SELECT t.id, t.family_id, t.user_id, t.expires_at, t.used_at, t.revoked_at,
-                h.email, h.role, h.permissions, h.tokens_revoked_at, h.disabled
+                h.email, h.role, h.tokens_revoked_at, h.disabled
          FROM refresh_tokens t
          JOIN holder h ON h.id = t.user_id
          WHERE t.token_hash = $1
          FOR UPDATE OF t";
 
-/// Like [`find_by_hash_for_update`], with the holder's email, role and permissions joined
-/// in, so a refresh needs one statement before it writes. The user's row is share-locked
+/// Like [`find_by_hash_for_update`], with the holder's email and role joined in, so a
+/// refresh needs one statement before it writes. Not the role's permissions: a locking read
+/// that waited for a changed row re-reads only the locked rows, and would return the
+/// permissions as they were before the change it waited for (see [`rotate`]). The user's row is share-locked
 /// until the refresh commits, so a change that revokes the user's sessions (it locks the
 /// row first) either waits and then sees the successor this refresh stores, or commits
 /// first and is seen here (a locking read re-reads a row that changed while it waited).
@@ -137,20 +138,25 @@ pub async fn find_with_holder_for_update<'e>(
         .await
 }
 
-/// SQL of [`rotate`].
-const ROTATE_SQL: &str = "WITH used AS (UPDATE refresh_tokens SET used_at = $2 WHERE id = $1)
-         INSERT INTO refresh_tokens (id, token_hash, family_id, parent_id, user_id, issued_at, expires_at)
-         VALUES ($3, $4, $5, $6, $7, $8, $9)";
+/// SQL of [`rotate`]. Both writes run whatever the final query reads.
+const ROTATE_SQL: &str = "WITH used AS (UPDATE refresh_tokens SET used_at = $2 WHERE id = $1),
+         successor AS (
+             INSERT INTO refresh_tokens (id, token_hash, family_id, parent_id, user_id, issued_at, expires_at)
+             VALUES ($3, $4, $5, $6, $7, $8, $9)
+         )
+         SELECT permissions FROM roles WHERE name = $10";
 
-/// Retires `used_id` and stores its successor, in one statement.
+/// Retires `used_id` and stores its successor, in one statement, and reads the permissions
+/// of `role` as that statement sees them (`None`: no such role).
 #[tracing::instrument(name = "db refresh_tokens::rotate", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "refresh_tokens", db.operation.name = "rotate", db.query.text = ROTATE_SQL))]
 pub async fn rotate<'e>(
     executor: impl PgExecutor<'e>,
     used_id: Uuid,
     now: DateTime<Utc>,
     successor: &NewRefreshToken<'_>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(ROTATE_SQL)
+    role: &str,
+) -> Result<Option<Vec<String>>, sqlx::Error> {
+    sqlx::query_scalar(ROTATE_SQL)
         .bind(used_id)
         .bind(now)
         .bind(successor.id)
@@ -160,9 +166,9 @@ pub async fn rotate<'e>(
         .bind(successor.user_id)
         .bind(successor.issued_at)
         .bind(successor.expires_at)
-        .execute(executor)
-        .await?;
-    Ok(())
+        .bind(role)
+        .fetch_optional(executor)
+        .await
 }
 
 /// SQL of [`revoke_family`].

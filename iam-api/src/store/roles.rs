@@ -58,6 +58,21 @@ pub async fn find<'e>(
         .await
 }
 
+/// SQL of [`permissions_of`].
+const PERMISSIONS_OF_SQL: &str = "SELECT permissions FROM roles WHERE name = $1";
+
+/// The permissions of the role with this name.
+#[tracing::instrument(name = "db roles::permissions_of", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "roles", db.operation.name = "permissions_of", db.query.text = PERMISSIONS_OF_SQL))]
+pub async fn permissions_of<'e>(
+    executor: impl PgExecutor<'e>,
+    name: &str,
+) -> Result<Option<Vec<String>>, sqlx::Error> {
+    sqlx::query_scalar(PERMISSIONS_OF_SQL)
+        .bind(name)
+        .fetch_optional(executor)
+        .await
+}
+
 /// SQL of [`find_for_share`].
 const FIND_FOR_SHARE_SQL: &str =
     "SELECT name, description, permissions, built_in FROM roles WHERE name = $1 FOR SHARE";

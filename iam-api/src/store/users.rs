@@ -18,15 +18,13 @@ pub struct UserRecord {
     pub disabled: bool,
 }
 
-/// What a login needs: the user and its password hash.
+/// What a login checks before anything else: the user's password hash. (The role and its
+/// permissions are read after the check, under the session's lock.)
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct UserCredentials {
     pub id: Uuid,
     pub email: String,
-    pub role: String,
     pub password_hash: String,
-    pub permissions: Vec<String>,
-    pub tokens_revoked_at: Option<DateTime<Utc>>,
     pub disabled: bool,
 }
 
@@ -126,9 +124,7 @@ pub async fn find_bearer<'e>(
 
 /// SQL of [`find_credentials_by_email`].
 const FIND_CREDENTIALS_BY_EMAIL_SQL: &str =
-    "SELECT u.id, u.email, u.role, u.password_hash, r.permissions, u.tokens_revoked_at, u.disabled
-         FROM users u JOIN roles r ON r.name = u.role
-         WHERE lower(u.email) = lower($1)";
+    "SELECT id, email, password_hash, disabled FROM users WHERE lower(email) = lower($1)";
 
 /// The credentials of the user with this (normalised) email.
 #[tracing::instrument(name = "db users::find_credentials_by_email", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "find_credentials_by_email", db.query.text = FIND_CREDENTIALS_BY_EMAIL_SQL))]
@@ -261,6 +257,51 @@ pub async fn tokens_revoked_at_for_update<'e>(
         .bind(id)
         .fetch_optional(executor)
         .await
+}
+
+/// A holder of a role, as a revocation of the role's tokens needs it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RoleHolder {
+    pub id: Uuid,
+    pub tokens_revoked_at: Option<DateTime<Utc>>,
+}
+
+/// SQL of [`lock_holders_of_role`]. In id order, so that two such locks cannot deadlock.
+const LOCK_HOLDERS_OF_ROLE_SQL: &str =
+    "SELECT id, tokens_revoked_at FROM users WHERE role = $1 ORDER BY id FOR UPDATE";
+
+/// Every user with `role` and its last token revocation, each row locked until the
+/// transaction ends.
+#[tracing::instrument(name = "db users::lock_holders_of_role", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "lock_holders_of_role", db.query.text = LOCK_HOLDERS_OF_ROLE_SQL))]
+pub async fn lock_holders_of_role<'e>(
+    executor: impl PgExecutor<'e>,
+    role: &str,
+) -> Result<Vec<RoleHolder>, sqlx::Error> {
+    sqlx::query_as(LOCK_HOLDERS_OF_ROLE_SQL)
+        .bind(role)
+        .fetch_all(executor)
+        .await
+}
+
+/// SQL of [`revoke_tokens_of_each`].
+const REVOKE_TOKENS_OF_EACH_SQL: &str = "UPDATE users u
+         SET tokens_revoked_at = revoked.at, updated_at = now()
+         FROM UNNEST($1::uuid[], $2::timestamptz[]) AS revoked (id, at)
+         WHERE u.id = revoked.id";
+
+/// [`revoke_tokens`] for many users in one statement: `ids[i]` at `ats[i]`.
+#[tracing::instrument(name = "db users::revoke_tokens_of_each", skip_all, fields(otel.kind = "client", db.system.name = "postgresql", db.collection.name = "users", db.operation.name = "revoke_tokens_of_each", db.query.text = REVOKE_TOKENS_OF_EACH_SQL))]
+pub async fn revoke_tokens_of_each<'e>(
+    executor: impl PgExecutor<'e>,
+    ids: &[Uuid],
+    ats: &[DateTime<Utc>],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(REVOKE_TOKENS_OF_EACH_SQL)
+        .bind(ids)
+        .bind(ats)
+        .execute(executor)
+        .await?;
+    Ok(())
 }
 
 /// SQL of [`revoke_tokens`].
