@@ -238,6 +238,44 @@ pub async fn lock_waiters(pool: &PgPool) -> i64 {
     .expect("pg_stat_activity")
 }
 
+/// The revocation feed's version row, held locked by a test: a revoking change, whose
+/// trigger must update that row, then stops between taking its cut-off and committing.
+pub struct FeedVersionHold(sqlx::Transaction<'static, sqlx::Postgres>);
+
+impl FeedVersionHold {
+    /// Locks the row until [`Self::release`].
+    pub async fn take(pool: &PgPool) -> Self {
+        let mut hold = pool.begin().await.expect("begin");
+        sqlx::query("SELECT version FROM revocation_feed_version FOR UPDATE")
+            .execute(&mut *hold)
+            .await
+            .expect("lock the feed version");
+        FeedVersionHold(hold)
+    }
+
+    /// Waits until `what` (the one change started) waits for the row, then until the clock
+    /// has passed a whole second, so that anything started now falls in a later second than
+    /// the change's cut-off was taken in.
+    pub async fn wait_for_the_change(&self, pool: &PgPool, what: &str) {
+        crate::eventually(Duration::from_secs(10), what, || async {
+            lock_waiters(pool).await == 1
+        })
+        .await;
+        let blocked_second = chrono::Utc::now().timestamp();
+        crate::eventually(
+            Duration::from_secs(3),
+            "the clock passes a whole second",
+            || async { chrono::Utc::now().timestamp() > blocked_second },
+        )
+        .await;
+    }
+
+    /// Lets the change commit.
+    pub async fn release(self) {
+        self.0.commit().await.expect("release");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

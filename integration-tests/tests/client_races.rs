@@ -7,7 +7,7 @@ use std::time::Duration;
 use integration_tests::TestDatabase;
 use integration_tests::api::{ServiceProcess, access_token, claims_of};
 use integration_tests::clients::{client_token, new_client, patch_client};
-use integration_tests::database::lock_waiters;
+use integration_tests::database::{FeedVersionHold, lock_waiters};
 use integration_tests::eventually;
 
 #[tokio::test]
@@ -92,11 +92,7 @@ async fn a_token_requested_while_a_deletion_commits_waits_for_it_and_is_refused(
     let (id, secret) = new_client(&api, &admin, "doomed", "user").await;
     client_token(&api, &id, &secret).await;
 
-    let mut blocker = pool.begin().await.expect("begin");
-    sqlx::query("SELECT version FROM revocation_feed_version FOR UPDATE")
-        .execute(&mut *blocker)
-        .await
-        .expect("lock the feed version");
+    let hold = FeedVersionHold::take(&pool).await;
     let deletion = {
         let request = api
             .client
@@ -104,19 +100,8 @@ async fn a_token_requested_while_a_deletion_commits_waits_for_it_and_is_refused(
             .bearer_auth(&admin);
         tokio::spawn(async move { request.send().await.expect("delete").status().as_u16() })
     };
-    eventually(
-        Duration::from_secs(10),
-        "the deletion waits for the feed version",
-        || async { lock_waiters(&pool).await == 1 },
-    )
-    .await;
-    let blocked_second = chrono::Utc::now().timestamp();
-    eventually(
-        Duration::from_secs(3),
-        "the clock passes a whole second",
-        || async { chrono::Utc::now().timestamp() > blocked_second },
-    )
-    .await;
+    hold.wait_for_the_change(&pool, "the deletion waits for the feed version")
+        .await;
     let grant = {
         let request = api
             .client
@@ -135,7 +120,7 @@ async fn a_token_requested_while_a_deletion_commits_waits_for_it_and_is_refused(
         || async { grant.is_finished() || lock_waiters(&pool).await == 2 },
     )
     .await;
-    blocker.commit().await.expect("release");
+    hold.release().await;
     assert_eq!(deletion.await.expect("deletion"), 204);
     let (status, body) = grant.await.expect("grant");
     assert_eq!(status, 401, "a token for a client being deleted: {body}");

@@ -9,7 +9,7 @@ use futures::future::join_all;
 use integration_tests::TestDatabase;
 use integration_tests::api::{ServiceProcess, access_token, claims_of, string};
 use integration_tests::clients::{client_token, create_role, new_client};
-use integration_tests::database::lock_waiters;
+use integration_tests::database::{FeedVersionHold, lock_waiters};
 use integration_tests::eventually;
 use integration_tests::sidecar::{CLERK_EMAIL, PROPAGATION_LIMIT, polling_stack};
 use serde_json::{Value, json};
@@ -182,11 +182,7 @@ async fn tokens_requested_while_a_permission_loss_commits_wait_for_it_and_carry_
     let (user_id, pair) = user_with_role(&api, &admin, "clerk@example.com", "clerk").await;
     let (client_id, secret) = new_client(&api, &admin, "till", "clerk").await;
 
-    let mut blocker = pool.begin().await.expect("begin");
-    sqlx::query("SELECT version FROM revocation_feed_version FOR UPDATE")
-        .execute(&mut *blocker)
-        .await
-        .expect("lock the feed version");
+    let hold = FeedVersionHold::take(&pool).await;
     let change = {
         let (api_client, url, admin) = (
             api.client.clone(),
@@ -204,19 +200,8 @@ async fn tokens_requested_while_a_permission_loss_commits_wait_for_it_and_carry_
             response.status().as_u16()
         })
     };
-    eventually(
-        Duration::from_secs(10),
-        "the change waits for the feed version",
-        || async { lock_waiters(&pool).await == 1 },
-    )
-    .await;
-    let blocked_second = chrono::Utc::now().timestamp();
-    eventually(
-        Duration::from_secs(3),
-        "the clock passes a whole second",
-        || async { chrono::Utc::now().timestamp() > blocked_second },
-    )
-    .await;
+    hold.wait_for_the_change(&pool, "the change waits for the feed version")
+        .await;
     let token_requests: Vec<reqwest::RequestBuilder> = vec![
         api.client.post(api.url("/api/v1/tokens")).json(&json!({
             "grant_type": "refresh_token",
@@ -251,7 +236,7 @@ async fn tokens_requested_while_a_permission_loss_commits_wait_for_it_and_carry_
         },
     )
     .await;
-    blocker.commit().await.expect("release");
+    hold.release().await;
     assert_eq!(change.await.expect("change"), 200);
     let user_cutoff = cutoff_of(&pool, &user_id)
         .await
