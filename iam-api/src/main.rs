@@ -12,6 +12,7 @@ mod startup;
 mod state;
 mod store;
 
+use iam_core::database::connections::Database;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -212,7 +213,7 @@ async fn run(cli: Cli, config: ApiConfig) -> Result<(), ProcessError> {
 }
 
 async fn run_users_command(
-    db: &sqlx::PgPool,
+    db: &Database,
     config: &ApiConfig,
     action: UsersCommand,
 ) -> Result<(), ProcessError> {

@@ -1,6 +1,7 @@
 //! iam-api's Prometheus metrics: HTTP requests, token grants by outcome, the password-hash
 //! queue, and the database pool.
 
+use iam_core::database::connections::Database;
 use std::sync::Arc;
 
 use iam_core::metrics::{HttpMetrics, Registry, latency_histogram, render};
@@ -9,7 +10,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use sqlx::PgPool;
 
 /// Labels of the token-endpoint series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -104,7 +104,7 @@ impl ApiMetrics {
     }
 
     /// The text exposition, with the pool gauges read now.
-    pub fn render(&self, db: &PgPool) -> String {
+    pub fn render(&self, db: &Database) -> String {
         self.db_connections.set(i64::from(db.size()));
         self.db_idle_connections
             .set(i64::try_from(db.num_idle()).unwrap_or(i64::MAX));

@@ -24,14 +24,13 @@ use crate::domain::users::{self, AdminOutcome, ExistingAccount};
 use crate::http::rate_limit::ClientRateLimit;
 use crate::metrics::ApiMetrics;
 use crate::state::AppState;
+use iam_core::database::connections::{Database, IDLE_BEFORE_PING};
 
 /// The SQL migrations, embedded at build time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
 /// How long a request may wait for a database connection before answering 503.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
-/// A pooled connection idle at least this long is pinged before it is handed out.
-const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
 /// How long start-up keeps trying to reach the database.
 const STARTUP_CONNECT_ATTEMPTS: u32 = 10;
 /// How often long-expired refresh tokens and idle login failure records are deleted.
@@ -47,7 +46,7 @@ impl From<crate::error::AppError> for ProcessError {
 
 /// Connects to the database, creating it first in `local` when it does not exist, and
 /// applies migrations (`migrate`) or checks that the schema is current.
-pub async fn open_database(config: &ApiConfig, migrate: bool) -> Result<PgPool, ProcessError> {
+pub async fn open_database(config: &ApiConfig, migrate: bool) -> Result<Database, ProcessError> {
     let options =
         iam_core::database::connect_options(&config.database).map_err(ProcessError::config)?;
     wait_for_database(&options, config.common.profile).await?;
@@ -55,9 +54,9 @@ pub async fn open_database(config: &ApiConfig, migrate: bool) -> Result<PgPool, 
         .max_connections(config.database.pool_size)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         // sqlx pings every connection on acquire and again on release: three round trips
-        // per query. The release ping already proves a connection healthy when it goes back,
-        // so only a connection that sat idle (where PostgreSQL or the network may have dropped
-        // it) is pinged before use.
+        // per query. `Database` skips the release ping (see store/connections.rs), so only a
+        // connection that sat idle (where PostgreSQL or the network may have dropped it) is
+        // pinged before use, here for those sqlx holds and there for the others.
         .test_before_acquire(false)
         .before_acquire(|connection, metadata| {
             Box::pin(async move {
@@ -81,7 +80,7 @@ pub async fn open_database(config: &ApiConfig, migrate: bool) -> Result<PgPool, 
     } else {
         check_schema(&pool).await?;
     }
-    Ok(pool)
+    Ok(Database::new(pool))
 }
 
 async fn wait_for_database(
@@ -184,7 +183,7 @@ async fn check_schema(pool: &PgPool) -> Result<(), ProcessError> {
 
 /// Builds the shared state: hashing pool, signing keys (creating the first one), bootstrap
 /// admin, and the key reloader.
-pub async fn build_state(config: ApiConfig, db: PgPool) -> Result<AppState, ProcessError> {
+pub async fn build_state(config: ApiConfig, db: Database) -> Result<AppState, ProcessError> {
     if config.key_encryption_key.is_development_key {
         tracing::warn!(
             "IAM_KEY_ENCRYPTION_KEY is not set: private keys are encrypted with the public \
@@ -237,7 +236,7 @@ pub async fn build_state(config: ApiConfig, db: PgPool) -> Result<AppState, Proc
 /// existing non-admin account (whoever registered the address first would become admin);
 /// that is logged as an error and the service starts without it.
 async fn bootstrap_admin(
-    db: &PgPool,
+    db: &Database,
     config: &ApiConfig,
     hasher: &PasswordHasherPool,
     admin: &BootstrapAdmin,

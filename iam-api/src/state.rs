@@ -1,8 +1,7 @@
 //! The shared state every request handler and command works with.
 
+use iam_core::database::connections::Database;
 use std::sync::Arc;
-
-use sqlx::PgPool;
 
 use crate::config::ApiConfig;
 use crate::domain::keys::KeyRing;
@@ -14,7 +13,7 @@ use crate::metrics::ApiMetrics;
 /// clone.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    pub db: PgPool,
+    pub db: Database,
     pub config: Arc<ApiConfig>,
     pub hasher: PasswordHasherPool,
     pub keys: KeyRing,

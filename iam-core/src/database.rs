@@ -8,6 +8,8 @@
 //! roots are `sslrootcert` when given, else the system's. `sslcert`/`sslkey` present a
 //! client certificate.
 
+pub mod connections;
+
 use std::str::FromStr as _;
 
 use sqlx::postgres::{PgConnectOptions, PgSslMode};

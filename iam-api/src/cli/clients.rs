@@ -1,6 +1,7 @@
 //! `clients create|list|delete`: service accounts, for the operator, who acts with every
 //! permission (no delegation ceiling) but under the same rules as the API otherwise.
 
+use iam_core::database::connections::Database;
 use iam_core::process::ProcessError;
 
 use crate::config::ApiConfig;
@@ -9,7 +10,7 @@ use crate::domain::clients::{self, Client};
 use crate::domain::rbac::{ClientsRead, ClientsWrite, operator};
 
 /// `clients create --name N --role R`: prints the client's id and its secret, once.
-pub async fn create(db: &sqlx::PgPool, name: &str, role: &str) -> Result<(), ProcessError> {
+pub async fn create(db: &Database, name: &str, role: &str) -> Result<(), ProcessError> {
     match clients::create(
         &operator::<ClientsWrite>(),
         db,
@@ -33,7 +34,7 @@ pub async fn create(db: &sqlx::PgPool, name: &str, role: &str) -> Result<(), Pro
 }
 
 /// `clients list`: one line per client.
-pub async fn list(db: &sqlx::PgPool) -> Result<(), ProcessError> {
+pub async fn list(db: &Database) -> Result<(), ProcessError> {
     let clients = clients::list(&operator::<ClientsRead>(), db).await?;
     println!(
         "{:<28} {:<32} {:<16} {:<8} {:<7} {:<26}",
@@ -62,7 +63,7 @@ fn print_client(client: &Client) {
 
 /// `clients delete --client-id C`: its tokens are refused everywhere.
 pub async fn delete(
-    db: &sqlx::PgPool,
+    db: &Database,
     config: &ApiConfig,
     client_id: &str,
 ) -> Result<(), ProcessError> {

@@ -5,6 +5,7 @@
 pub mod clients;
 pub mod users;
 
+use iam_core::database::connections::Database;
 use std::io::Read as _;
 use std::path::Path;
 
@@ -23,8 +24,10 @@ use crate::metrics::HashPoolObserver;
 use crate::store::signing_keys::{self, SigningKeyRecord};
 
 /// `keys list`: one line per key with its state and timestamps.
-pub async fn list_keys(db: &sqlx::PgPool) -> Result<(), ProcessError> {
-    let keys = signing_keys::list_all(db).await.map_err(AppError::from)?;
+pub async fn list_keys(db: &Database) -> Result<(), ProcessError> {
+    let keys = async { signing_keys::list_all(&mut *db.acquire().await?).await }
+        .await
+        .map_err(AppError::from)?;
     let now = Utc::now();
     println!(
         "{:<44} {:<12} {:<26} {:<26} {:<26}",
@@ -51,7 +54,7 @@ fn print_key(key: &SigningKeyRecord, state: SigningKeyState) {
 
 /// `keys rotate` and `keys import`: a new key, published now, signing after the grace.
 pub async fn rotate_key(
-    db: &sqlx::PgPool,
+    db: &Database,
     config: &ApiConfig,
     pem_file: Option<&Path>,
 ) -> Result<(), ProcessError> {
@@ -103,7 +106,7 @@ fn refusal(error: AppError) -> ProcessError {
 /// `admin create --email E --password-stdin [--promote]`: creates an admin; an existing
 /// non-admin account is refused (exit 2) unless `--promote` is given.
 pub async fn create_admin(
-    db: &sqlx::PgPool,
+    db: &Database,
     config: &ApiConfig,
     email: &str,
     password_stdin: bool,

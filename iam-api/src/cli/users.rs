@@ -3,6 +3,7 @@
 //! same rules otherwise: the last enabled admin stays, and every change that ends sessions
 //! revokes them everywhere.
 
+use iam_core::database::connections::Database;
 use iam_core::process::ProcessError;
 
 use super::{parse_email, start_hasher};
@@ -28,7 +29,7 @@ pub enum AccountChange {
 
 /// `users list [--email E]`: every user (or the one with that email), one line each,
 /// printed page by page.
-pub async fn list(db: &sqlx::PgPool, email: Option<&str>) -> Result<(), ProcessError> {
+pub async fn list(db: &Database, email: Option<&str>) -> Result<(), ProcessError> {
     let reader = operator::<UsersRead>();
     println!(
         "{:<36} {:<40} {:<16} {:<8} {:<26}",
@@ -65,7 +66,7 @@ fn print_user(user: &UserRecord) {
 
 /// `users disable|enable|delete|set-role|set-password --email E`.
 pub async fn change(
-    db: &sqlx::PgPool,
+    db: &Database,
     config: &ApiConfig,
     email: &str,
     change: AccountChange,

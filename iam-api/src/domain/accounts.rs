@@ -6,6 +6,7 @@
 //! permission they do not.
 
 use chrono::Utc;
+use iam_core::database::connections::Database;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -22,7 +23,7 @@ use crate::store::{login_failures, refresh_tokens};
 /// What account changes work with: the api's state, or what the command line opened.
 #[derive(Debug, Clone, Copy)]
 pub struct Accounts<'a> {
-    pub db: &'a sqlx::PgPool,
+    pub db: &'a Database,
     pub config: &'a ApiConfig,
     pub hasher: &'a PasswordHasherPool,
 }

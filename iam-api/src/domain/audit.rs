@@ -3,6 +3,7 @@
 //! An event names who acted, on whom, from where and how it ended; its detail never holds
 //! a password, secret or token (only ids, emails, role names and permissions).
 
+use iam_core::database::connections::Database;
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
@@ -249,7 +250,7 @@ pub struct AuditPage {
 /// Lists events newest first, `limit` at a time, older than the event `after`.
 pub async fn list(
     _: &crate::domain::rbac::AuditRead,
-    db: &sqlx::PgPool,
+    db: &Database,
     after: Option<Uuid>,
     filter: &AuditFilter<'_>,
     limit: Option<i64>,
@@ -260,21 +261,27 @@ pub async fn list(
     {
         return Err(AppError::invalid_field("type", "not an event type"));
     }
-    let rows = audit_events::list_before(db, after, filter, paging::rows_to_read(limit)).await?;
+    let rows = audit_events::list_before(
+        &mut *db.acquire().await?,
+        after,
+        filter,
+        paging::rows_to_read(limit),
+    )
+    .await?;
     let (items, next) = paging::page_of(rows, limit, |event| event.id);
     Ok(AuditPage { items, next })
 }
 
 /// Deletes events recorded before `now` minus the retention; returns how many.
 pub async fn purge(
-    db: &sqlx::PgPool,
+    db: &Database,
     now: DateTime<Utc>,
     retention: chrono::Duration,
 ) -> Result<u64, AppError> {
     let Some(cutoff) = now.checked_sub_signed(retention) else {
         return Ok(0);
     };
-    Ok(audit_events::delete_before(db, cutoff).await?)
+    Ok(audit_events::delete_before(&mut *db.acquire().await?, cutoff).await?)
 }
 
 #[cfg(test)]

@@ -69,7 +69,13 @@ pub async fn issue(
     // lock: the locking read re-reads only the client's row when it waited for a change,
     // so permissions joined into it could predate the loss that revoked the client. No
     // transaction needs to span the signing.
-    let found = clients::find_credentials(&state.db, client_id, &secret_hash, &key).await?;
+    let found = clients::find_credentials(
+        &mut *state.db.acquire().await?,
+        client_id,
+        &secret_hash,
+        &key,
+    )
+    .await?;
     let Some(client) = found else {
         return Err(refuse(state, actor, &key, client_id, None, "unknown_client", now).await);
     };
@@ -93,7 +99,7 @@ pub async fn issue(
     if let Some(reason) = reason {
         return Err(refuse(state, actor, &key, client_id, Some(client_id), reason, now).await);
     }
-    let permissions = roles::permissions_of(&state.db, &client.role)
+    let permissions = roles::permissions_of(&mut *state.db.acquire().await?, &client.role)
         .await?
         .ok_or_else(|| AppError::Internal(format!("the role of client {client_id} vanished")))?;
     let granted = scope::narrow(&permissions, requested_scope).map_err(|invalid| {
@@ -103,7 +109,7 @@ pub async fn issue(
         ))
     })?;
     if failures.is_some() {
-        login_failures::clear(&state.db, &key).await?;
+        login_failures::clear(&mut *state.db.acquire().await?, &key).await?;
     }
     let subject = TokenSubject {
         subject: &client.id,

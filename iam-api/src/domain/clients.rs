@@ -4,6 +4,7 @@
 //! secret, disables or deletes a client holding a permission they do not), and disabling or
 //! deleting revokes its access tokens as for a user, in the transaction of the change.
 
+use iam_core::database::connections::Database;
 use std::collections::HashMap;
 
 use chrono::Utc;
@@ -82,7 +83,7 @@ fn new_client_id() -> Result<String, AppError> {
 /// nothing beyond the caller's ceiling (403); the name must be free (409).
 pub async fn create(
     permission: &ClientsWrite,
-    db: &sqlx::PgPool,
+    db: &Database,
     actor: &Actor,
     name: &str,
     role: &str,
@@ -127,11 +128,11 @@ async fn insert_secret(
 }
 
 /// Every client, by name, with its secrets' ids.
-pub async fn list(_: &ClientsRead, db: &sqlx::PgPool) -> Result<Vec<Client>, AppError> {
-    let records = clients::list(db).await?;
+pub async fn list(_: &ClientsRead, db: &Database) -> Result<Vec<Client>, AppError> {
+    let records = clients::list(&mut *db.acquire().await?).await?;
     let ids: Vec<String> = records.iter().map(|client| client.id.clone()).collect();
     let mut secrets_by_client: HashMap<String, Vec<SecretRecord>> = HashMap::new();
-    for secret in clients::secrets_of(db, &ids).await? {
+    for secret in clients::secrets_of(&mut *db.acquire().await?, &ids).await? {
         secrets_by_client
             .entry(secret.client_id.clone())
             .or_default()
@@ -147,14 +148,15 @@ pub async fn list(_: &ClientsRead, db: &sqlx::PgPool) -> Result<Vec<Client>, App
 }
 
 /// The client with this id, with its secrets' ids.
-pub async fn get(_: &ClientsRead, db: &sqlx::PgPool, id: &str) -> Result<Client, AppError> {
+pub async fn get(_: &ClientsRead, db: &Database, id: &str) -> Result<Client, AppError> {
     if !is_client_id(id) {
         return Err(AppError::NotFound("client"));
     }
-    let record = clients::find(db, id)
+    let record = clients::find(&mut *db.acquire().await?, id)
         .await?
         .ok_or(AppError::NotFound("client"))?;
-    let secrets = clients::secrets_of(db, std::slice::from_ref(&record.id)).await?;
+    let secrets =
+        clients::secrets_of(&mut *db.acquire().await?, std::slice::from_ref(&record.id)).await?;
     Ok(Client { record, secrets })
 }
 
@@ -180,7 +182,7 @@ async fn lock_target(
 /// refused). Setting the state it already has changes nothing.
 pub async fn set_disabled(
     permission: &ClientsWrite,
-    db: &sqlx::PgPool,
+    db: &Database,
     config: &ApiConfig,
     actor: &Actor,
     id: &str,
@@ -204,7 +206,8 @@ pub async fn set_disabled(
     } else {
         tx.rollback().await?;
     }
-    let secrets = clients::secrets_of(db, std::slice::from_ref(&target.id)).await?;
+    let secrets =
+        clients::secrets_of(&mut *db.acquire().await?, std::slice::from_ref(&target.id)).await?;
     Ok(Client {
         record: target,
         secrets,
@@ -215,7 +218,7 @@ pub async fn set_disabled(
 /// outlives the client in the feed for as long as any of its tokens could be valid.
 pub async fn delete(
     permission: &ClientsWrite,
-    db: &sqlx::PgPool,
+    db: &Database,
     config: &ApiConfig,
     actor: &Actor,
     id: &str,
@@ -238,7 +241,7 @@ pub async fn delete(
 /// gets a secret acts as the client, so this is within the ceiling like creating one.
 pub async fn add_secret(
     permission: &ClientsWrite,
-    db: &sqlx::PgPool,
+    db: &Database,
     actor: &Actor,
     id: &str,
 ) -> Result<IssuedSecret, AppError> {
@@ -258,7 +261,7 @@ pub async fn add_secret(
 /// disable the client instead.
 pub async fn delete_secret(
     permission: &ClientsWrite,
-    db: &sqlx::PgPool,
+    db: &Database,
     actor: &Actor,
     id: &str,
     secret_id: Uuid,

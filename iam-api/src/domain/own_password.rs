@@ -31,7 +31,8 @@ pub async fn change_own_password(
     let email = Email::parse(&account.email)
         .map_err(|why| AppError::Internal(format!("stored email unusable: {why}")))?;
     charge_attempt(state, &email, Utc::now()).await?;
-    let Some(stored) = users::password_state(&state.db, user_id).await? else {
+    let Some(stored) = users::password_state(&mut *state.db.acquire().await?, user_id).await?
+    else {
         return Err(AppError::Unauthenticated(BearerFailure::UnknownUser));
     };
     // A current password out of the accepted range cannot be the account's.
@@ -52,7 +53,9 @@ pub async fn change_own_password(
             outcome: Outcome::Failure,
             detail: json!({ "reason": "wrong_current_password" }),
         };
-        audit::record(&state.db, actor, event).await?.log();
+        audit::record(&mut *state.db.acquire().await?, actor, event)
+            .await?
+            .log();
         return Err(AppError::WrongCurrentPassword);
     }
     let new_hash = state.hasher.hash(new_password).await?;

@@ -2,6 +2,7 @@
 //! bound.
 
 use chrono::Utc;
+use iam_core::database::connections::Database;
 
 use crate::domain::{audit, throttle};
 use crate::store::{login_failures, refresh_tokens, revoked_access_tokens, revoked_subjects};
@@ -14,7 +15,7 @@ const EXPIRED_TOKEN_RETENTION: chrono::Duration = chrono::Duration::days(1);
 /// count, and audit events older than `audit_retention`, so no table grows without bound
 /// (made-up emails leave a failure record each).
 pub fn spawn_pruner(
-    db: sqlx::PgPool,
+    db: Database,
     interval: std::time::Duration,
     audit_retention: std::time::Duration,
 ) {
@@ -26,17 +27,33 @@ pub fn spawn_pruner(
         loop {
             ticker.tick().await;
             let now = Utc::now();
-            match refresh_tokens::delete_expired_before(&db, now - EXPIRED_TOKEN_RETENTION).await {
+            match async {
+                refresh_tokens::delete_expired_before(
+                    &mut *db.acquire().await?,
+                    now - EXPIRED_TOKEN_RETENTION,
+                )
+                .await
+            }
+            .await
+            {
                 Ok(0) => {}
                 Ok(deleted) => tracing::info!(deleted, "pruned expired refresh tokens"),
                 Err(error) => tracing::warn!(%error, "could not prune expired refresh tokens"),
             }
-            match revoked_subjects::delete_kept_until(&db, now).await {
+            match async {
+                revoked_subjects::delete_kept_until(&mut *db.acquire().await?, now).await
+            }
+            .await
+            {
                 Ok(0) => {}
                 Ok(deleted) => tracing::info!(deleted, "pruned lapsed subject revocations"),
                 Err(error) => tracing::warn!(%error, "could not prune subject revocations"),
             }
-            match revoked_access_tokens::delete_kept_until(&db, now).await {
+            match async {
+                revoked_access_tokens::delete_kept_until(&mut *db.acquire().await?, now).await
+            }
+            .await
+            {
                 Ok(0) => {}
                 Ok(deleted) => tracing::info!(deleted, "pruned lapsed token revocations"),
                 Err(error) => tracing::warn!(%error, "could not prune token revocations"),
@@ -46,7 +63,15 @@ pub fn spawn_pruner(
                 Ok(deleted) => tracing::info!(deleted, "purged audit events past their retention"),
                 Err(error) => tracing::warn!(%error, "could not purge audit events"),
             }
-            match login_failures::delete_idle_since(&db, throttle::forgotten_before(now)).await {
+            match async {
+                login_failures::delete_idle_since(
+                    &mut *db.acquire().await?,
+                    throttle::forgotten_before(now),
+                )
+                .await
+            }
+            .await
+            {
                 Ok(0) => {}
                 Ok(deleted) => tracing::info!(deleted, "pruned idle login failure records"),
                 Err(error) => tracing::warn!(%error, "could not prune login failure records"),

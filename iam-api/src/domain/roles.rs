@@ -125,13 +125,13 @@ pub async fn create(
 
 /// Every role.
 pub async fn list(_: &RolesRead, state: &AppState) -> Result<Vec<RoleRecord>, AppError> {
-    Ok(roles::list(&state.db).await?)
+    Ok(roles::list(&mut *state.db.acquire().await?).await?)
 }
 
 /// One role by name.
 pub async fn get(_: &RolesRead, state: &AppState, name: &str) -> Result<RoleRecord, AppError> {
     let name = parse_path_name(name)?;
-    roles::find(&state.db, name.as_str())
+    roles::find(&mut *state.db.acquire().await?, name.as_str())
         .await?
         .ok_or(AppError::NotFound("role"))
 }
@@ -219,7 +219,7 @@ pub async fn delete(
 ) -> Result<(), AppError> {
     let name = parse_path_name(name)?;
     let name = name.as_str();
-    let role = roles::find(&state.db, name)
+    let role = roles::find(&mut *state.db.acquire().await?, name)
         .await?
         .ok_or(AppError::NotFound("role"))?;
     if role.built_in {

@@ -74,7 +74,8 @@ pub async fn login(
     };
     let now = Utc::now();
     charge_attempt(state, &email, now).await?;
-    let user = users::find_credentials_by_email(&state.db, email.as_str()).await?;
+    let user =
+        users::find_credentials_by_email(&mut *state.db.acquire().await?, email.as_str()).await?;
     let outcome = state
         .hasher
         .verify(
@@ -153,7 +154,8 @@ async fn login_failed(
         outcome: Outcome::Failure,
         detail: json!({ "email": email.as_str(), "reason": reason }),
     };
-    match audit::record(&state.db, actor, event).await {
+    let recorded = async { audit::record(&mut *state.db.acquire().await?, actor, event).await };
+    match recorded.await {
         Ok(recorded) => {
             recorded.log();
             AppError::InvalidCredentials

@@ -1,6 +1,7 @@
 //! Users: registration, look-up, listing and role assignment (disabling, deletion and
 //! passwords set by an admin are in `accounts`).
 
+use iam_core::database::connections::Database;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -167,12 +168,12 @@ pub async fn find_bearer(
     id: Uuid,
     jti: &str,
 ) -> Result<Option<users::BearerRecord>, AppError> {
-    Ok(users::find_bearer(&state.db, id, jti).await?)
+    Ok(users::find_bearer(&mut *state.db.acquire().await?, id, jti).await?)
 }
 
 /// The user with this id, for callers allowed to read users.
 pub async fn get(_: &UsersRead, state: &AppState, id: Uuid) -> Result<UserRecord, AppError> {
-    users::find_by_id(&state.db, id)
+    users::find_by_id(&mut *state.db.acquire().await?, id)
         .await?
         .ok_or(AppError::NotFound("user"))
 }
@@ -181,11 +182,11 @@ pub async fn get(_: &UsersRead, state: &AppState, id: Uuid) -> Result<UserRecord
 /// users; `None` when nobody has it.
 pub async fn find_by_email(
     _: &UsersRead,
-    db: &sqlx::PgPool,
+    db: &Database,
     email: &str,
 ) -> Result<Option<UserRecord>, AppError> {
     let email = Email::parse(email).map_err(|why| AppError::invalid_field("email", why))?;
-    Ok(users::find_by_email(db, email.as_str()).await?)
+    Ok(users::find_by_email(&mut *db.acquire().await?, email.as_str()).await?)
 }
 
 /// 409 when `target` is the last enabled admin, whom the change would remove (`what`: how).
@@ -218,12 +219,17 @@ pub struct UserPage {
 /// Lists users in creation order, `limit` at a time, after the user id `after`.
 pub async fn list(
     _: &UsersRead,
-    db: &sqlx::PgPool,
+    db: &Database,
     after: Option<Uuid>,
     limit: Option<i64>,
 ) -> Result<UserPage, AppError> {
     let limit = paging::page_size(limit)?;
-    let rows = users::list_after(db, after, paging::rows_to_read(limit)).await?;
+    let rows = users::list_after(
+        &mut *db.acquire().await?,
+        after,
+        paging::rows_to_read(limit),
+    )
+    .await?;
     let (items, next) = paging::page_of(rows, limit, |user| user.id);
     Ok(UserPage { items, next })
 }

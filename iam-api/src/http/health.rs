@@ -38,7 +38,10 @@ pub struct HealthResponse {
 )]
 pub async fn healthcheck(depot: &mut Depot, res: &mut Response) -> Result<(), AppError> {
     let state = app_state(depot)?;
-    let ping = sqlx::query("SELECT 1").execute(&state.db);
+    let ping = async {
+        let mut connection = state.db.acquire().await?;
+        sqlx::query("SELECT 1").execute(&mut *connection).await
+    };
     let database_ok = matches!(tokio::time::timeout(PING_TIMEOUT, ping).await, Ok(Ok(_)));
     let database = if database_ok { "ok" } else { "unreachable" };
     let (status, body) = if state.drain.is_draining() {

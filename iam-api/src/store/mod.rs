@@ -1,5 +1,5 @@
 //! SQL, one module of plain functions per table. Callers own transactions and pass an
-//! executor (the pool or a transaction) down.
+//! executor (a connection from [`iam_core::database::connections::Database`], or a transaction on one) down.
 
 pub mod audit_events;
 pub mod clients;

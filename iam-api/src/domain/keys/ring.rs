@@ -1,5 +1,6 @@
 //! The key ring: what this replica signs and verifies with, reloaded from the database.
 
+use iam_core::database::connections::Database;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -10,7 +11,6 @@ use iam_core::{
     AccessTokenClaims, KeySet, PublicJwks, Reason, VerificationRules, VerifiedTokens,
     verify_access_token,
 };
-use sqlx::PgPool;
 
 use super::sealing::{KeyEncryptionKey, decrypt_private_key};
 use super::state::SigningKeyState;
@@ -38,7 +38,7 @@ const REMEMBERED_TOKENS: usize = 10_000;
 
 impl KeyRing {
     /// Loads the keys published at the moment.
-    pub async fn load(db: &PgPool, kek: &KeyEncryptionKey) -> Result<Self, AppError> {
+    pub async fn load(db: &Database, kek: &KeyEncryptionKey) -> Result<Self, AppError> {
         let material = load_material(db, kek, None).await?;
         Ok(KeyRing {
             material: Arc::new(RwLock::new(Arc::new(material))),
@@ -47,7 +47,7 @@ impl KeyRing {
     }
 
     /// Reloads from the database; keeps the current keys when that fails.
-    pub async fn reload(&self, db: &PgPool, kek: &KeyEncryptionKey) -> Result<(), AppError> {
+    pub async fn reload(&self, db: &Database, kek: &KeyEncryptionKey) -> Result<(), AppError> {
         let current_signer = self.current().signer.clone();
         let material = load_material(db, kek, current_signer).await?;
         if let Ok(mut slot) = self.material.write() {
@@ -96,12 +96,12 @@ impl KeyRing {
 }
 
 async fn load_material(
-    db: &PgPool,
+    db: &Database,
     kek: &KeyEncryptionKey,
     current_signer: Option<Arc<AccessTokenSigner>>,
 ) -> Result<KeyMaterial, AppError> {
     let now = Utc::now();
-    let published = signing_keys::list_published(db).await?;
+    let published = signing_keys::list_published(&mut *db.acquire().await?).await?;
     let jwks = PublicJwks {
         keys: published
             .iter()
@@ -137,11 +137,11 @@ async fn load_material(
 }
 
 async fn open_signer(
-    db: &PgPool,
+    db: &Database,
     kek: &KeyEncryptionKey,
     kid: &str,
 ) -> Result<Arc<AccessTokenSigner>, AppError> {
-    let sealed = signing_keys::find_private(db, kid)
+    let sealed = signing_keys::find_private(&mut *db.acquire().await?, kid)
         .await?
         .ok_or_else(|| AppError::Internal(format!("key {kid} vanished")))?;
     let der = decrypt_private_key(
@@ -156,7 +156,7 @@ async fn open_signer(
 }
 
 /// Reloads the key ring every `interval` until the process ends.
-pub fn spawn_reloader(ring: KeyRing, db: PgPool, kek: KeyEncryptionKey, interval: Duration) {
+pub fn spawn_reloader(ring: KeyRing, db: Database, kek: KeyEncryptionKey, interval: Duration) {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -1,11 +1,11 @@
 //! Rotation: the policy, the first key, operator and automatic rotations. Every change of the
 //! key set runs under the lifecycle advisory lock, so replicas never rotate twice.
 
+use iam_core::database::connections::Database;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use sqlx::PgPool;
 
 use super::pair::KeyPair;
 use super::sealing::{KeyEncryptionKey, encrypt_private_key};
@@ -42,7 +42,7 @@ async fn store_key_pair(
 
 /// Creates and activates a key when none is active, e.g. on first start. Replicas starting
 /// together are serialised by an advisory lock, so exactly one key is created.
-pub async fn ensure_active_key(db: &PgPool, kek: &KeyEncryptionKey) -> Result<(), AppError> {
+pub async fn ensure_active_key(db: &Database, kek: &KeyEncryptionKey) -> Result<(), AppError> {
     let mut tx = db.begin().await?;
     signing_keys::lock_lifecycle(&mut *tx).await?;
     let now = Utc::now();
@@ -72,7 +72,7 @@ pub struct RotationPolicy {
 /// Adds a new key that signs after the grace period; the current key retires at that moment.
 /// With `pem`, the operator's key is used instead of a generated one.
 pub async fn rotate(
-    db: &PgPool,
+    db: &Database,
     kek: &KeyEncryptionKey,
     policy: RotationPolicy,
     actor: &Actor,
@@ -94,12 +94,12 @@ pub async fn rotate(
 /// and no rotation is pending. Replicas may all call it: the lifecycle lock and the re-check
 /// under it make exactly one of them rotate.
 pub async fn rotate_if_due(
-    db: &PgPool,
+    db: &Database,
     kek: &KeyEncryptionKey,
     policy: RotationPolicy,
     interval: Duration,
 ) -> Result<Option<SigningKeyRecord>, AppError> {
-    let keys = signing_keys::list_all(db).await?;
+    let keys = signing_keys::list_all(&mut *db.acquire().await?).await?;
     if !rotation_due(&keys, Utc::now(), interval) {
         return Ok(None);
     }
@@ -124,7 +124,7 @@ fn rotation_due(keys: &[SigningKeyRecord], now: DateTime<Utc>, interval: Duratio
 }
 
 async fn rotate_to(
-    db: &PgPool,
+    db: &Database,
     kek: &KeyEncryptionKey,
     policy: RotationPolicy,
     key: &KeyPair,
@@ -159,7 +159,7 @@ async fn rotate_to(
 
 /// Checks every `check_every` whether an automatic rotation is due (`KEY_ROTATION_INTERVAL`).
 pub fn spawn_automatic_rotation(
-    db: PgPool,
+    db: Database,
     kek: KeyEncryptionKey,
     policy: RotationPolicy,
     interval: Duration,
