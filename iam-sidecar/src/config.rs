@@ -15,6 +15,7 @@ use crate::rules::{AccessPolicy, Rules, parse_public_paths};
 #[serde(default)]
 pub struct OwnEnvironment {
     admin_port: Setting<u16>,
+    sidecar_mode: Setting<String>,
     upstream_url: Setting<String>,
     upstream_timeout: Setting<u64>,
     jwks_url: Setting<String>,
@@ -29,7 +30,10 @@ pub struct OwnEnvironment {
 pub struct SidecarConfig {
     pub common: CommonSettings,
     pub admin_port: u16,
-    /// Base URL of the protected service, without a trailing slash.
+    /// `SIDECAR_MODE`: forward to the upstream, or answer another proxy's questions.
+    pub mode: SidecarMode,
+    /// Base URL of the protected service, without a trailing slash (empty in decision
+    /// mode, where nothing is forwarded).
     pub upstream_url: String,
     pub upstream_timeout: Duration,
     pub jwks_url: String,
@@ -45,11 +49,38 @@ pub struct SidecarConfig {
     pub rule_count: usize,
 }
 
+/// What the sidecar does with a request it lets through (contract §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SidecarMode {
+    /// `proxy` (the default): forwards it to `UPSTREAM_URL`.
+    Proxy,
+    /// `decision`: answers 200 with the identity headers to the proxy that asked.
+    Decision,
+}
+
 impl ProcessConfig for SidecarConfig {
     type Own = OwnEnvironment;
 
     fn build(env: Environment<OwnEnvironment>, problems: &mut ConfigProblems) -> Self {
+        let mode = match &env.own.sidecar_mode {
+            Setting::Unset => SidecarMode::Proxy,
+            Setting::Value(mode) if mode == "proxy" => SidecarMode::Proxy,
+            Setting::Value(mode) if mode == "decision" => SidecarMode::Decision,
+            Setting::Value(_) | Setting::Invalid { .. } => {
+                problems.invalid("SIDECAR_MODE", "must be proxy or decision");
+                SidecarMode::Proxy
+            }
+        };
         let upstream_url = match &env.own.upstream_url {
+            // Nothing is forwarded in decision mode; a URL set anyway would suggest it is.
+            Setting::Value(_) if mode == SidecarMode::Decision => {
+                problems.invalid(
+                    "UPSTREAM_URL",
+                    "must not be set with SIDECAR_MODE=decision (nothing is forwarded)",
+                );
+                String::new()
+            }
+            Setting::Unset if mode == SidecarMode::Decision => String::new(),
             Setting::Value(url) if url.starts_with("http://") => {
                 url.trim_end_matches('/').to_owned()
             }
@@ -127,6 +158,7 @@ impl ProcessConfig for SidecarConfig {
         SidecarConfig {
             common,
             admin_port,
+            mode,
             upstream_url,
             upstream_timeout: Duration::from_secs(timeout.max(1)),
             jwks_url,

@@ -16,10 +16,10 @@ use clap::Parser;
 use iam_core::config::{ProcessConfig as _, Profile};
 use iam_core::process::{self, ProcessError};
 
-use crate::config::SidecarConfig;
+use crate::config::{SidecarConfig, SidecarMode};
 use crate::forward::UpstreamClient;
 use crate::metrics::Metrics;
-use crate::proxy::Gate;
+use crate::proxy::{Gate, Mode};
 use crate::verifier::TokenVerifier;
 use crate::verifier::revocation_feed::FeedPoller;
 
@@ -27,7 +27,7 @@ use crate::verifier::revocation_feed::FeedPoller;
 #[derive(Debug, Parser)]
 #[command(name = "iam-sidecar", version, about)]
 struct Cli {
-    /// Configuration profile (UPSTREAM_URL is required in every profile).
+    /// Configuration profile (UPSTREAM_URL is required in every profile in proxy mode).
     #[arg(long, default_value = "local")]
     config: Profile,
 }
@@ -66,11 +66,14 @@ async fn run(config: SidecarConfig) -> Result<(), ProcessError> {
         policy: config.policy,
         verifier: Arc::clone(&verifier),
         metrics: Arc::clone(&metrics),
-        upstream: UpstreamClient::new(
-            &config.upstream_url,
-            config.upstream_timeout,
-            Arc::clone(&metrics),
-        ),
+        mode: match config.mode {
+            SidecarMode::Proxy => Mode::Proxy(Box::new(UpstreamClient::new(
+                &config.upstream_url,
+                config.upstream_timeout,
+                Arc::clone(&metrics),
+            ))),
+            SidecarMode::Decision => Mode::Decision,
+        },
     };
     let main_service = proxy::service(gate, config.common.log_requests);
     let drain = iam_core::server::Drain::default();
@@ -92,6 +95,7 @@ async fn run(config: SidecarConfig) -> Result<(), ProcessError> {
     for holding in main_server.holdings() {
         tracing::info!(
             address = %holding.local_addr,
+            mode = ?config.mode,
             upstream = %config.upstream_url,
             rules = config.rule_count,
             env = %config.common.env_label,

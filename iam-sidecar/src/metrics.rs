@@ -20,11 +20,15 @@ pub enum Outcome {
     NotReady,
     BadPath,
     /// Refused with 400 for its headers: more than one `Authorization`, or a method
-    /// override that is not a method.
+    /// override that is not a method (or, in decision mode, an unclear question).
     BadRequest,
+    /// Decision mode: answered 200 with the identity headers.
+    Allowed,
+    /// Decision mode: answered 200 for a public path.
+    AllowedPublic,
 }
 
-const OUTCOMES: [(Outcome, &str); 7] = [
+const OUTCOMES: [(Outcome, &str); 9] = [
     (Outcome::Forwarded, "forwarded"),
     (Outcome::ForwardedPublic, "forwarded_public"),
     (Outcome::Unauthenticated, "unauthenticated"),
@@ -32,6 +36,8 @@ const OUTCOMES: [(Outcome, &str); 7] = [
     (Outcome::NotReady, "not_ready"),
     (Outcome::BadPath, "bad_path"),
     (Outcome::BadRequest, "bad_request"),
+    (Outcome::Allowed, "allowed"),
+    (Outcome::AllowedPublic, "allowed_public"),
 ];
 
 /// Why the upstream did not answer.

@@ -18,8 +18,10 @@ use crate::metrics::{Metrics, Outcome};
 use crate::rules::{Access, AccessPolicy, normalize_path};
 use crate::verifier::{TokenVerifier, VerifyError};
 
+mod decision;
 mod inbound_headers;
 
+use decision::original_request;
 use inbound_headers::{is_identity_header, method_overrides};
 
 const X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
@@ -36,16 +38,26 @@ const TRACE_CONTEXT: [HeaderName; 2] = [
     HeaderName::from_static("tracestate"),
 ];
 
-/// Decides each request: removes the client's hop-by-hop headers, then spoofable identity
-/// headers, normalises the path, takes the one Bearer token, checks it and the permissions of
-/// every rule that applies under each method the request may run as, adds the identity and
-/// forwarding headers, and forwards the request.
+/// Decides each request. In proxy mode: removes the client's hop-by-hop headers, then
+/// spoofable identity headers, normalises the path, takes the one Bearer token, checks it and
+/// the permissions of every rule that applies under each method the request may run as, adds
+/// the identity and forwarding headers, and forwards the request. In decision mode: the same
+/// judgement of the request the asking proxy describes, answered instead of forwarded.
 #[derive(Debug)]
 pub struct Gate {
     pub policy: AccessPolicy,
     pub verifier: Arc<TokenVerifier>,
     pub metrics: Arc<Metrics>,
-    pub upstream: UpstreamClient,
+    pub mode: Mode,
+}
+
+/// What the gate does with a request it lets through (`SIDECAR_MODE`).
+#[derive(Debug)]
+pub enum Mode {
+    /// Forwards it to the upstream with the identity headers.
+    Proxy(Box<UpstreamClient>),
+    /// Answers 200 with the identity headers, for another proxy that asked (contract §6).
+    Decision,
 }
 
 /// Removes every inbound identity header: only the sidecar may set them. Names are judged
@@ -142,7 +154,10 @@ impl Handler for Gate {
         res: &mut Response,
         _ctrl: &mut FlowCtrl,
     ) {
-        self.decide_and_forward(req, res).await;
+        match &self.mode {
+            Mode::Proxy(upstream) => self.decide_and_forward(upstream, req, res).await,
+            Mode::Decision => self.answer_question(req, res).await,
+        }
     }
 }
 
@@ -152,25 +167,98 @@ impl Gate {
         self.deny(res, outcome, StatusCode::BAD_REQUEST, detail);
     }
 
-    async fn decide_and_forward(&self, req: &mut Request, res: &mut Response) {
+    async fn decide_and_forward(
+        &self,
+        upstream: &UpstreamClient,
+        req: &mut Request,
+        res: &mut Response,
+    ) {
         // First take what belongs to the client's hop only, so that nothing the gate judges
         // or adds afterwards can be removed by the client's `Connection` header.
         let received = Received::take(req.headers());
         let end_to_end = remove_hop_by_hop(req.headers_mut());
         strip_identity_headers(req.headers_mut());
-        let path = match normalize_path(req.uri().path()) {
-            Ok(path) => path,
+        let Some(path) = self.normalized_or_refused(req.uri().path(), res) else {
+            return;
+        };
+        let Some(allowed) = self
+            .judge(req.method().as_str(), &path, req.headers(), res)
+            .await
+        else {
+            return;
+        };
+        self.metrics.outcome(if allowed.public {
+            Outcome::ForwardedPublic
+        } else {
+            Outcome::Forwarded
+        });
+        for (name, value) in allowed.identity {
+            req.headers_mut().insert(name, value);
+        }
+        let client_ip = req.remote_addr().ip().map(|ip| ip.to_string());
+        add_forwarding_headers(req.headers_mut(), client_ip, received);
+        // The upstream receives the normalised path the decision was made on.
+        upstream.forward(req, end_to_end, &path, res).await;
+    }
+
+    /// Decision mode: answers whether the request another proxy describes may pass (200
+    /// with the identity headers, or the refusal proxy mode would give). The question's
+    /// headers are the proxy's: its `Connection` header is not read (a client's could
+    /// otherwise name `X-Original-URI` away), and nothing is forwarded.
+    async fn answer_question(&self, req: &Request, res: &mut Response) {
+        let original =
+            match original_request(req.headers(), req.method().as_str(), req.uri().path()) {
+                Ok(original) => original,
+                Err(unclear) => {
+                    self.deny_bad_request(res, Outcome::BadRequest, &unclear.to_string());
+                    return;
+                }
+            };
+        let Some(path) = self.normalized_or_refused(original.path, res) else {
+            return;
+        };
+        let Some(allowed) = self.judge(original.method, &path, req.headers(), res).await else {
+            return;
+        };
+        self.metrics.outcome(if allowed.public {
+            Outcome::AllowedPublic
+        } else {
+            Outcome::Allowed
+        });
+        res.status_code(StatusCode::OK);
+        for (name, value) in allowed.identity {
+            res.headers_mut().insert(name, value);
+        }
+    }
+
+    /// The normalised path, or `None` after answering 400.
+    fn normalized_or_refused(&self, raw: &str, res: &mut Response) -> Option<String> {
+        match normalize_path(raw) {
+            Ok(path) => Some(path),
             Err(error) => {
                 self.deny_bad_request(
                     res,
                     Outcome::BadPath,
                     &format!("the request path is not acceptable: {error}"),
                 );
-                return;
+                None
             }
-        };
+        }
+    }
+
+    /// The one judgement both modes make of a request run as `method` on `path` with
+    /// `headers`: the one Bearer token, the rules under every method the request may run as
+    /// (method overrides included), the token and the permissions. `None` once a refusal
+    /// has been written to `res`.
+    async fn judge(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &HeaderMap,
+        res: &mut Response,
+    ) -> Option<Allowed> {
         let token = match bearer_token(
-            req.headers()
+            headers
                 .get_all(AUTHORIZATION)
                 .iter()
                 .map(HeaderValue::as_bytes),
@@ -178,89 +266,94 @@ impl Gate {
             Ok(token) => token,
             Err(duplicate) => {
                 self.deny_bad_request(res, Outcome::BadRequest, &duplicate.to_string());
-                return;
+                return None;
             }
         };
-        let access = match method_overrides(req.headers()) {
-            Ok(overrides) => self.policy.decide(req.method().as_str(), &overrides, &path),
+        let access = match method_overrides(headers) {
+            Ok(overrides) => self.policy.decide(method, &overrides, path),
             Err(invalid) => {
                 self.deny_bad_request(res, Outcome::BadRequest, &invalid.to_string());
-                return;
+                return None;
             }
         };
-        let outcome = match access {
-            Access::Public => Outcome::ForwardedPublic,
+        let required_permissions = match access {
+            Access::Public => {
+                return Some(Allowed {
+                    public: true,
+                    identity: Vec::new(),
+                });
+            }
             Access::Authenticated {
                 required_permissions,
-            } => {
-                let Some(token) = token else {
-                    self.refuse(res, Outcome::Unauthenticated, &Refusal::MissingToken);
-                    return;
-                };
-                let claims = match self.verifier.verify(token).await {
-                    Ok(claims) => claims,
-                    Err(VerifyError::NotReady) => {
-                        res.headers_mut()
-                            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-                        self.deny(
-                            res,
-                            Outcome::NotReady,
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "the signing keys or the revocation feed have not been loaded yet",
-                        );
-                        return;
-                    }
-                    Err(VerifyError::Rejected(reason)) => {
-                        tracing::debug!(reason = reason.as_str(), "access token refused");
-                        self.deny_invalid_token(res, reason);
-                        return;
-                    }
-                };
-                if let Some(missing) =
-                    missing_permission(&required_permissions, &claims.permissions)
-                {
-                    let refusal = Refusal::InsufficientScope {
-                        permission: missing,
-                    };
-                    self.refuse(res, Outcome::Forbidden, &refusal);
-                    return;
-                }
-                let identity = [
-                    (X_USER_ID, Some(claims.sub.clone())),
-                    (X_USER_EMAIL, claims.email.clone()),
-                    (X_CLIENT_ID, claims.client_id.clone()),
-                    (X_USER_ROLE, Some(claims.role.clone())),
-                    (X_USER_PERMISSIONS, Some(claims.permissions.join(","))),
-                ];
-                // A claim the token does not have is no header at all (never an empty one).
-                let present = identity
-                    .into_iter()
-                    .filter_map(|(name, value)| value.map(|value| (name, value)));
-                for (name, value) in present {
-                    match HeaderValue::from_str(&value) {
-                        Ok(value) => {
-                            req.headers_mut().insert(name, value);
-                        }
-                        Err(_) => {
-                            self.deny_invalid_token(res, iam_core::Reason::InvalidClaims);
-                            return;
-                        }
-                    }
-                }
-                Outcome::Forwarded
+            } => required_permissions,
+        };
+        let Some(token) = token else {
+            self.refuse(res, Outcome::Unauthenticated, &Refusal::MissingToken);
+            return None;
+        };
+        let claims = match self.verifier.verify(token).await {
+            Ok(claims) => claims,
+            Err(VerifyError::NotReady) => {
+                res.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                self.deny(
+                    res,
+                    Outcome::NotReady,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the signing keys or the revocation feed have not been loaded yet",
+                );
+                return None;
+            }
+            Err(VerifyError::Rejected(reason)) => {
+                tracing::debug!(reason = reason.as_str(), "access token refused");
+                self.deny_invalid_token(res, reason);
+                return None;
             }
         };
-        self.metrics.outcome(outcome);
-        let client_ip = req.remote_addr().ip().map(|ip| ip.to_string());
-        add_forwarding_headers(req.headers_mut(), client_ip, received);
-        // The upstream receives the normalised path the decision was made on.
-        self.upstream.forward(req, end_to_end, &path, res).await;
+        if let Some(missing) = missing_permission(&required_permissions, &claims.permissions) {
+            let refusal = Refusal::InsufficientScope {
+                permission: missing,
+            };
+            self.refuse(res, Outcome::Forbidden, &refusal);
+            return None;
+        }
+        let claimed = [
+            (X_USER_ID, Some(claims.sub.clone())),
+            (X_USER_EMAIL, claims.email.clone()),
+            (X_CLIENT_ID, claims.client_id.clone()),
+            (X_USER_ROLE, Some(claims.role.clone())),
+            (X_USER_PERMISSIONS, Some(claims.permissions.join(","))),
+        ];
+        let mut identity = Vec::with_capacity(claimed.len());
+        // A claim the token does not have is no header at all (never an empty one).
+        for (name, value) in claimed {
+            let Some(value) = value else { continue };
+            match HeaderValue::from_str(&value) {
+                Ok(value) => identity.push((name, value)),
+                Err(_) => {
+                    self.deny_invalid_token(res, iam_core::Reason::InvalidClaims);
+                    return None;
+                }
+            }
+        }
+        Some(Allowed {
+            public: false,
+            identity,
+        })
     }
 }
 
-/// The main-port service: every path goes through the gate to the upstream. Requests are
-/// logged with their path (it may identify the upstream's resources; it is logged as any
-/// proxy does) under one route label, which keeps the series bounded.
+/// A request the gate lets through, with the identity headers to add (none when public).
+#[derive(Debug)]
+struct Allowed {
+    public: bool,
+    identity: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// The main-port service: every path goes through the gate (to the upstream, or to a
+/// decision). Requests are logged with their path (it may identify the upstream's
+/// resources; it is logged as any proxy does) under one route label, which keeps the series
+/// bounded.
 pub fn service(gate: Gate, log_requests: LogRequests) -> Service {
     let request_log = RequestLog::new(gate.metrics.http.clone(), RouteLabel::Fixed("/*"))
         .with_path()
@@ -271,109 +364,24 @@ pub fn service(gate: Gate, log_requests: LogRequests) -> Service {
 }
 
 #[cfg(test)]
-#[allow(clippy::expect_used)] // test helpers report failure by panicking
-mod tests {
-    use super::*;
+mod tests;
 
-    fn header_map(pairs: &[(&str, &str)]) -> HeaderMap {
+/// What the gate's unit tests share.
+#[cfg(test)]
+#[allow(clippy::expect_used)] // test helpers report failure by panicking
+mod test_support {
+    use salvo::http::HeaderMap;
+    use salvo::http::header::{HeaderName, HeaderValue};
+
+    /// A header map of `(name, value)` pairs in order, repeats kept.
+    pub fn headers(pairs: &[(&str, &[u8])]) -> HeaderMap {
         let mut headers = HeaderMap::new();
         for (name, value) in pairs {
             headers.append(
                 HeaderName::from_bytes(name.as_bytes()).expect("name"),
-                HeaderValue::from_str(value).expect("value"),
+                HeaderValue::from_bytes(value).expect("value"),
             );
         }
         headers
-    }
-
-    fn names(headers: &HeaderMap) -> Vec<&str> {
-        let mut names: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
-        names.sort_unstable();
-        names
-    }
-
-    #[test]
-    fn identity_headers_from_the_client_are_removed() {
-        let mut headers = HeaderMap::new();
-        headers.insert("x-user-id", HeaderValue::from_static("admin"));
-        headers.insert("X-User-Role", HeaderValue::from_static("admin"));
-        headers.insert("x-request-id", HeaderValue::from_static("keep"));
-        strip_identity_headers(&mut headers);
-        assert_eq!(headers.len(), 1);
-        assert!(headers.contains_key("x-request-id"));
-    }
-
-    #[test]
-    fn identity_headers_are_removed_in_every_spelling_and_every_copy() {
-        let mut headers = header_map(&[
-            ("X_User_Role", "admin"),
-            ("X.User.Role", "admin"),
-            ("x-USER-role", "admin"),
-            ("x-user-role", "admin"),
-            ("x-user-role", "second copy"),
-            ("X-User-Anything", "x"),
-            ("X-User-", "x"),
-            ("X-Client-Id", "c"),
-            ("x_client_id", "c"),
-            ("x-users", "keep"),
-            ("x-client-ids", "keep"),
-            ("accept", "keep"),
-        ]);
-        strip_identity_headers(&mut headers);
-        assert_eq!(names(&headers), ["accept", "x-client-ids", "x-users"]);
-    }
-
-    #[test]
-    fn what_the_client_sent_is_taken_before_the_hop_by_hop_headers_go() {
-        let mut headers = header_map(&[
-            (
-                "connection",
-                "host, traceparent, tracestate, x-forwarded-for",
-            ),
-            ("host", "orders.example.com"),
-            (
-                "traceparent",
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            ),
-            ("tracestate", "vendor=1"),
-            ("x-forwarded-for", "203.0.113.9"),
-        ]);
-        let received = Received::take(&headers);
-        let _ = remove_hop_by_hop(&mut headers);
-        assert!(headers.is_empty(), "{headers:?}");
-        add_forwarding_headers(&mut headers, Some("127.0.0.1".into()), received);
-        assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
-        assert_eq!(headers["x-forwarded-proto"], "http");
-        assert_eq!(headers["x-forwarded-host"], "orders.example.com");
-        assert_eq!(
-            headers["traceparent"],
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-        );
-        assert_eq!(headers["tracestate"], "vendor=1");
-        assert_eq!(headers.len(), 5);
-    }
-
-    #[test]
-    fn forwarding_headers_extend_what_the_client_sent_end_to_end() {
-        let mut headers = header_map(&[
-            ("host", "orders.example.com"),
-            ("x-forwarded-for", "203.0.113.9"),
-            ("x-forwarded-proto", "https"),
-            ("x-forwarded-host", "shop.example.com"),
-        ]);
-        let received = Received::take(&headers);
-        add_forwarding_headers(&mut headers, Some("10.0.0.1".into()), received);
-        assert_eq!(headers["x-forwarded-for"], "203.0.113.9, 10.0.0.1");
-        assert_eq!(headers["x-forwarded-proto"], "https");
-        assert_eq!(headers["x-forwarded-host"], "shop.example.com");
-        assert!(!headers.contains_key("traceparent"));
-    }
-
-    #[test]
-    fn without_a_client_address_or_host_nothing_is_made_up() {
-        let mut headers = HeaderMap::new();
-        let received = Received::take(&headers);
-        add_forwarding_headers(&mut headers, None, received);
-        assert_eq!(names(&headers), ["x-forwarded-proto"]);
     }
 }

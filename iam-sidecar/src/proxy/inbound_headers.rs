@@ -100,20 +100,8 @@ pub fn method_overrides(headers: &HeaderMap) -> Result<Vec<&str>, InvalidMethodO
 #[cfg(test)]
 #[allow(clippy::expect_used)] // test helpers report failure by panicking
 mod tests {
-    use salvo::http::header::{HeaderName, HeaderValue};
-
     use super::*;
-
-    fn headers(pairs: &[(&str, &[u8])]) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        for (name, value) in pairs {
-            headers.append(
-                HeaderName::from_bytes(name.as_bytes()).expect("name"),
-                HeaderValue::from_bytes(value).expect("value"),
-            );
-        }
-        headers
-    }
+    use crate::proxy::test_support::headers;
 
     #[test]
     fn identity_headers_are_recognised_in_every_spelling() {
