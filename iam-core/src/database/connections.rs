@@ -27,7 +27,6 @@
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -54,13 +53,12 @@ pub struct Database {
 struct Shared {
     pool: PgPool,
     /// One permit per connection the pool may open; a holder keeps one while it holds a
-    /// connection. Waiters are served in the order they came.
+    /// connection. Waiters are served in the order they came. Closed by
+    /// [`Database::close`]: connections given back from then on go to sqlx.
     permits: Arc<Semaphore>,
     /// Connections given back, the most recently used last (handed out first: a warm
     /// connection and its backend stay in the CPU caches).
     resting: Mutex<Vec<Resting>>,
-    /// Set by [`Database::close`]: connections given back from then on go to sqlx.
-    closing: AtomicBool,
 }
 
 /// A connection given back and when.
@@ -89,7 +87,6 @@ impl Database {
                 permits: Arc::new(Semaphore::new(connections)),
                 pool,
                 resting: Mutex::new(Vec::new()),
-                closing: AtomicBool::new(false),
             }),
         }
     }
@@ -156,7 +153,6 @@ impl Database {
 
     /// Closes every connection: those resting now, and the others as they are given back.
     pub async fn close(&self) {
-        self.shared.closing.store(true, Ordering::SeqCst);
         self.shared.permits.close();
         let resting = std::mem::take(&mut *self.shared.resting());
         drop(resting);
@@ -182,7 +178,7 @@ impl Shared {
         // A transaction of sqlx's own that was dropped open has queued its ROLLBACK without
         // sending it: sqlx's test on the way back sends it at once, so that no lock stays
         // held while the connection rests.
-        let back_to_sqlx = self.closing.load(Ordering::SeqCst)
+        let back_to_sqlx = self.permits.is_closed()
             || connection.is_in_transaction()
             || connection.should_flush()
             || taken_from_sqlx.elapsed() >= RETURN_TO_SQLX_AFTER;
