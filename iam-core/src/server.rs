@@ -12,6 +12,12 @@
 //! - the request line and headers together may be at most [`MAX_REQUEST_HEAD_BYTES`]; larger
 //!   ones get 431. hyper's read buffer bounds the memory, and [`RequestHeadLimit`] makes the
 //!   limit exact (hyper's buffer may overshoot by one read).
+//!
+//! Every port speaks HTTP/1.1 and HTTP/2 cleartext with prior knowledge (contract §6; salvo
+//! tells them apart by the connection preface, read within the head timeout). An HTTP/2
+//! connection gets the same head limit (as its header list size, which HPACK counts a little
+//! more strictly), at most [`HTTP2_MAX_STREAMS`] streams at once, and pings every
+//! [`HTTP2_PING_INTERVAL`] so that a peer that vanished is noticed and its streams freed.
 
 use std::time::Duration;
 
@@ -54,6 +60,12 @@ pub const BODY_GAP_TIMEOUT: Duration = Duration::from_secs(10);
 /// timeouts for pooled upstream connections (60 s) would let a client hold sockets cheaply.
 pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How many streams one HTTP/2 connection may have open at once.
+pub const HTTP2_MAX_STREAMS: u32 = 100;
+
+/// How often an HTTP/2 connection is pinged; a ping unanswered for as long closes it.
+pub const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(30);
+
 /// Binds `host:port` and returns a server with the connection timeouts and head limit;
 /// `idle_timeout` closes connections without traffic (`None`: never, for streams).
 pub async fn bind(
@@ -74,6 +86,13 @@ pub async fn bind(
             .with_connection_idle_timeout(idle_timeout),
     );
     server.http1_mut().max_buf_size(READ_BUFFER_BYTES);
+    server
+        .http2_mut()
+        .timer(salvo::rt::tokio::TokioTimer::new())
+        .max_header_list_size(MAX_REQUEST_HEAD_BYTES as u32)
+        .max_concurrent_streams(HTTP2_MAX_STREAMS)
+        .keep_alive_interval(HTTP2_PING_INTERVAL)
+        .keep_alive_timeout(HTTP2_PING_INTERVAL);
     Ok(server)
 }
 
