@@ -18,6 +18,7 @@ pub struct OwnEnvironment {
     sidecar_mode: Setting<String>,
     upstream_url: Setting<String>,
     upstream_timeout: Setting<u64>,
+    upstream_http2: Setting<bool>,
     jwks_url: Setting<String>,
     revocations_url: Setting<String>,
     revocation_refresh_interval: Setting<u64>,
@@ -36,6 +37,9 @@ pub struct SidecarConfig {
     /// mode, where nothing is forwarded).
     pub upstream_url: String,
     pub upstream_timeout: Duration,
+    /// `UPSTREAM_HTTP2`: speak HTTP/2 cleartext (prior knowledge) to the upstream, as gRPC
+    /// services need; HTTP/1.1 otherwise.
+    pub upstream_http2: bool,
     pub jwks_url: String,
     pub jwks_refresh_interval: Duration,
     /// `REVOCATIONS_URL`: the revocation feed (default: on `JWKS_URL`'s origin).
@@ -139,6 +143,13 @@ impl ProcessConfig for SidecarConfig {
         if timeout == 0 {
             problems.invalid("UPSTREAM_TIMEOUT", "must be at least 1 second");
         }
+        let upstream_http2 = problems.take("UPSTREAM_HTTP2", &env.own.upstream_http2, false);
+        if upstream_http2 && mode == SidecarMode::Decision {
+            problems.invalid(
+                "UPSTREAM_HTTP2",
+                "must not be set with SIDECAR_MODE=decision (nothing is forwarded)",
+            );
+        }
         let verification_rules = env.shared.verification_rules(problems);
         let public_paths = problems.take("PUBLIC_PATHS", &env.own.public_paths, String::new());
         let public_paths = parse_public_paths(&public_paths).unwrap_or_else(|error| {
@@ -161,6 +172,7 @@ impl ProcessConfig for SidecarConfig {
             mode,
             upstream_url,
             upstream_timeout: Duration::from_secs(timeout.max(1)),
+            upstream_http2,
             jwks_url,
             jwks_refresh_interval,
             revocations_url,
@@ -215,6 +227,37 @@ mod tests {
             "http://127.0.0.1:8001/api/v1/revocations"
         );
         assert_eq!(config.revocation_refresh_interval, Duration::from_secs(5));
+        assert!(!config.upstream_http2);
+    }
+
+    #[test]
+    fn upstream_http2_is_a_boolean_for_proxy_mode_only() {
+        let own = |mode: &str, http2: &str| OwnEnvironment {
+            sidecar_mode: mode.into(),
+            upstream_url: if mode == "proxy" {
+                "http://127.0.0.1:9000".into()
+            } else {
+                Setting::Unset
+            },
+            upstream_http2: http2.into(),
+            ..OwnEnvironment::default()
+        };
+        let config = SidecarConfig::from_parts(
+            Profile::Local,
+            SharedEnvironment::default(),
+            own("proxy", "true"),
+        )
+        .expect("valid");
+        assert!(config.upstream_http2);
+        for (mode, value) in [("proxy", "yes"), ("decision", "true")] {
+            let error = SidecarConfig::from_parts(
+                Profile::Local,
+                SharedEnvironment::default(),
+                own(mode, value),
+            )
+            .expect_err("invalid");
+            assert!(error.contains("UPSTREAM_HTTP2"), "{error}");
+        }
     }
 
     #[test]

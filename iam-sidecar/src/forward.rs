@@ -5,6 +5,13 @@
 //! the client's `Host`. Hop-by-hop headers are removed from the client's request by
 //! [`remove_hop_by_hop`] when the request arrives, before the gate judges it or adds its own
 //! headers, so a client's `Connection` header can only ever remove the client's own headers.
+//!
+//! Trailers pass through both ways (gRPC sends its status in them): `Trailer` is not a
+//! hop-by-hop field (RFC 9110 §6.6.2), so it is forwarded and HTTP/1.1 peers may send the
+//! fields it declares; `TE: trailers` is passed on when the client sent it. Request trailers
+//! lose the fields only the sidecar may set ([`FilteredTrailers`]).
+
+mod trailers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +20,9 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use salvo::http::header::{CONNECTION, HeaderMap, HeaderName, HeaderValue, UPGRADE};
+use salvo::http::header::{
+    CONNECTION, COOKIE, HOST, HeaderMap, HeaderName, HeaderValue, TE, UPGRADE,
+};
 use salvo::http::{ReqBody, ResBody, StatusCode};
 use salvo::prelude::*;
 use tracing::Instrument as _;
@@ -23,17 +32,32 @@ use iam_core::telemetry;
 
 use crate::metrics::{Metrics, UpstreamFailure};
 
+pub use trailers::FilteredTrailers;
+
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1); never forwarded.
-const HOP_BY_HOP: [HeaderName; 8] = [
+const HOP_BY_HOP: [HeaderName; 7] = [
     CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     HeaderName::from_static("proxy-authenticate"),
     HeaderName::from_static("proxy-authorization"),
-    HeaderName::from_static("te"),
-    HeaderName::from_static("trailer"),
+    TE,
     HeaderName::from_static("transfer-encoding"),
 ];
+
+/// Whether a client's `TE` header accepts trailers (the one `TE` value HTTP/2 allows, and
+/// what gRPC clients send).
+fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(TE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|coding| {
+            let coding = coding.split(';').next().unwrap_or("").trim();
+            coding.eq_ignore_ascii_case("trailers")
+        })
+}
 
 /// The protocol a message asks to switch to (`Connection: upgrade` plus `Upgrade: …`).
 pub fn upgrade_type(headers: &HeaderMap) -> Option<HeaderValue> {
@@ -69,10 +93,12 @@ fn keep_end_to_end_headers(headers: &mut HeaderMap, upgrade: Option<HeaderValue>
 }
 
 /// A client's request after [`remove_hop_by_hop`]: proof for [`UpstreamClient::forward`]
-/// that the removal ran before anything was added, and the upgrade it asked for.
+/// that the removal ran before anything was added, the upgrade it asked for, and whether it
+/// accepts trailers.
 #[derive(Debug)]
 pub struct EndToEndRequest {
     upgrade: Option<HeaderValue>,
+    accepts_trailers: bool,
 }
 
 /// Removes the hop-by-hop headers of a client's request, including those its `Connection`
@@ -80,15 +106,47 @@ pub struct EndToEndRequest {
 /// first, before the request is judged or any header is added to it.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) -> EndToEndRequest {
     let upgrade = upgrade_type(headers);
+    let accepts_trailers = accepts_trailers(headers);
     keep_end_to_end_headers(headers, upgrade.clone());
-    EndToEndRequest { upgrade }
+    EndToEndRequest {
+        upgrade,
+        accepts_trailers,
+    }
+}
+
+/// Who wrote the answer to a forwarded request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answered {
+    /// The upstream: its status, headers and body pass to the client as they are.
+    ByUpstream,
+    /// The sidecar, because the upstream could not be asked or did not answer (400, 502, 504).
+    BySidecar,
+}
+
+/// Joins several `Cookie` fields into one with `"; "`: HTTP/2 clients may split cookies into
+/// fields of their own, which an HTTP/1.1 upstream must receive as one (RFC 9113 §8.2.3).
+fn join_cookies(headers: &mut HeaderMap) {
+    let mut cookies = headers.get_all(COOKIE).iter();
+    let (Some(first), Some(_)) = (cookies.next(), cookies.next()) else {
+        return;
+    };
+    let mut joined = first.as_bytes().to_vec();
+    for cookie in headers.get_all(COOKIE).iter().skip(1) {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(cookie.as_bytes());
+    }
+    if let Ok(joined) = HeaderValue::from_bytes(&joined) {
+        headers.insert(COOKIE, joined);
+    }
 }
 
 /// Plain-HTTP client to the upstream with pooled connections, a response timeout, and
 /// problem documents for unreachable (502) and slow (504) upstreams.
 #[derive(Debug, Clone)]
 pub struct UpstreamClient {
-    inner: HyperClient<HttpConnector, ReqBody>,
+    inner: HyperClient<HttpConnector, FilteredTrailers<ReqBody>>,
+    /// `UPSTREAM_HTTP2`: the upstream speaks HTTP/2 cleartext (prior knowledge).
+    http2: bool,
     /// `UPSTREAM_URL` without a trailing slash; the authorised path is appended to it.
     base_url: Arc<str>,
     timeout: Duration,
@@ -96,47 +154,35 @@ pub struct UpstreamClient {
 }
 
 impl UpstreamClient {
-    /// A client for `base_url` that waits at most `timeout` for the response headers.
-    pub fn new(base_url: &str, timeout: Duration, metrics: Arc<Metrics>) -> Self {
+    /// A client for `base_url` that waits at most `timeout` for the response headers and
+    /// speaks HTTP/2 (prior knowledge) when `http2`, else HTTP/1.1.
+    pub fn new(base_url: &str, timeout: Duration, http2: bool, metrics: Arc<Metrics>) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(timeout));
         let inner = HyperClient::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
+            .http2_only(http2)
             .build(connector);
         UpstreamClient {
             inner,
+            http2,
             base_url: base_url.trim_end_matches('/').into(),
             timeout,
             metrics,
         }
     }
 
-    fn failure(&self, failure: UpstreamFailure) -> hyper::Response<ResBody> {
-        self.metrics.upstream_failure(failure);
-        let (status, detail) = match failure {
-            UpstreamFailure::Unreachable => (
-                StatusCode::BAD_GATEWAY,
-                "the upstream service is unreachable",
-            ),
-            UpstreamFailure::Timeout => (
-                StatusCode::GATEWAY_TIMEOUT,
-                "the upstream service did not answer in time",
-            ),
-        };
-        Problem::about_blank(status, detail).to_hyper_response()
-    }
-
     /// Forwards `req` (cleared of hop-by-hop headers: see `end_to_end`) to the upstream at
     /// `path` (already normalised and authorised) and writes the upstream's answer, or a
-    /// 502/504 problem, into `res`.
+    /// 400/502/504 problem, into `res`; says which it was.
     pub async fn forward(
         &self,
         req: &mut Request,
         end_to_end: EndToEndRequest,
         path: &str,
         res: &mut Response,
-    ) {
+    ) -> Answered {
         let uri = match req.uri().query() {
             Some(query) => format!("{}{path}?{query}", self.base_url),
             None => format!("{}{path}", self.base_url),
@@ -148,16 +194,39 @@ impl UpstreamClient {
                 "the request target is not acceptable",
             )
             .write_to(res);
-            return;
+            return Answered::BySidecar;
         };
         let requested_upgrade = end_to_end.upgrade;
-        let mut request = hyper::Request::new(req.take_body());
+        let mut headers = std::mem::take(req.headers_mut());
+        // An HTTP/2 client names the host in the URI (`:authority`), not in `Host`; the
+        // upstream gets it as `Host`, as it gets an HTTP/1.1 client's.
+        if !headers.contains_key(HOST)
+            && let Some(authority) = req.uri().authority()
+            && let Ok(host) = HeaderValue::from_str(authority.as_str())
+        {
+            headers.insert(HOST, host);
+        }
+        if end_to_end.accepts_trailers {
+            headers.insert(TE, HeaderValue::from_static("trailers"));
+        }
+        if !self.http2 {
+            join_cookies(&mut headers);
+        }
+        let body = FilteredTrailers::new(req.take_body(), crate::proxy::strip_identity_headers);
+        let mut request = hyper::Request::new(body);
         *request.method_mut() = req.method().clone();
         *request.uri_mut() = uri;
-        *request.headers_mut() = std::mem::take(req.headers_mut());
+        *request.headers_mut() = headers;
         let client_upgrade = req.extensions_mut().remove::<OnUpgrade>();
 
-        let response = self.send(request, requested_upgrade, client_upgrade).await;
+        let (response, answered) = match self.send(request, requested_upgrade, client_upgrade).await
+        {
+            Ok(response) => (response, Answered::ByUpstream),
+            Err(failure) => {
+                self.metrics.upstream_failure(failure);
+                (failure_response(failure), Answered::BySidecar)
+            }
+        };
         let (parts, body) = response.into_parts();
         let mut headers = parts.headers;
         let accepted_upgrade = (parts.status == StatusCode::SWITCHING_PROTOCOLS)
@@ -167,14 +236,15 @@ impl UpstreamClient {
         res.status_code(parts.status);
         *res.headers_mut() = headers;
         res.body(body);
+        answered
     }
 
     async fn send(
         &self,
-        mut request: hyper::Request<ReqBody>,
+        mut request: hyper::Request<FilteredTrailers<ReqBody>>,
         requested_upgrade: Option<HeaderValue>,
         client_upgrade: Option<OnUpgrade>,
-    ) -> hyper::Response<ResBody> {
+    ) -> Result<hyper::Response<ResBody>, UpstreamFailure> {
         // A CLIENT span for the upstream call; the upstream continues the trace from it.
         let span = tracing::info_span!(
             "HTTP upstream",
@@ -193,10 +263,10 @@ impl UpstreamClient {
         let sent = tokio::time::timeout(self.timeout, self.inner.request(request))
             .instrument(span.clone());
         let mut response = match sent.await {
-            Err(_) => return self.failure(UpstreamFailure::Timeout),
+            Err(_) => return Err(UpstreamFailure::Timeout),
             Ok(Err(error)) => {
                 tracing::warn!(%error, "upstream request failed");
-                return self.failure(UpstreamFailure::Unreachable);
+                return Err(UpstreamFailure::Unreachable);
             }
             Ok(Ok(response)) => response,
         };
@@ -205,7 +275,7 @@ impl UpstreamClient {
             let accepted = upgrade_type(response.headers());
             let same_protocol = matches!((&requested_upgrade, &accepted), (Some(asked), Some(given)) if asked.as_bytes().eq_ignore_ascii_case(given.as_bytes()));
             let Some(client_upgrade) = client_upgrade.filter(|_| same_protocol) else {
-                return self.failure(UpstreamFailure::Unreachable);
+                return Err(UpstreamFailure::Unreachable);
             };
             let upstream_upgrade = hyper::upgrade::on(&mut response);
             // Splice the two upgraded connections (e.g. a WebSocket) once both are ready.
@@ -224,8 +294,23 @@ impl UpstreamClient {
                 }
             });
         }
-        response.map(ResBody::Hyper)
+        Ok(response.map(ResBody::Hyper))
     }
+}
+
+/// The 502 or 504 problem the client gets when the upstream could not answer.
+fn failure_response(failure: UpstreamFailure) -> hyper::Response<ResBody> {
+    let (status, detail) = match failure {
+        UpstreamFailure::Unreachable => (
+            StatusCode::BAD_GATEWAY,
+            "the upstream service is unreachable",
+        ),
+        UpstreamFailure::Timeout => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "the upstream service did not answer in time",
+        ),
+    };
+    Problem::about_blank(status, detail).to_hyper_response()
 }
 
 #[cfg(test)]
@@ -272,6 +357,35 @@ mod tests {
         assert_eq!(headers[CONNECTION], "upgrade");
         assert_eq!(headers[UPGRADE], "websocket");
         assert!(!headers.contains_key("x-hop"));
+    }
+
+    #[test]
+    fn trailers_are_forwarded_and_te_says_whether_the_client_takes_them() {
+        let mut headers = HeaderMap::new();
+        headers.insert("trailer", HeaderValue::from_static("grpc-status"));
+        headers.insert(TE, HeaderValue::from_static("gzip;q=0.5, Trailers"));
+        let end_to_end = remove_hop_by_hop(&mut headers);
+        assert!(end_to_end.accepts_trailers);
+        assert!(!headers.contains_key(TE));
+        assert_eq!(headers["trailer"], "grpc-status");
+        for te in ["gzip", "trailersx", ""] {
+            let mut headers = HeaderMap::new();
+            headers.insert(TE, HeaderValue::from_static(te));
+            assert!(!remove_hop_by_hop(&mut headers).accepts_trailers, "{te}");
+        }
+    }
+
+    #[test]
+    fn several_cookie_fields_become_one() {
+        let mut headers = HeaderMap::new();
+        headers.append(COOKIE, HeaderValue::from_static("a=1"));
+        join_cookies(&mut headers);
+        assert_eq!(headers[COOKIE], "a=1");
+        headers.append(COOKIE, HeaderValue::from_static("b=2"));
+        headers.append(COOKIE, HeaderValue::from_static("c=3"));
+        join_cookies(&mut headers);
+        let cookies: Vec<_> = headers.get_all(COOKIE).iter().collect();
+        assert_eq!(cookies, ["a=1; b=2; c=3"]);
     }
 
     #[test]

@@ -70,6 +70,7 @@ async fn run(config: SidecarConfig) -> Result<(), ProcessError> {
             SidecarMode::Proxy => Mode::Proxy(Box::new(UpstreamClient::new(
                 &config.upstream_url,
                 config.upstream_timeout,
+                config.upstream_http2,
                 Arc::clone(&metrics),
             ))),
             SidecarMode::Decision => Mode::Decision,
@@ -97,6 +98,7 @@ async fn run(config: SidecarConfig) -> Result<(), ProcessError> {
             address = %holding.local_addr,
             mode = ?config.mode,
             upstream = %config.upstream_url,
+            upstream_http2 = config.upstream_http2,
             rules = config.rule_count,
             env = %config.common.env_label,
             "iam-sidecar listening"

@@ -13,12 +13,13 @@ use iam_core::problem::{Problem, write_refusal};
 use iam_core::refusal::Refusal;
 use iam_core::server::{RequestHeadLimit, RequestLog, RouteLabel};
 
-use crate::forward::{UpstreamClient, remove_hop_by_hop};
+use crate::forward::{Answered, UpstreamClient, remove_hop_by_hop};
 use crate::metrics::{Metrics, Outcome};
 use crate::rules::{Access, AccessPolicy, normalize_path};
 use crate::verifier::{TokenVerifier, VerifyError};
 
 mod decision;
+mod grpc;
 mod inbound_headers;
 
 use decision::original_request;
@@ -63,7 +64,7 @@ pub enum Mode {
 /// Removes every inbound identity header: only the sidecar may set them. Names are judged
 /// as the upstream may read them (see [`is_identity_header`]): `X_User_Role`, `X.User.Role`
 /// and `x-USER-role` go as `X-User-Role` does.
-fn strip_identity_headers(headers: &mut HeaderMap) {
+pub(crate) fn strip_identity_headers(headers: &mut HeaderMap) {
     let spoofed: Vec<HeaderName> = headers
         .keys()
         .filter(|name| is_identity_header(name.as_str()))
@@ -83,9 +84,11 @@ struct Received {
 }
 
 impl Received {
-    fn take(headers: &HeaderMap) -> Received {
+    fn take(headers: &HeaderMap, uri: &salvo::http::uri::Uri) -> Received {
+        // An HTTP/2 client names the host as `:authority`, which hyper puts in the URI.
+        let authority = || HeaderValue::from_str(uri.authority()?.as_str()).ok();
         Received {
-            host: headers.get(HOST).cloned(),
+            host: headers.get(HOST).cloned().or_else(authority),
             trace_context: TRACE_CONTEXT
                 .iter()
                 .filter_map(|name| Some((name.clone(), headers.get(name)?.clone())))
@@ -150,12 +153,17 @@ impl Handler for Gate {
     async fn handle(
         &self,
         req: &mut Request,
-        _depot: &mut Depot,
+        depot: &mut Depot,
         res: &mut Response,
         _ctrl: &mut FlowCtrl,
     ) {
         match &self.mode {
-            Mode::Proxy(upstream) => self.decide_and_forward(upstream, req, res).await,
+            Mode::Proxy(upstream) => {
+                let answered = self.decide_and_forward(upstream, req, res).await;
+                if answered == Answered::ByUpstream {
+                    depot.insert_typed(answered);
+                }
+            }
             Mode::Decision => self.answer_question(req, res).await,
         }
     }
@@ -167,25 +175,26 @@ impl Gate {
         self.deny(res, outcome, StatusCode::BAD_REQUEST, detail);
     }
 
+    /// Judges the request and forwards it when allowed; says who wrote the answer.
     async fn decide_and_forward(
         &self,
         upstream: &UpstreamClient,
         req: &mut Request,
         res: &mut Response,
-    ) {
+    ) -> Answered {
         // First take what belongs to the client's hop only, so that nothing the gate judges
         // or adds afterwards can be removed by the client's `Connection` header.
-        let received = Received::take(req.headers());
+        let received = Received::take(req.headers(), req.uri());
         let end_to_end = remove_hop_by_hop(req.headers_mut());
         strip_identity_headers(req.headers_mut());
         let Some(path) = self.normalized_or_refused(req.uri().path(), res) else {
-            return;
+            return Answered::BySidecar;
         };
         let Some(allowed) = self
             .judge(req.method().as_str(), &path, req.headers(), res)
             .await
         else {
-            return;
+            return Answered::BySidecar;
         };
         self.metrics.outcome(if allowed.public {
             Outcome::ForwardedPublic
@@ -198,7 +207,7 @@ impl Gate {
         let client_ip = req.remote_addr().ip().map(|ip| ip.to_string());
         add_forwarding_headers(req.headers_mut(), client_ip, received);
         // The upstream receives the normalised path the decision was made on.
-        upstream.forward(req, end_to_end, &path, res).await;
+        upstream.forward(req, end_to_end, &path, res).await
     }
 
     /// Decision mode: answers whether the request another proxy describes may pass (200
@@ -353,14 +362,20 @@ struct Allowed {
 /// The main-port service: every path goes through the gate (to the upstream, or to a
 /// decision). Requests are logged with their path (it may identify the upstream's
 /// resources; it is logged as any proxy does) under one route label, which keeps the series
-/// bounded.
+/// bounded. In proxy mode a refusal of a gRPC request is sent as gRPC status (outside the
+/// request log, which records the refusal's HTTP status); in decision mode never, because
+/// the asking proxy reads any 200 as "allow".
 pub fn service(gate: Gate, log_requests: LogRequests) -> Service {
     let request_log = RequestLog::new(gate.metrics.http.clone(), RouteLabel::Fixed("/*"))
         .with_path()
         .logging(log_requests);
-    Service::new(Router::with_path("{**rest}").goal(gate))
-        .hoop(RequestHeadLimit)
-        .hoop(request_log)
+    // Hoops run in the order they are added, each around the ones after it.
+    let proxy_mode = matches!(gate.mode, Mode::Proxy(_));
+    let mut service = Service::new(Router::with_path("{**rest}").goal(gate));
+    if proxy_mode {
+        service = service.hoop(grpc::GrpcRefusals);
+    }
+    service.hoop(RequestHeadLimit).hoop(request_log)
 }
 
 #[cfg(test)]

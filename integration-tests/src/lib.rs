@@ -9,6 +9,7 @@ pub mod api;
 pub mod clients;
 pub mod database;
 pub mod forge;
+pub mod grpc;
 pub mod nginx;
 pub mod otlp;
 pub mod raw_http;

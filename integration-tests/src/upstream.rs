@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use http_body_util::BodyExt as _;
 use salvo::conn::TcpListener;
 use salvo::prelude::*;
 use salvo::server::ServerHandle;
@@ -16,6 +17,8 @@ pub struct SeenRequest {
     /// Header names lowercased, in arrival order.
     pub headers: Vec<(String, String)>,
     pub body_len: usize,
+    /// The request's trailer fields, names lowercased.
+    pub trailers: Vec<(String, String)>,
 }
 
 impl SeenRequest {
@@ -31,6 +34,19 @@ impl SeenRequest {
 /// Size of the body `GET /download` answers with.
 pub const DOWNLOAD_BYTES: usize = 24 * 1024 * 1024;
 
+/// `(name, value)` of each field, in order.
+fn pairs(headers: &salvo::http::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                value.to_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone)]
 struct Recorder {
     seen: Arc<Mutex<Vec<SeenRequest>>>,
@@ -39,27 +55,25 @@ struct Recorder {
 #[async_trait]
 impl Handler for Recorder {
     async fn handle(&self, req: &mut Request, _: &mut Depot, res: &mut Response, _: &mut FlowCtrl) {
-        let body_len = req
-            .payload_with_max_size(256 * 1024 * 1024)
+        let body = http_body_util::Limited::new(req.take_body(), 256 * 1024 * 1024)
+            .collect()
             .await
-            .map_or(0, |body| body.len());
+            .ok();
+        let trailers = body
+            .as_ref()
+            .and_then(|body| body.trailers())
+            .map(pairs)
+            .unwrap_or_default();
+        let body_len = body.map_or(0, |body| body.to_bytes().len());
         let seen = SeenRequest {
             method: req.method().to_string(),
             path_and_query: req
                 .uri()
                 .path_and_query()
                 .map_or_else(|| "/".to_owned(), ToString::to_string),
-            headers: req
-                .headers()
-                .iter()
-                .map(|(name, value)| {
-                    (
-                        name.as_str().to_owned(),
-                        value.to_str().unwrap_or("").to_owned(),
-                    )
-                })
-                .collect(),
+            headers: pairs(req.headers()),
             body_len,
+            trailers,
         };
         self.seen.lock().expect("lock").push(seen.clone());
         match req.uri().path() {

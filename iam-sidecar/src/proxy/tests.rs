@@ -3,6 +3,7 @@
 #![allow(clippy::expect_used)] // test helpers report failure by panicking
 
 use super::*;
+use salvo::http::uri::Uri;
 
 fn header_map(pairs: &[(&str, &str)]) -> HeaderMap {
     let pairs: Vec<(&str, &[u8])> = pairs
@@ -64,7 +65,7 @@ fn what_the_client_sent_is_taken_before_the_hop_by_hop_headers_go() {
         ("tracestate", "vendor=1"),
         ("x-forwarded-for", "203.0.113.9"),
     ]);
-    let received = Received::take(&headers);
+    let received = Received::take(&headers, &Uri::from_static("/orders"));
     let _ = remove_hop_by_hop(&mut headers);
     assert!(headers.is_empty(), "{headers:?}");
     add_forwarding_headers(&mut headers, Some("127.0.0.1".into()), received);
@@ -87,7 +88,7 @@ fn forwarding_headers_extend_what_the_client_sent_end_to_end() {
         ("x-forwarded-proto", "https"),
         ("x-forwarded-host", "shop.example.com"),
     ]);
-    let received = Received::take(&headers);
+    let received = Received::take(&headers, &Uri::from_static("/orders"));
     add_forwarding_headers(&mut headers, Some("10.0.0.1".into()), received);
     assert_eq!(headers["x-forwarded-for"], "203.0.113.9, 10.0.0.1");
     assert_eq!(headers["x-forwarded-proto"], "https");
@@ -98,7 +99,21 @@ fn forwarding_headers_extend_what_the_client_sent_end_to_end() {
 #[test]
 fn without_a_client_address_or_host_nothing_is_made_up() {
     let mut headers = HeaderMap::new();
-    let received = Received::take(&headers);
+    let received = Received::take(&headers, &Uri::from_static("/orders"));
     add_forwarding_headers(&mut headers, None, received);
     assert_eq!(names(&headers), ["x-forwarded-proto"]);
+}
+
+#[test]
+fn an_http2_clients_authority_is_its_host() {
+    let mut headers = HeaderMap::new();
+    let uri = Uri::from_static("http://orders.example.com:8080/orders");
+    let received = Received::take(&headers, &uri);
+    add_forwarding_headers(&mut headers, None, received);
+    assert_eq!(headers["x-forwarded-host"], "orders.example.com:8080");
+    // A Host header, when sent, is what counts.
+    let mut headers = header_map(&[("host", "shop.example.com")]);
+    let received = Received::take(&headers, &uri);
+    add_forwarding_headers(&mut headers, None, received);
+    assert_eq!(headers["x-forwarded-host"], "shop.example.com");
 }
