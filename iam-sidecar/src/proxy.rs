@@ -159,8 +159,10 @@ impl Handler for Gate {
     ) {
         match &self.mode {
             Mode::Proxy(upstream) => {
+                // Only a gRPC call's answer needs telling apart (see `grpc::GrpcRefusals`).
+                let grpc = grpc::is_grpc(req.headers());
                 let answered = self.decide_and_forward(upstream, req, res).await;
-                if answered == Answered::ByUpstream {
+                if grpc && answered == Answered::ByUpstream {
                     depot.insert_typed(answered);
                 }
             }

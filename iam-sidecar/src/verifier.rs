@@ -172,7 +172,8 @@ impl TokenVerifier {
             result => result.map_err(VerifyError::Rejected)?,
         };
         let claims = Arc::new(claims);
-        self.verified.remember(token, Arc::clone(&claims));
+        self.verified
+            .remember(token, Arc::clone(&claims), &self.rules, now);
         Ok(claims)
     }
 

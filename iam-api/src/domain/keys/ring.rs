@@ -90,7 +90,8 @@ impl KeyRing {
         }
         let keys = Arc::clone(&self.current().verification);
         let claims = Arc::new(verify_access_token(token, &keys, rules, revoked, now)?);
-        self.verified.remember(token, Arc::clone(&claims));
+        self.verified
+            .remember(token, Arc::clone(&claims), rules, now);
         Ok(claims)
     }
 }
