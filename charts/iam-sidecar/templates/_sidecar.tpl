@@ -12,7 +12,7 @@ where .Values.iamSidecar holds (defaults in brackets):
   revocationsUrl      [JWKS_URL's origin + /api/v1/revocations]
   publicPaths [[]]    path prefixes forwarded without a token
   rules [""]          TOML route rules; when set, rendered into a ConfigMap and mounted
-  extraEnv [[]], resources [requests 25m/24Mi, limits 32Mi memory]
+  extraEnv [[]], resources [requests 25m/32Mi, limits 128Mi memory]
 */}}
 
 {{- define "iam-sidecar.rulesConfigMapName" -}}
@@ -101,7 +101,7 @@ where .Values.iamSidecar holds (defaults in brackets):
     periodSeconds: 10
     timeoutSeconds: 3
   resources:
-    {{- toYaml ($s.resources | default (dict "requests" (dict "cpu" "25m" "memory" "24Mi") "limits" (dict "memory" "32Mi"))) | nindent 4 }}
+    {{- toYaml ($s.resources | default (dict "requests" (dict "cpu" "25m" "memory" "32Mi") "limits" (dict "memory" "128Mi"))) | nindent 4 }}
   securityContext:
     runAsNonRoot: true
     runAsUser: 65532
