@@ -84,6 +84,19 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_inner_bodys_size_and_end_are_reported() {
+        let empty = FilteredTrailers::new(http_body_util::Empty::<Bytes>::new(), drop_x_secret);
+        assert!(empty.is_end_stream());
+        assert_eq!(empty.size_hint().exact(), Some(0));
+        let full = FilteredTrailers::new(
+            http_body_util::Full::new(Bytes::from_static(b"hello")),
+            drop_x_secret,
+        );
+        assert!(!full.is_end_stream());
+        assert_eq!(full.size_hint().exact(), Some(5));
+    }
+
     fn drop_x_secret(trailers: &mut HeaderMap) {
         trailers.remove("x-secret");
     }

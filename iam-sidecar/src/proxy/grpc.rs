@@ -170,6 +170,66 @@ mod tests {
         );
     }
 
+    /// What `GrpcRefusals` makes of `answer`'s response to a request with `content_type`.
+    async fn through_the_hoop(content_type: &str, answer: impl Handler) -> Response {
+        let mut req = Request::new();
+        req.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_str(content_type).expect("value"),
+        );
+        let mut depot = Depot::new();
+        let mut res = Response::new();
+        let mut ctrl = FlowCtrl::new(vec![
+            std::sync::Arc::new(GrpcRefusals),
+            std::sync::Arc::new(answer),
+        ]);
+        ctrl.call_next(&mut req, &mut depot, &mut res).await;
+        res
+    }
+
+    #[handler]
+    async fn refuse_401(res: &mut Response) {
+        write_refusal(res, &Refusal::InvalidToken);
+    }
+
+    #[handler]
+    async fn refuse_400(res: &mut Response) {
+        Problem::about_blank(StatusCode::BAD_REQUEST, "bad path").write_to(res);
+    }
+
+    #[handler]
+    async fn upstream_403(depot: &mut Depot, res: &mut Response) {
+        res.status_code(StatusCode::FORBIDDEN);
+        depot.insert_typed(Answered::ByUpstream);
+    }
+
+    #[handler]
+    async fn sidecar_200(res: &mut Response) {
+        res.status_code(StatusCode::OK);
+        res.render("ok");
+    }
+
+    #[tokio::test]
+    async fn only_the_sidecars_refusals_of_grpc_calls_are_rewritten() {
+        let res = through_the_hoop("application/grpc", refuse_401).await;
+        assert_eq!(res.status_code, Some(StatusCode::OK));
+        assert_eq!(res.headers()["grpc-status"], "16");
+        let res = through_the_hoop("application/grpc", refuse_400).await;
+        assert_eq!(res.headers()["grpc-status"], "3");
+        // Not a gRPC call: the HTTP refusal stands.
+        let res = through_the_hoop("application/json", refuse_401).await;
+        assert_eq!(res.status_code, Some(StatusCode::UNAUTHORIZED));
+        assert!(!res.headers().contains_key("grpc-status"));
+        // The upstream's answer passes as it is.
+        let res = through_the_hoop("application/grpc", upstream_403).await;
+        assert_eq!(res.status_code, Some(StatusCode::FORBIDDEN));
+        assert!(!res.headers().contains_key("grpc-status"));
+        // Not a refusal.
+        let res = through_the_hoop("application/grpc", sidecar_200).await;
+        assert_eq!(res.status_code, Some(StatusCode::OK));
+        assert!(!res.headers().contains_key("grpc-status"));
+    }
+
     #[test]
     fn the_message_is_percent_encoded() {
         let mut res = Response::new();
