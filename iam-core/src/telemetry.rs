@@ -18,6 +18,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::filter::{FilterExt as _, filter_fn};
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -54,6 +55,46 @@ fn otlp_configured() -> bool {
     .any(|name| std::env::var(name).is_ok_and(|value| !value.trim().is_empty()))
 }
 
+/// What every process logs and traces through: one line per event (`format`) and, with a
+/// `tracer`, spans for trace export.
+fn subscriber<W>(
+    format: LogFormat,
+    tracer: Option<opentelemetry_sdk::trace::Tracer>,
+    writer: W,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Without a tracer nothing wants spans: a global filter disables each where it is
+    // created, so it costs a request nothing. (The `None` tracer layer alone would not: an
+    // absent `Option` layer declares interest in everything, and so enabled every span.)
+    let spans_off = tracer
+        .is_none()
+        .then(|| filter_fn(|metadata| !metadata.is_span()));
+    let otel_layer = tracer.map(|tracer| {
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_filter(filter())
+    });
+    // Each layer filters for itself, so that the log layer can leave out every span: spans
+    // (a request's SERVER span, a query's CLIENT span, an upstream call's) exist for trace
+    // export, and each log line carries what it needs (the request line its `trace_id`).
+    // Recorded by the log layer, each would format its fields (a query span carries its
+    // SQL) into a new string per request.
+    let log_filter = filter().and(filter_fn(|metadata| !metadata.is_span()));
+    let registry = tracing_subscriber::registry()
+        .with(otel_layer)
+        .with(spans_off);
+    let lines = tracing_subscriber::fmt::layer().with_writer(writer);
+    match format {
+        LogFormat::Text => Box::new(registry.with(lines.with_filter(log_filter))),
+        LogFormat::Json => {
+            Box::new(registry.with(lines.json().flatten_event(true).with_filter(log_filter)))
+        }
+    }
+}
+
 /// Installs logging (level from `RUST_LOG`, default `info`) and, when configured, trace
 /// export. `service` is the default `service.name` (`OTEL_SERVICE_NAME` overrides it);
 /// `environment` becomes `deployment.environment`.
@@ -61,7 +102,6 @@ pub fn init(format: LogFormat, service: &str, environment: &str) -> TelemetryGua
     global::set_text_map_propagator(TextMapCompositePropagator::new(vec![Box::new(
         TraceContextPropagator::new(),
     )]));
-    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let provider = if otlp_configured() {
         match tracer_provider(service, environment) {
             Ok(provider) => Some(provider),
@@ -73,40 +113,13 @@ pub fn init(format: LogFormat, service: &str, environment: &str) -> TelemetryGua
     } else {
         None
     };
-    let otel_layer = provider.as_ref().map(|provider| {
-        tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer(service.to_owned()))
-            .with_filter(filter())
-    });
-    // Each layer filters for itself, so that the log layer can leave out every span: spans
-    // (a request's SERVER span, a query's CLIENT span, an upstream call's) exist for trace
-    // export, and each log line carries what it needs (the request line its `trace_id`).
-    // Recorded by the log layer, each would format its fields (a query span carries its
-    // SQL) into a new string per request; left out, they are disabled at creation when no
-    // exporter is configured.
-    let log_filter = filter().and(filter_fn(|metadata| !metadata.is_span()));
-    let registry = tracing_subscriber::registry().with(otel_layer);
+    let tracer = provider
+        .as_ref()
+        .map(|provider| provider.tracer(service.to_owned()));
     // Lines are written by a thread of their own, never on the request path.
     let (stdout, log_lines) = StdoutLines::start(std::io::stdout());
     // A second initialisation (tests) is harmless, so its error is ignored.
-    let _ = match format {
-        LogFormat::Text => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_writer(stdout)
-                    .with_filter(log_filter),
-            )
-            .try_init(),
-        LogFormat::Json => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_writer(stdout)
-                    .with_filter(log_filter),
-            )
-            .try_init(),
-    };
+    let _ = subscriber(format, tracer, stdout).try_init();
     TelemetryGuard {
         provider,
         log_lines,
@@ -220,6 +233,9 @@ pub fn server_span(method: &str, path: &str, headers: &http::HeaderMap) -> traci
 
 /// Records the matched route template and the status on a span from [`server_span`].
 pub fn finish_server_span(span: &tracing::Span, method: &str, route: &str, status: u16) {
+    if span.is_disabled() {
+        return;
+    }
     if !route.is_empty() {
         let route = if route.starts_with('/') {
             route.to_owned()
@@ -262,6 +278,80 @@ mod tests {
             otlp_transport(Some("grpc"), Some("http/protobuf")),
             Ok(OtlpTransport::Grpc)
         );
+    }
+
+    #[test]
+    fn without_trace_export_spans_are_disabled_where_they_are_created() {
+        for format in [LogFormat::Json, LogFormat::Text] {
+            let logged =
+                tracing::subscriber::with_default(subscriber(format, None, std::io::sink), || {
+                    let span = server_span("GET", "/x", &http::HeaderMap::new());
+                    let instrumented = tracing::info_span!("db users::find_bearer");
+                    (
+                        span.is_disabled(),
+                        instrumented.is_disabled(),
+                        tracing::enabled!(tracing::Level::INFO),
+                    )
+                });
+            assert_eq!(logged, (true, true, true), "{format:?}");
+        }
+    }
+
+    #[test]
+    fn events_after_a_disabled_span_are_still_logged() {
+        let written = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let sink = std::sync::Arc::clone(&written);
+        let writer = move || Captured(std::sync::Arc::clone(&sink));
+        let dispatch = tracing::Dispatch::new(subscriber(LogFormat::Json, None, writer));
+        tracing::dispatcher::with_default(&dispatch, || {
+            tracing::info!("before");
+            let span = server_span("GET", "/x", &http::HeaderMap::new());
+            assert!(span.is_disabled());
+            tracing::info!("after");
+        });
+        // Another thread (a runtime's worker) logs through the same subscriber.
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                tracing::dispatcher::with_default(&dispatch, || {
+                    tracing::info!(delay_seconds = 2, "from another thread");
+                });
+            });
+        });
+        let text = String::from_utf8(
+            written
+                .lock()
+                .map(|bytes| bytes.clone())
+                .unwrap_or_default(),
+        )
+        .unwrap_or_default();
+        assert!(text.contains("before"), "{text}");
+        assert!(text.contains("after"), "{text}");
+        assert!(text.contains("from another thread"), "{text}");
+    }
+
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut written) = self.0.lock() {
+                written.extend_from_slice(bytes);
+            }
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn with_trace_export_spans_are_recorded() {
+        let provider = SdkTracerProvider::builder().build();
+        let tracer = provider.tracer("test");
+        let recorded = tracing::subscriber::with_default(
+            subscriber(LogFormat::Json, Some(tracer), std::io::sink),
+            || !server_span("GET", "/x", &http::HeaderMap::new()).is_disabled(),
+        );
+        assert!(recorded);
     }
 
     #[test]
