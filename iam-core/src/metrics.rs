@@ -1,6 +1,8 @@
 //! Prometheus metrics shared by the processes: the registry type, the HTTP request series
 //! every process exports, and the text encoding served at `GET /metrics`.
 
+use std::borrow::Cow;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -12,12 +14,25 @@ pub use prometheus_client::registry::Registry;
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Labels of the HTTP request series. `route` is the route template (`/api/v1/users/{id}`),
-/// never the raw path, so that ids cannot blow up the series count.
+/// never the raw path, and `method` one of a fixed set ([`method_label`]), so that neither
+/// ids nor invented methods can blow up the series count.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
-    pub method: String,
-    pub route: String,
+    pub method: &'static str,
+    pub route: Cow<'static, str>,
     pub status: u16,
+}
+
+/// The methods of RFC 9110 and PATCH as themselves, any other as `_OTHER` (OpenTelemetry's
+/// HTTP conventions): a client may send any token as a method.
+pub fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|known| *known == method)
+        .unwrap_or("_OTHER")
 }
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -55,16 +70,18 @@ impl HttpMetrics {
         metrics
     }
 
-    /// Records one answered request.
-    pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
+    /// Records one answered request (`route` `""`: none matched).
+    pub fn observe(&self, method: &str, route: Cow<'static, str>, status: u16, seconds: f64) {
         // salvo reports templates without the leading slash.
-        let route = match route {
-            "" => "unmatched".to_owned(),
-            route if route.starts_with('/') => route.to_owned(),
-            route => format!("/{route}"),
+        let route = if route.is_empty() {
+            Cow::Borrowed("unmatched")
+        } else if route.starts_with('/') {
+            route
+        } else {
+            Cow::Owned(format!("/{route}"))
         };
         let labels = HttpLabels {
-            method: method.to_owned(),
+            method: method_label(method),
             route,
             status,
         };
@@ -89,11 +106,27 @@ mod tests {
     fn request_series_are_rendered_with_route_templates() {
         let mut registry = Registry::default();
         let http = HttpMetrics::register(&mut registry);
-        http.observe("GET", "api/v1/users/{id}", 200, 0.002);
-        http.observe("GET", "", 404, 0.001);
+        http.observe("GET", "api/v1/users/{id}".into(), 200, 0.002);
+        http.observe("GET", "".into(), 404, 0.001);
+        http.observe("FROBNICATE", "".into(), 404, 0.001);
+        http.observe("get", "/static".into(), 200, 0.001);
         let text = render(&registry);
         assert!(text.contains(r#"http_server_requests_total{method="GET",route="/api/v1/users/{id}",status="200"} 1"#), "{text}");
         assert!(text.contains(r#"route="unmatched",status="404""#), "{text}");
+        // Invented methods (and methods are case-sensitive) share one series.
+        assert!(
+            text.contains(
+                r#"http_server_requests_total{method="_OTHER",route="unmatched",status="404"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"http_server_requests_total{method="_OTHER",route="/static",status="200"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("FROBNICATE"), "{text}");
         assert!(
             text.contains("http_server_request_duration_seconds_bucket"),
             "{text}"

@@ -1,6 +1,7 @@
 //! The request log layer: one SERVER span, one log line and the HTTP request metrics per
 //! request, the same in every process.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use salvo::prelude::*;
@@ -81,30 +82,44 @@ impl Handler for RequestLog {
         ctrl.call_next(req, depot, res)
             .instrument(span.clone())
             .await;
-        let elapsed = started.elapsed().as_secs_f64();
         let status = res.status_code.map_or(200, |status| status.as_u16());
-        let method = req.method().as_str();
-        let (span_route, metric_route, logged_route) = match self.route {
-            RouteLabel::Matched => (
-                req.matched_path(),
-                req.matched_path(),
-                Some(req.matched_path()),
-            ),
-            RouteLabel::Fixed(label) => ("", label, None),
+        let (method, path) = (req.method().as_str(), req.uri().path());
+        let matched_route = Cow::Owned(req.matched_path().to_owned());
+        self.record(&span, method, matched_route, path, status, started);
+    }
+}
+
+impl RequestLog {
+    /// Finishes the SERVER `span` of an answered request, records its metrics and writes its
+    /// line. `matched_route` is the route template the request matched (`""`: none), used
+    /// for [`RouteLabel::Matched`]; `path` is the request's path without its query.
+    pub fn record(
+        &self,
+        span: &tracing::Span,
+        method: &str,
+        matched_route: Cow<'static, str>,
+        path: &str,
+        status: u16,
+        started: Instant,
+    ) {
+        let elapsed = started.elapsed().as_secs_f64();
+        let (metric_route, logged_route) = match self.route {
+            RouteLabel::Matched => (matched_route, true),
+            RouteLabel::Fixed(label) => (Cow::Borrowed(label), false),
         };
-        telemetry::finish_server_span(&span, method, span_route, status);
-        self.metrics.observe(method, metric_route, status, elapsed);
+        let logged_route = logged_route.then_some(&*metric_route);
+        telemetry::finish_server_span(span, method, logged_route.unwrap_or(""), status);
         // `tracing`'s levels are fixed per call site, hence one call per level.
         macro_rules! request_line {
             ($level:ident) => {
                 tracing::$level!(
                     env = self.env.as_deref().map(tracing::field::display),
-                    method = %req.method(),
+                    method = %method,
                     route = logged_route,
-                    path = self.log_path.then(|| req.uri().path()),
+                    path = self.log_path.then_some(path),
                     status,
                     latency_ms = elapsed * 1000.0,
-                    trace_id = telemetry::trace_id(&span).as_deref(),
+                    trace_id = telemetry::trace_id(span).as_deref(),
                     "request"
                 )
             };
@@ -114,6 +129,7 @@ impl Handler for RequestLog {
         } else if tracing::enabled!(tracing::Level::DEBUG) {
             request_line!(debug);
         }
+        self.metrics.observe(method, metric_route, status, elapsed);
     }
 }
 
