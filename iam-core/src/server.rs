@@ -31,6 +31,7 @@ use salvo::prelude::*;
 use crate::problem::Problem;
 use crate::process::ProcessError;
 
+pub mod hyper_port;
 mod metrics_endpoint;
 mod request_log;
 mod serve;
@@ -145,11 +146,15 @@ impl Handler for RequestHeadLimit {
 
 /// Writes the 431 problem document.
 pub fn refuse_large_head(res: &mut Response) {
+    large_head_problem().write_to(res);
+}
+
+/// The 431 problem document.
+fn large_head_problem() -> Problem {
     Problem::about_blank(
         StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         format!("the request line and headers must be at most {MAX_REQUEST_HEAD_BYTES} bytes"),
     )
-    .write_to(res);
 }
 
 /// A service hoop adding `X-Content-Type-Options: nosniff` to every answer, so that no

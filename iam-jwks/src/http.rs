@@ -1,16 +1,20 @@
-//! The JWKS, OpenID discovery and healthcheck endpoints.
+//! The JWKS, OpenID discovery, revocation feed, healthcheck and metrics endpoints. They are
+//! answered by hyper directly (`iam_core::server::hyper_port`): every answer but the
+//! healthcheck is a document serialised ahead of time, so salvo's per-request work would
+//! cost more than the answer.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use salvo::catcher::Catcher;
-use salvo::http::StatusCode;
-use salvo::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, HeaderValue, IF_NONE_MATCH};
-use salvo::prelude::*;
+use bytes::Bytes;
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, ETAG, HeaderValue, IF_NONE_MATCH};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use iam_core::problem::Problem;
+use iam_core::server::Drain;
+use iam_core::server::hyper_port::{Answer, Answered, Body};
 use serde_json::json;
 use sqlx::PgPool;
-
-use iam_core::server::{Drain, MetricsEndpoint, NoSniff, RequestHeadLimit, RequestLog, RouteLabel};
 
 use crate::config::JwksConfig;
 use crate::key_cache::KeyCache;
@@ -20,77 +24,193 @@ use crate::revocation_feed::FeedCache;
 /// Where the key set is published.
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 
-/// `GET /.well-known/jwks.json`: the pre-serialised key set, revalidated by ETag.
-#[derive(Debug, Clone)]
-struct JwksEndpoint {
+/// The endpoints, each at its one path; every one answers GET and HEAD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Jwks,
+    Discovery,
+    Revocations,
+    Healthcheck,
+    Metrics,
+}
+
+impl Route {
+    const ALL: [Route; 5] = [
+        Route::Jwks,
+        Route::Discovery,
+        Route::Revocations,
+        Route::Healthcheck,
+        Route::Metrics,
+    ];
+
+    /// The path the route answers under; it also labels the request's span, metrics and log.
+    fn path(self) -> &'static str {
+        match self {
+            Route::Jwks => JWKS_PATH,
+            Route::Discovery => "/.well-known/openid-configuration",
+            Route::Revocations => "/api/v1/revocations",
+            Route::Healthcheck => "/api/v1/healthcheck",
+            Route::Metrics => "/metrics",
+        }
+    }
+
+    /// The route whose path is exactly `path` (no trailing slash, no percent-encoding).
+    fn of(path: &str) -> Option<Route> {
+        Route::ALL.into_iter().find(|route| route.path() == path)
+    }
+}
+
+/// Everything iam-jwks answers with.
+#[derive(Debug)]
+pub struct JwksAnswer {
     cache: KeyCache,
-    cache_control: HeaderValue,
-}
-
-#[async_trait]
-impl Handler for JwksEndpoint {
-    async fn handle(&self, req: &mut Request, _: &mut Depot, res: &mut Response, _: &mut FlowCtrl) {
-        let document = self.cache.current();
-        answer_revalidated(
-            req,
-            res,
-            self.cache_control.clone(),
-            &document.etag,
-            &document.body,
-        );
-    }
-}
-
-/// `GET /api/v1/revocations`: the pre-serialised revocation feed, revalidated by ETag;
-/// 503 until it has been built once (a verifier keeps what it had).
-#[derive(Debug, Clone)]
-struct RevocationsEndpoint {
     feed: FeedCache,
+    /// `public, max-age=…` of the key set and the discovery document.
+    cache_control: HeaderValue,
+    discovery: Bytes,
+    db: PgPool,
+    env: String,
+    drain: Drain,
+    metrics: Arc<JwksMetrics>,
 }
 
-#[async_trait]
-impl Handler for RevocationsEndpoint {
-    async fn handle(&self, req: &mut Request, _: &mut Depot, res: &mut Response, _: &mut FlowCtrl) {
-        let Some(document) = self.feed.current() else {
-            iam_core::problem::Problem::about_blank(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the revocation feed has not been read from the database yet",
-            )
-            .write_to(res);
-            return;
+impl Answer for JwksAnswer {
+    async fn answer(&self, request: Request<Incoming>) -> Answered {
+        let Some(route) = Route::of(request.uri().path()) else {
+            return Answered {
+                response: problem(StatusCode::NOT_FOUND),
+                route: "",
+            };
         };
-        // Verifiers poll it; nothing in between may answer for us.
-        let cache_control = HeaderValue::from_static("no-cache");
-        answer_revalidated(req, res, cache_control, &document.etag, &document.body);
+        if !matches!(*request.method(), Method::GET | Method::HEAD) {
+            let mut response = problem(StatusCode::METHOD_NOT_ALLOWED);
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return Answered {
+                response,
+                route: route.path(),
+            };
+        }
+        let response = match route {
+            Route::Jwks => {
+                let document = self.cache.current();
+                revalidated(
+                    request.headers(),
+                    self.cache_control.clone(),
+                    &document.etag,
+                    &document.body,
+                )
+            }
+            Route::Discovery => json_response(
+                StatusCode::OK,
+                self.cache_control.clone(),
+                self.discovery.clone(),
+            ),
+            Route::Revocations => match self.feed.current() {
+                // Verifiers poll it; nothing in between may answer for us.
+                Some(document) => revalidated(
+                    request.headers(),
+                    HeaderValue::from_static("no-cache"),
+                    &document.etag,
+                    &document.body,
+                ),
+                // A verifier keeps what it had.
+                None => Problem::about_blank(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the revocation feed has not been read from the database yet",
+                )
+                .to_hyper_response(),
+            },
+            Route::Healthcheck => self.healthcheck().await,
+            Route::Metrics => {
+                let mut response = Response::new(Body::from(self.metrics.render()));
+                response.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static(iam_core::metrics::CONTENT_TYPE),
+                );
+                response
+            }
+        };
+        Answered {
+            response,
+            route: route.path(),
+        }
     }
 }
 
-/// Answers with a pre-serialised JSON document under its strong `etag`: 304 when the
+impl JwksAnswer {
+    /// `GET /api/v1/healthcheck`: 200 while keys can be served; `degraded` when the database
+    /// is away and the last good key set is being served; 503 `draining` after the stop
+    /// signal.
+    async fn healthcheck(&self) -> Response<Body> {
+        let ping = sqlx::query("SELECT 1").execute(&self.db);
+        let reachable = matches!(
+            tokio::time::timeout(Duration::from_secs(2), ping).await,
+            Ok(Ok(_))
+        );
+        let database = if reachable { "ok" } else { "unreachable" };
+        let (status_code, status) = if self.drain.is_draining() {
+            (StatusCode::SERVICE_UNAVAILABLE, "draining")
+        } else if reachable {
+            (StatusCode::OK, "ok")
+        } else {
+            (StatusCode::OK, "degraded")
+        };
+        let body = json!({
+            "status": status,
+            "database": database,
+            "env": self.env,
+            "version": env!("CARGO_PKG_VERSION"),
+        });
+        json_response(
+            status_code,
+            HeaderValue::from_static("no-store"),
+            Bytes::from(body.to_string()),
+        )
+    }
+}
+
+/// A JSON document with its status and `Cache-Control`.
+fn json_response(status: StatusCode, cache_control: HeaderValue, body: Bytes) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, cache_control);
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// A pre-serialised JSON document under its strong `etag`: 304 without a body when the
 /// request's `If-None-Match` already names it, else the body.
-fn answer_revalidated(
-    req: &Request,
-    res: &mut Response,
+fn revalidated(
+    request_headers: &HeaderMap,
     cache_control: HeaderValue,
     etag: &str,
-    body: &bytes::Bytes,
-) {
-    let headers = res.headers_mut();
-    headers.insert(CACHE_CONTROL, cache_control);
-    if let Ok(value) = HeaderValue::from_str(etag) {
-        headers.insert(ETAG, value);
-    }
-    let not_modified = req
-        .headers()
+    body: &Bytes,
+) -> Response<Body> {
+    let not_modified = request_headers
         .get(IF_NONE_MATCH)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| if_none_match_hits(value, etag));
-    if not_modified {
-        res.status_code(StatusCode::NOT_MODIFIED);
-        return;
+    let mut response = if not_modified {
+        let mut response = Response::new(Body::default());
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        response.headers_mut().insert(CACHE_CONTROL, cache_control);
+        response
+    } else {
+        json_response(StatusCode::OK, cache_control, body.clone())
+    };
+    if let Ok(value) = HeaderValue::from_str(etag) {
+        response.headers_mut().insert(ETAG, value);
     }
-    res.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    res.body(body.clone());
+    response
+}
+
+/// The problem document of a status that needs no more words (404, 405).
+fn problem(status: StatusCode) -> Response<Body> {
+    let title = status.canonical_reason().unwrap_or("Error");
+    Problem::about_blank(status, title.to_lowercase()).to_hyper_response()
 }
 
 /// RFC 9110 §13.1.2: `*`, or any listed tag equal to ours under weak comparison.
@@ -98,24 +218,6 @@ fn if_none_match_hits(header: &str, etag: &str) -> bool {
     header.split(',').map(str::trim).any(|candidate| {
         candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag
     })
-}
-
-/// `GET /.well-known/openid-configuration`: discovery metadata, serialised once.
-#[derive(Debug)]
-struct DiscoveryEndpoint {
-    body: bytes::Bytes,
-    cache_control: HeaderValue,
-}
-
-#[async_trait]
-impl Handler for DiscoveryEndpoint {
-    async fn handle(&self, _: &mut Request, _: &mut Depot, res: &mut Response, _: &mut FlowCtrl) {
-        res.headers_mut()
-            .insert(CACHE_CONTROL, self.cache_control.clone());
-        res.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        res.body(self.body.clone());
-    }
 }
 
 fn discovery_document(config: &JwksConfig) -> serde_json::Value {
@@ -136,97 +238,46 @@ fn discovery_document(config: &JwksConfig) -> serde_json::Value {
     })
 }
 
-/// `GET /api/v1/healthcheck`: 200 while keys can be served; `degraded` when the database is
-/// away and the last good key set is being served; 503 `draining` after the stop signal.
-#[derive(Debug)]
-struct Healthcheck {
-    db: PgPool,
-    env: String,
-    drain: Drain,
-}
-
-#[async_trait]
-impl Handler for Healthcheck {
-    async fn handle(&self, _: &mut Request, _: &mut Depot, res: &mut Response, _: &mut FlowCtrl) {
-        let ping = sqlx::query("SELECT 1").execute(&self.db);
-        let reachable = matches!(
-            tokio::time::timeout(Duration::from_secs(2), ping).await,
-            Ok(Ok(_))
-        );
-        let database = if reachable { "ok" } else { "unreachable" };
-        let status = if self.drain.is_draining() {
-            res.status_code(StatusCode::SERVICE_UNAVAILABLE);
-            "draining"
-        } else if reachable {
-            "ok"
-        } else {
-            "degraded"
-        };
-        res.headers_mut()
-            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        res.render(Json(json!({
-            "status": status,
-            "database": database,
-            "env": self.env,
-            "version": env!("CARGO_PKG_VERSION"),
-        })));
-    }
-}
-
-/// The whole service.
-pub fn service(
+/// What the whole service answers with.
+pub fn answer(
     config: &JwksConfig,
     cache: KeyCache,
     feed: FeedCache,
     db: PgPool,
     metrics: Arc<JwksMetrics>,
     drain: Drain,
-) -> Result<Service, String> {
+) -> Result<JwksAnswer, String> {
     let cache_control =
         HeaderValue::from_str(&format!("public, max-age={}", config.max_age.as_secs()))
             .map_err(|error| error.to_string())?;
     let discovery =
         serde_json::to_vec(&discovery_document(config)).map_err(|error| error.to_string())?;
-    let jwks = JwksEndpoint {
+    Ok(JwksAnswer {
         cache,
-        cache_control: cache_control.clone(),
-    };
-    let router = Router::new()
-        .push(
-            Router::with_path(".well-known/jwks.json")
-                .get(jwks.clone())
-                .head(jwks),
-        )
-        .push(
-            Router::with_path(".well-known/openid-configuration").get(DiscoveryEndpoint {
-                body: discovery.into(),
-                cache_control,
-            }),
-        )
-        .push(Router::with_path("api/v1/revocations").get(RevocationsEndpoint { feed }))
-        .push(Router::with_path("api/v1/healthcheck").get(Healthcheck {
-            db,
-            env: config.common.env_label.clone(),
-            drain,
-        }))
-        .push(Router::with_path("metrics").get(MetricsEndpoint::new({
-            let metrics = Arc::clone(&metrics);
-            move || metrics.render()
-        })));
-    Ok(Service::new(router)
-        .hoop(
-            RequestLog::new(metrics.http.clone(), RouteLabel::Matched)
-                .with_env(config.common.env_label.clone())
-                .logging(config.common.log_requests),
-        )
-        .hoop(NoSniff)
-        .hoop(RequestHeadLimit)
-        .catcher(Catcher::new(iam_core::problem::catcher)))
+        feed,
+        cache_control,
+        discovery: discovery.into(),
+        db,
+        env: config.common.env_label.clone(),
+        drain,
+        metrics,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_route_is_found_at_its_exact_path_only() {
+        for route in Route::ALL {
+            assert_eq!(Route::of(route.path()), Some(route));
+            assert_eq!(Route::of(&format!("{}/", route.path())), None);
+            assert_eq!(Route::of(&route.path().to_uppercase()), None);
+        }
+        assert_eq!(Route::of("/.well-known/jwks%2Ejson"), None);
+        assert_eq!(Route::of("/"), None);
+    }
 
     #[test]
     fn if_none_match_follows_weak_comparison() {

@@ -59,19 +59,27 @@ async fn run(config: JwksConfig) -> Result<(), ProcessError> {
     feed.spawn_builder(db.clone());
 
     let drain = iam_core::server::Drain::default();
-    let service = http::service(&config, cache, feed, db.clone(), metrics, drain.clone())
+    let log = iam_core::server::RequestLog::new(
+        metrics.http.clone(),
+        iam_core::server::RouteLabel::Matched,
+    )
+    .with_env(config.common.env_label.clone())
+    .logging(config.common.log_requests);
+    let answer = http::answer(&config, cache, feed, db.clone(), metrics, drain.clone())
         .map_err(ProcessError::config)?;
-    let server = iam_core::server::bind(
+    let port = iam_core::server::hyper_port::HyperPort::bind(
         &config.common.host,
         config.common.port,
         Some(iam_core::server::IDLE_CONNECTION_TIMEOUT),
+        answer,
+        log,
     )
     .await?;
-    for holding in server.holdings() {
-        tracing::info!(address = %holding.local_addr, env = %config.common.env_label, "iam-jwks listening");
+    if let Ok(address) = port.local_addr() {
+        tracing::info!(%address, env = %config.common.env_label, "iam-jwks listening");
     }
     iam_core::server::Serve::new(drain, config.common.shutdown_delay)
-        .listen(server, service)
+        .listen_hyper(port)
         .run(async move { db.close().await })
         .await;
     Ok(())

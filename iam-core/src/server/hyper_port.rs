@@ -1,0 +1,307 @@
+//! A port served by hyper directly, without salvo, for the endpoints where salvo's own work
+//! per request (converting request and response, routing, the depot, the hoop chain) costs
+//! more than the answer: iam-jwks serves pre-serialised documents, and measured on this
+//! stack salvo adds about 18 µs of CPU to a request that hyper alone answers in a few.
+//!
+//! The port keeps every promise of [`super::bind`] and [`super::Serve`]:
+//! - HTTP/1.1 and HTTP/2 cleartext with prior knowledge, told apart by the connection
+//!   preface, which must arrive within [`HEADER_READ_TIMEOUT`] (a client that sends nothing
+//!   is closed then); an HTTP/1.1 head must then arrive within the same timeout again;
+//! - the request head limit ([`MAX_REQUEST_HEAD_BYTES`], exact, answered 431), HTTP/2's
+//!   header-list size, stream limit and pings as in [`super::bind`];
+//! - a connection that moves no byte for the idle timeout is closed (within a quarter of
+//!   the timeout more);
+//! - the request log, metrics and SERVER span of [`RequestLog`] (a 431 included), and
+//!   `X-Content-Type-Options: nosniff` on every answer;
+//! - on the stop signal it stops accepting, lets each connection finish what it is doing
+//!   (HTTP/2: GOAWAY) and waits up to [`SHUTDOWN_GRACE`] for them.
+//!
+//! Request bodies are never read here (hyper closes an HTTP/1.1 connection whose request
+//! body was left unread), so there is no body-gap timeout to keep.
+
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use salvo::http::header::{HeaderValue, X_CONTENT_TYPE_OPTIONS};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::Instrument as _;
+
+use super::{
+    HEADER_READ_TIMEOUT, HTTP2_MAX_STREAMS, HTTP2_PING_INTERVAL, MAX_REQUEST_HEAD_BYTES,
+    READ_BUFFER_BYTES, RequestLog, SHUTDOWN_GRACE, head_too_large, large_head_problem,
+    request_head_len,
+};
+use crate::process::ProcessError;
+use crate::telemetry;
+
+mod stream;
+
+use stream::{Activity, Protocol, ServedStream};
+
+/// The body of every answer of a hyper port: a whole document.
+pub type Body = Full<Bytes>;
+
+/// An answer and the route template it was given under (`""`: no route matched), which
+/// labels the request's span, metrics and log line.
+#[derive(Debug)]
+pub struct Answered {
+    pub response: Response<Body>,
+    pub route: &'static str,
+}
+
+/// What answers the requests of a [`HyperPort`].
+pub trait Answer: Send + Sync + 'static {
+    /// Answers one request.
+    fn answer(&self, request: Request<Incoming>) -> impl Future<Output = Answered> + Send;
+}
+
+/// A bound port and what answers on it; [`super::Serve::listen_hyper`] serves it.
+#[derive(Debug)]
+pub struct HyperPort<A> {
+    listener: TcpListener,
+    connections: Arc<Connections<A>>,
+}
+
+/// What every connection of a port shares.
+#[derive(Debug)]
+struct Connections<A> {
+    answer: A,
+    log: RequestLog,
+    idle_timeout: Option<Duration>,
+}
+
+impl<A: Answer> HyperPort<A> {
+    /// Binds `host:port`; `answer` answers, `log` logs and counts each request, and
+    /// `idle_timeout` closes connections that move no byte for so long (`None`: never).
+    pub async fn bind(
+        host: &str,
+        port: u16,
+        idle_timeout: Option<Duration>,
+        answer: A,
+        log: RequestLog,
+    ) -> Result<Self, ProcessError> {
+        let listener = TcpListener::bind((host, port)).await.map_err(|error| {
+            ProcessError::runtime(format!("cannot listen on {host}:{port}: {error}"))
+        })?;
+        Ok(HyperPort {
+            listener,
+            connections: Arc::new(Connections {
+                answer,
+                log,
+                idle_timeout,
+            }),
+        })
+    }
+
+    /// The address the port listens on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `stop` turns true, then stops accepting and lets the open connections
+    /// finish within [`SHUTDOWN_GRACE`].
+    pub async fn serve(self, mut stop: watch::Receiver<bool>) {
+        let mut open = JoinSet::new();
+        let stop_for_connections = stop.clone();
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        open.spawn(serve_connection(
+                            stream,
+                            Arc::clone(&self.connections),
+                            stop_for_connections.clone(),
+                        ));
+                    }
+                    Err(error) => {
+                        // Out of file descriptors, most likely: give the open connections a
+                        // moment to end rather than spin on the error.
+                        tracing::warn!(%error, "cannot accept a connection");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                Some(_) = open.join_next(), if !open.is_empty() => {}
+                () = stopped(&mut stop) => break,
+            }
+        }
+        drop(self.listener);
+        let finished = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while open.join_next().await.is_some() {}
+        })
+        .await;
+        if finished.is_err() {
+            tracing::warn!(
+                connections = open.len(),
+                "closing connections still busy after the shutdown grace"
+            );
+            open.abort_all();
+        }
+    }
+}
+
+/// Serves one connection until it ends, idles out, or finishes after the stop signal.
+async fn serve_connection<A: Answer>(
+    mut stream: TcpStream,
+    connections: Arc<Connections<A>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    // Answers are written whole; waiting for the peer's ACK before the next one only adds
+    // latency.
+    let _ = stream.set_nodelay(true);
+    let told = tokio::select! {
+        told = tokio::time::timeout(HEADER_READ_TIMEOUT, stream::read_protocol(&mut stream)) => told,
+        () = stopped(&mut stop) => return,
+    };
+    let Ok(Ok(Some((protocol, already_read)))) = told else {
+        return;
+    };
+    let activity = Arc::new(Activity::default());
+    let idle_timeout = connections.idle_timeout;
+    let io = TokioIo::new(ServedStream::new(
+        already_read,
+        stream,
+        Arc::clone(&activity),
+    ));
+    let service = service_fn(move |request| {
+        let connections = Arc::clone(&connections);
+        async move { Ok::<_, Infallible>(connections.handle(request).await) }
+    });
+    match protocol {
+        Protocol::Http1 => {
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_buf_size(READ_BUFFER_BYTES)
+                .serve_connection(io, service);
+            drive(
+                connection,
+                http1::Connection::graceful_shutdown,
+                &activity,
+                idle_timeout,
+                stop,
+            )
+            .await;
+        }
+        Protocol::Http2 => {
+            let connection = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .max_header_list_size(MAX_REQUEST_HEAD_BYTES as u32)
+                .max_concurrent_streams(HTTP2_MAX_STREAMS)
+                .keep_alive_interval(HTTP2_PING_INTERVAL)
+                .keep_alive_timeout(HTTP2_PING_INTERVAL)
+                .serve_connection(io, service);
+            drive(
+                connection,
+                http2::Connection::graceful_shutdown,
+                &activity,
+                idle_timeout,
+                stop,
+            )
+            .await;
+        }
+    }
+}
+
+/// Runs `connection` to its end: dropped (closed) when idle for `idle_timeout`, shut down
+/// gracefully once `stop` turns true.
+async fn drive<C>(
+    connection: C,
+    shut_down_gracefully: fn(Pin<&mut C>),
+    activity: &Activity,
+    idle_timeout: Option<Duration>,
+    mut stop: watch::Receiver<bool>,
+) where
+    C: Future<Output = hyper::Result<()>>,
+{
+    let mut connection = std::pin::pin!(connection);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            // A client that goes away mid-request is not the server's error.
+            _ = connection.as_mut() => return,
+            () = idle_elapsed(activity, idle_timeout) => return,
+            () = stopped(&mut stop), if !stopping => {
+                stopping = true;
+                shut_down_gracefully(connection.as_mut());
+            }
+        }
+    }
+}
+
+/// Resolves once `stop` is true (or can no longer change).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopping| *stopping).await;
+}
+
+/// How many times per idle timeout a connection's idle watch looks for traffic: a connection
+/// is closed after between 1 and 1 + 1/IDLE_CHECKS idle timeouts without any.
+const IDLE_CHECKS: u32 = 4;
+
+/// Resolves once the connection has moved no byte for `idle_timeout` (never for `None`).
+async fn idle_elapsed(activity: &Activity, idle_timeout: Option<Duration>) {
+    let Some(limit) = idle_timeout else {
+        return std::future::pending().await;
+    };
+    let check = limit / IDLE_CHECKS;
+    let mut quiet = Duration::ZERO;
+    while quiet < limit {
+        tokio::time::sleep(check).await;
+        quiet = if activity.take_moved() {
+            Duration::ZERO
+        } else {
+            quiet + check
+        };
+    }
+}
+
+impl<A: Answer> Connections<A> {
+    /// Answers one request inside its SERVER span, then logs and counts it.
+    async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+        let started = Instant::now();
+        let method = request.method().clone();
+        let uri = request.uri().clone();
+        let span = telemetry::server_span(method.as_str(), uri.path(), request.headers());
+        let target = uri.path_and_query().map_or("/", |target| target.as_str());
+        let head_len = request_head_len(method.as_str(), target, request.headers());
+        let Answered {
+            mut response,
+            route,
+        } = if head_too_large(head_len) {
+            Answered {
+                response: large_head_problem().to_hyper_response(),
+                route: "",
+            }
+        } else if span.is_disabled() {
+            // No trace export: nothing to enter around the answer.
+            self.answer.answer(request).await
+        } else {
+            self.answer.answer(request).instrument(span.clone()).await
+        };
+        response
+            .headers_mut()
+            .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        let status = response.status().as_u16();
+        let route = Cow::Borrowed(route);
+        self.log
+            .record(&span, method.as_str(), route, uri.path(), status, started);
+        response
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used)] // test helpers report failure by panicking
+mod tests;
