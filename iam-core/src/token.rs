@@ -265,6 +265,12 @@ pub fn judge_claims(
     Ok(())
 }
 
+/// Whether claims are past their `exp` by more than the leeway at `now` (Unix seconds): the
+/// one expiry rule, for the verifier and for what remembers verified tokens.
+pub fn expired(claims: &AccessTokenClaims, rules: &VerificationRules, now: i64) -> bool {
+    now > claims.exp.saturating_add(rules.leeway_seconds)
+}
+
 /// Checks `iss`, `aud` and the validity window (`exp`, `nbf`, `iat` with leeway) of claims
 /// whose signature has already been verified.
 fn validate_claims(
@@ -279,7 +285,7 @@ fn validate_claims(
         return Err(Reason::WrongAudience);
     }
     let leeway = rules.leeway_seconds;
-    if now > claims.exp.saturating_add(leeway) {
+    if expired(claims, rules, now) {
         return Err(Reason::Expired);
     }
     if now.saturating_add(leeway) < claims.nbf {

@@ -76,10 +76,9 @@ impl VerifiedTokens {
         };
         if tokens.by_token.len() >= self.capacity && tokens.swept_at < now {
             // Expired past the leeway: refused on recall whatever else holds.
-            let oldest_valid_exp = now.saturating_sub(rules.leeway_seconds);
             tokens
                 .by_token
-                .retain(|_, claims| claims.exp >= oldest_valid_exp);
+                .retain(|_, claims| !crate::token::expired(claims, rules, now));
             tokens.swept_at = now;
         }
         if tokens.by_token.len() < self.capacity {

@@ -198,11 +198,9 @@ impl UpstreamClient {
         };
         let requested_upgrade = end_to_end.upgrade;
         let mut headers = std::mem::take(req.headers_mut());
-        // An HTTP/2 client names the host in the URI (`:authority`), not in `Host`; the
-        // upstream gets it as `Host`, as it gets an HTTP/1.1 client's.
+        // The upstream gets an HTTP/2 client's host as `Host`, as it gets an HTTP/1.1 client's.
         if !headers.contains_key(HOST)
-            && let Some(authority) = req.uri().authority()
-            && let Ok(host) = HeaderValue::from_str(authority.as_str())
+            && let Some(host) = authority_as_host(req.uri())
         {
             headers.insert(HOST, host);
         }
@@ -296,6 +294,11 @@ impl UpstreamClient {
         }
         Ok(response.map(ResBody::Hyper))
     }
+}
+
+/// The host an HTTP/2 client names in the URI (`:authority`) instead of a `Host` header.
+pub(crate) fn authority_as_host(uri: &hyper::Uri) -> Option<HeaderValue> {
+    HeaderValue::from_str(uri.authority()?.as_str()).ok()
 }
 
 /// The 502 or 504 problem the client gets when the upstream could not answer.

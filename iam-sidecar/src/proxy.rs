@@ -85,10 +85,11 @@ struct Received {
 
 impl Received {
     fn take(headers: &HeaderMap, uri: &salvo::http::uri::Uri) -> Received {
-        // An HTTP/2 client names the host as `:authority`, which hyper puts in the URI.
-        let authority = || HeaderValue::from_str(uri.authority()?.as_str()).ok();
         Received {
-            host: headers.get(HOST).cloned().or_else(authority),
+            host: headers
+                .get(HOST)
+                .cloned()
+                .or_else(|| crate::forward::authority_as_host(uri)),
             trace_context: TRACE_CONTEXT
                 .iter()
                 .filter_map(|name| Some((name.clone(), headers.get(name)?.clone())))
