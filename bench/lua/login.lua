@@ -2,20 +2,10 @@
 -- (login-1@example.com ...); each thread takes its share of them in turn, so no account
 -- has more than a few logins in flight (the per-account throttle counts an attempt as a
 -- failure until it succeeds).
-local threads = {}
-
-function setup(thread)
-  table.insert(threads, thread)
-  thread:set("id", #threads - 1)
-end
+dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "threads.lua")
 
 function init(args)
-  accounts = {}
-  local id = tonumber(wrk.thread:get("id"))
-  local count = tonumber(os.getenv("WRK_THREADS"))
-  for index = 1, tonumber(os.getenv("LOGIN_ACCOUNTS")) do
-    if index % count == id then table.insert(accounts, index) end
-  end
+  accounts = thread_share(numbers(tonumber(os.getenv("LOGIN_ACCOUNTS"))))
   next_account = 1
 end
 

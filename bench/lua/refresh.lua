@@ -1,22 +1,10 @@
 -- Refresh grant. Each request takes a refresh token from a pool (one login per entry, read
 -- from the file named by the REFRESH_TOKENS environment variable) and puts back the token
 -- the answer carries, so every token is used exactly once and no family is ever replayed.
-local threads = {}
-
-function setup(thread)
-  table.insert(threads, thread)
-  thread:set("id", #threads - 1)
-end
+dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "threads.lua")
 
 function init(args)
-  pool = {}
-  local id = tonumber(wrk.thread:get("id"))
-  local count = tonumber(os.getenv("WRK_THREADS"))
-  local index = 0
-  for line in io.lines(os.getenv("REFRESH_TOKENS")) do
-    if index % count == id then table.insert(pool, line) end
-    index = index + 1
-  end
+  pool = thread_share(io.lines(os.getenv("REFRESH_TOKENS")))
 end
 
 function request()

@@ -1,20 +1,11 @@
 -- Many distinct tokens, round-robin: each thread takes every WRK_THREADS-th line of the
 -- file named by TOKENS and sends the next one with each request.
-local threads = {}
-
-function setup(thread)
-  table.insert(threads, thread)
-  thread:set("id", #threads - 1)
-end
+dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "threads.lua")
 
 function init(args)
   tokens = {}
-  local id = tonumber(wrk.thread:get("id"))
-  local count = tonumber(os.getenv("WRK_THREADS"))
-  local index = 0
-  for line in io.lines(os.getenv("TOKENS")) do
-    if index % count == id then table.insert(tokens, "Bearer " .. line) end
-    index = index + 1
+  for _, line in ipairs(thread_share(io.lines(os.getenv("TOKENS")))) do
+    table.insert(tokens, "Bearer " .. line)
   end
   next_token = 0
 end
