@@ -2,7 +2,7 @@
 
 use integration_tests::api::string;
 use integration_tests::upstream::EchoUpstream;
-use integration_tests::{ServiceProcess, TestDatabase};
+use integration_tests::{ServiceProcess, TestDatabase, raw_http};
 use serde_json::json;
 
 async fn scrape(url: &str) -> String {
@@ -97,5 +97,38 @@ async fn every_process_exports_its_series() {
             sidecar_metrics.contains(series),
             "sidecar lacks {series}:\n{sidecar_metrics}"
         );
+    }
+}
+
+/// Any token is a method to HTTP: one request per invented method must not add a series per
+/// method (memory and scrape size without bound), on the salvo ports and the hyper ones.
+#[tokio::test]
+async fn invented_methods_share_one_series() {
+    let db = TestDatabase::create().await;
+    let api = ServiceProcess::start(&db).await;
+    let jwks = ServiceProcess::jwks_builder(&db).start().await;
+    for (process, path) in [
+        (&api, "/api/v1/healthcheck"),
+        (&jwks, "/.well-known/jwks.json"),
+    ] {
+        let authority = raw_http::authority(&process.base_url);
+        for method in ["FROB1", "FROB2", "get", "M-SEARCH"] {
+            let request =
+                format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+            let answer = raw_http::exchange(authority, request.as_bytes()).await;
+            assert!(
+                (400..500).contains(&answer.status),
+                "{method}: {}",
+                answer.status
+            );
+        }
+        let metrics = scrape(&process.url("/metrics")).await;
+        for method in ["FROB", "get", "M-SEARCH"] {
+            assert!(
+                !metrics.contains(&format!("method=\"{method}")),
+                "{method} became a label:\n{metrics}"
+            );
+        }
+        assert!(metrics.contains(r#"method="_OTHER""#), "{metrics}");
     }
 }
