@@ -9,8 +9,8 @@
 //!   is closed then); an HTTP/1.1 head must then arrive within the same timeout again;
 //! - the request head limit ([`MAX_REQUEST_HEAD_BYTES`], exact, answered 431), HTTP/2's
 //!   header-list size, stream limit and pings as in [`super::bind`];
-//! - a connection that moves no byte for the idle timeout is closed (within a quarter of
-//!   the timeout more);
+//! - a connection that answers no request for the idle timeout is closed (within a quarter
+//!   of the timeout more; HTTP/2 pings do not count as use);
 //! - the request log, metrics and SERVER span of [`RequestLog`] (a 431 included), and
 //!   `X-Content-Type-Options: nosniff` on every answer;
 //! - on the stop signal it stops accepting, lets each connection finish what it is doing
@@ -25,6 +25,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -50,7 +51,7 @@ use crate::telemetry;
 
 mod stream;
 
-use stream::{Activity, Protocol, ServedStream};
+use stream::{Protocol, ServedStream};
 
 /// The body of every answer of a hyper port: a whole document.
 pub type Body = Full<Bytes>;
@@ -171,14 +172,16 @@ async fn serve_connection<A: Answer>(
     };
     let activity = Arc::new(Activity::default());
     let idle_timeout = connections.idle_timeout;
-    let io = TokioIo::new(ServedStream::new(
-        already_read,
-        stream,
-        Arc::clone(&activity),
-    ));
+    let io = TokioIo::new(ServedStream::new(already_read, stream));
+    let requests = Arc::clone(&activity);
     let service = service_fn(move |request| {
         let connections = Arc::clone(&connections);
-        async move { Ok::<_, Infallible>(connections.handle(request).await) }
+        let busy = requests.begin();
+        async move {
+            let response = connections.handle(request).await;
+            drop(busy);
+            Ok::<_, Infallible>(response)
+        }
     });
     match protocol {
         Protocol::Http1 => {
@@ -247,11 +250,47 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopping| *stopping).await;
 }
 
+/// Whether a connection is answering a request, or began or finished one since its idle
+/// watch last looked. Requests, not bytes: HTTP/2 pings (ours every 30 s, and the peer's
+/// answers) move bytes on a connection that nobody uses.
+#[derive(Debug, Default)]
+struct Activity {
+    in_flight: AtomicUsize,
+    moved: AtomicBool,
+}
+
+impl Activity {
+    /// Marks a request as begun until the returned guard is dropped.
+    fn begin(self: &Arc<Self>) -> Busy {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.moved.store(true, Ordering::Relaxed);
+        Busy(Arc::clone(self))
+    }
+
+    /// Whether no request was answered, begun or finished since the last call.
+    fn quiet_since_last_look(&self) -> bool {
+        let moved = self.moved.swap(false, Ordering::Relaxed);
+        !moved && self.in_flight.load(Ordering::Relaxed) == 0
+    }
+}
+
+/// A request being answered (see [`Activity::begin`]).
+#[derive(Debug)]
+struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.moved.store(true, Ordering::Relaxed);
+    }
+}
+
 /// How many times per idle timeout a connection's idle watch looks for traffic: a connection
 /// is closed after between 1 and 1 + 1/IDLE_CHECKS idle timeouts without any.
 const IDLE_CHECKS: u32 = 4;
 
-/// Resolves once the connection has moved no byte for `idle_timeout` (never for `None`).
+/// Resolves once the connection has answered no request for `idle_timeout` (never for
+/// `None`).
 async fn idle_elapsed(activity: &Activity, idle_timeout: Option<Duration>) {
     let Some(limit) = idle_timeout else {
         return std::future::pending().await;
@@ -260,10 +299,10 @@ async fn idle_elapsed(activity: &Activity, idle_timeout: Option<Duration>) {
     let mut quiet = Duration::ZERO;
     while quiet < limit {
         tokio::time::sleep(check).await;
-        quiet = if activity.take_moved() {
-            Duration::ZERO
-        } else {
+        quiet = if activity.quiet_since_last_look() {
             quiet + check
+        } else {
+            Duration::ZERO
         };
     }
 }

@@ -1,11 +1,8 @@
 //! The accepted TCP stream as a hyper port serves it: which protocol the client speaks (told
-//! by the HTTP/2 connection preface), the bytes read to tell it given back to hyper, and the
-//! time of the last byte moved either way, for the idle timeout.
+//! by the HTTP/2 connection preface), and the bytes read to tell it given back to hyper.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
@@ -53,42 +50,20 @@ fn protocol_of(read: &[u8]) -> Option<Protocol> {
     }
 }
 
-/// Whether a connection moved a byte since the connection's idle watch last looked; shared
-/// between the stream and that watch. A flag rather than a time: reading the clock on every
-/// read and write would cost each request more than the whole watch does.
-#[derive(Debug, Default)]
-pub(super) struct Activity {
-    moved: AtomicBool,
-}
-
-impl Activity {
-    fn touch(&self) {
-        self.moved.store(true, Ordering::Relaxed);
-    }
-
-    /// Whether bytes moved since the last call.
-    pub(super) fn take_moved(&self) -> bool {
-        self.moved.swap(false, Ordering::Relaxed)
-    }
-}
-
-/// The TCP stream handed to hyper: first the bytes [`read_protocol`] took, then the socket;
-/// every read or write that moves bytes marks the [`Activity`].
+/// The TCP stream handed to hyper: first the bytes [`read_protocol`] took, then the socket.
 #[derive(Debug)]
 pub(super) struct ServedStream {
     already_read: Vec<u8>,
     replayed: usize,
     stream: TcpStream,
-    activity: Arc<Activity>,
 }
 
 impl ServedStream {
-    pub(super) fn new(already_read: Vec<u8>, stream: TcpStream, activity: Arc<Activity>) -> Self {
+    pub(super) fn new(already_read: Vec<u8>, stream: TcpStream) -> Self {
         ServedStream {
             already_read,
             replayed: 0,
             stream,
-            activity,
         }
     }
 }
@@ -111,12 +86,7 @@ impl AsyncRead for ServedStream {
             }
             return Poll::Ready(Ok(()));
         }
-        let before = buf.filled().len();
-        let poll = Pin::new(&mut this.stream).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            this.activity.touch();
-        }
-        poll
+        Pin::new(&mut this.stream).poll_read(cx, buf)
     }
 }
 
@@ -126,11 +96,7 @@ impl AsyncWrite for ServedStream {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let poll = Pin::new(&mut self.stream).poll_write(cx, data);
-        if matches!(poll, Poll::Ready(Ok(count)) if count > 0) {
-            self.activity.touch();
-        }
-        poll
+        Pin::new(&mut self.stream).poll_write(cx, data)
     }
 
     fn poll_write_vectored(
@@ -138,11 +104,7 @@ impl AsyncWrite for ServedStream {
         cx: &mut Context<'_>,
         data: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let poll = Pin::new(&mut self.stream).poll_write_vectored(cx, data);
-        if matches!(poll, Poll::Ready(Ok(count)) if count > 0) {
-            self.activity.touch();
-        }
-        poll
+        Pin::new(&mut self.stream).poll_write_vectored(cx, data)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -202,7 +164,7 @@ mod tests {
         // As much as one read brought, at most the preface's length.
         assert!(b"GET / HTTP/1.1\r\n\r\n".starts_with(&read), "{read:?}");
         assert!(!read.is_empty() && read.len() <= HTTP2_PREFACE.len());
-        let mut served = ServedStream::new(read, server, Arc::default());
+        let mut served = ServedStream::new(read, server);
         let mut request = vec![0_u8; 18];
         served.read_exact(&mut request).await.expect("read");
         assert_eq!(request, b"GET / HTTP/1.1\r\n\r\n");
@@ -215,7 +177,7 @@ mod tests {
             .expect("read")
             .expect("protocol");
         assert_eq!(protocol, Protocol::Http2);
-        let mut served = ServedStream::new(read, server, Arc::default());
+        let mut served = ServedStream::new(read, server);
         let mut all = vec![0_u8; HTTP2_PREFACE.len() + 4];
         served.read_exact(&mut all).await.expect("read");
         assert_eq!(&all[..HTTP2_PREFACE.len()], HTTP2_PREFACE);
@@ -228,23 +190,5 @@ mod tests {
         client.write_all(b"PRI * ").await.expect("write");
         drop(client);
         assert!(read_protocol(&mut server).await.expect("read").is_none());
-    }
-
-    #[tokio::test]
-    async fn moving_bytes_either_way_is_noticed_once() {
-        let (mut client, server) = pair().await;
-        let activity = Arc::new(Activity::default());
-        let mut served = ServedStream::new(b"G".to_vec(), server, Arc::clone(&activity));
-        assert!(!activity.take_moved());
-        // Replaying what was read to tell the protocol is not traffic.
-        let mut byte = [0_u8; 1];
-        served.read_exact(&mut byte).await.expect("read");
-        assert!(!activity.take_moved());
-        client.write_all(b"x").await.expect("write");
-        served.read_exact(&mut byte).await.expect("read");
-        assert!(activity.take_moved());
-        assert!(!activity.take_moved());
-        served.write_all(b"y").await.expect("write");
-        assert!(activity.take_moved());
     }
 }

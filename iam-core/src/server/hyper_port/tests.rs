@@ -165,6 +165,36 @@ async fn a_connection_that_moves_nothing_for_the_idle_timeout_is_closed() {
 }
 
 #[tokio::test]
+async fn an_http2_connection_without_requests_is_closed_after_the_idle_timeout() {
+    let port = running(Some(Duration::from_millis(300))).await;
+    let stream = TcpStream::connect(port.address).await.expect("connect");
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    let connection = tokio::spawn(connection);
+    let request = Request::get(format!("http://{}/hello", port.address))
+        .body(Body::default())
+        .expect("request");
+    let response = sender.send_request(request).await.expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+    let closed = tokio::time::timeout(Duration::from_secs(10), connection).await;
+    assert!(closed.is_ok(), "the server keeps an idle HTTP/2 connection");
+}
+
+#[test]
+fn a_connection_is_quiet_only_without_requests_begun_finished_or_in_flight() {
+    let activity = Arc::new(Activity::default());
+    assert!(activity.quiet_since_last_look());
+    let busy = activity.begin();
+    assert!(!activity.quiet_since_last_look(), "just begun");
+    assert!(!activity.quiet_since_last_look(), "still answering");
+    drop(busy);
+    assert!(!activity.quiet_since_last_look(), "just finished");
+    assert!(activity.quiet_since_last_look());
+}
+
+#[tokio::test]
 async fn after_the_stop_signal_nothing_is_accepted_and_open_connections_end() {
     let port = running(None).await;
     // An idle keep-alive connection, opened before the signal.
