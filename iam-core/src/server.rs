@@ -16,8 +16,10 @@
 //! Every port speaks HTTP/1.1 and HTTP/2 cleartext with prior knowledge (contract §6; salvo
 //! tells them apart by the connection preface, read within the head timeout). An HTTP/2
 //! connection gets the same head limit (as its header list size, which HPACK counts a little
-//! more strictly), at most [`HTTP2_MAX_STREAMS`] streams at once, and pings every
-//! [`HTTP2_PING_INTERVAL`] so that a peer that vanished is noticed and its streams freed.
+//! more strictly), at most [`HTTP2_MAX_STREAMS`] streams at once, and, on a port without an
+//! idle timeout, pings every [`HTTP2_PING_INTERVAL`] so that a peer that vanished is noticed
+//! and its streams freed (on the other ports the idle timeout notices it, and pings would
+//! count as traffic and keep unused connections open).
 
 use std::time::Duration;
 
@@ -92,7 +94,10 @@ pub async fn bind(
         .timer(salvo::rt::tokio::TokioTimer::new())
         .max_header_list_size(MAX_REQUEST_HEAD_BYTES as u32)
         .max_concurrent_streams(HTTP2_MAX_STREAMS)
-        .keep_alive_interval(HTTP2_PING_INTERVAL)
+        // With an idle timeout, no pings: salvo's idle timeout counts bytes, and our own
+        // pings (and their answers) would keep an unused connection open for ever; a peer
+        // that vanished sends nothing, so the idle timeout notices it as well.
+        .keep_alive_interval(idle_timeout.is_none().then_some(HTTP2_PING_INTERVAL))
         .keep_alive_timeout(HTTP2_PING_INTERVAL);
     Ok(server)
 }
