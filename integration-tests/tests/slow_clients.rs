@@ -202,3 +202,51 @@ async fn the_request_head_limit_is_exactly_64_kib_on_every_port() {
         );
     }
 }
+
+/// An HTTP/2 client that answers the server's pings but sends no request is closed after the
+/// no-traffic timeout (iam-api 60 s, iam-jwks 60–75 s): pings must not count as use, or an
+/// unused connection stays open for ever.
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_though_it_answers_pings() {
+    let db = TestDatabase::create().await;
+    let api = ServiceProcess::start(&db).await;
+    let jwks = ServiceProcess::jwks_builder(&db).start().await;
+    let mut closings = Vec::new();
+    for (process, path) in [
+        (&api, "/api/v1/healthcheck"),
+        (&jwks, "/.well-known/jwks.json"),
+    ] {
+        let stream = TcpStream::connect(authority(&process.base_url))
+            .await
+            .expect("connect");
+        let (mut sender, connection) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .expect("handshake");
+        let connection = tokio::spawn(connection);
+        let request = http::Request::get(process.url(path))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .expect("request");
+        let response = sender.send_request(request).await.expect("response");
+        assert_eq!(response.status(), 200, "{path}");
+        closings.push(async move {
+            let started = Instant::now();
+            let closed = tokio::time::timeout(Duration::from_secs(100), connection).await;
+            // The client keeps its end until the server closes it.
+            drop(sender);
+            (path, closed.is_ok(), started.elapsed())
+        });
+    }
+    for (path, closed, after) in futures::future::join_all(closings).await {
+        assert!(
+            closed,
+            "{path}: the idle HTTP/2 connection is still open after {after:?}"
+        );
+        assert!(
+            after >= Duration::from_secs(55),
+            "{path}: closed after {after:?}"
+        );
+    }
+}
