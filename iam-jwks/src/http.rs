@@ -17,6 +17,7 @@ use serde_json::json;
 use sqlx::PgPool;
 
 use crate::config::JwksConfig;
+use crate::document::Served;
 use crate::key_cache::KeyCache;
 use crate::metrics::JwksMetrics;
 use crate::revocation_feed::FeedCache;
@@ -98,8 +99,7 @@ impl Answer for JwksAnswer {
                 revalidated(
                     request.headers(),
                     self.cache_control.clone(),
-                    &document.etag,
-                    &document.body,
+                    &document.served,
                 )
             }
             Route::Discovery => json_response(
@@ -112,8 +112,7 @@ impl Answer for JwksAnswer {
                 Some(document) => revalidated(
                     request.headers(),
                     HeaderValue::from_static("no-cache"),
-                    &document.etag,
-                    &document.body,
+                    &document.served,
                 ),
                 // A verifier keeps what it had.
                 None => Problem::about_blank(
@@ -186,24 +185,21 @@ fn json_response(status: StatusCode, cache_control: HeaderValue, body: Bytes) ->
 fn revalidated(
     request_headers: &HeaderMap,
     cache_control: HeaderValue,
-    etag: &str,
-    body: &Bytes,
+    document: &Served,
 ) -> Response<Body> {
     let not_modified = request_headers
         .get(IF_NONE_MATCH)
         .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| if_none_match_hits(value, etag));
+        .is_some_and(|value| if_none_match_hits(value, document.etag.as_bytes()));
     let mut response = if not_modified {
         let mut response = Response::new(Body::default());
         *response.status_mut() = StatusCode::NOT_MODIFIED;
         response.headers_mut().insert(CACHE_CONTROL, cache_control);
         response
     } else {
-        json_response(StatusCode::OK, cache_control, body.clone())
+        json_response(StatusCode::OK, cache_control, document.body.clone())
     };
-    if let Ok(value) = HeaderValue::from_str(etag) {
-        response.headers_mut().insert(ETAG, value);
-    }
+    response.headers_mut().insert(ETAG, document.etag.clone());
     response
 }
 
@@ -214,9 +210,9 @@ fn problem(status: StatusCode) -> Response<Body> {
 }
 
 /// RFC 9110 §13.1.2: `*`, or any listed tag equal to ours under weak comparison.
-fn if_none_match_hits(header: &str, etag: &str) -> bool {
+fn if_none_match_hits(header: &str, etag: &[u8]) -> bool {
     header.split(',').map(str::trim).any(|candidate| {
-        candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag
+        candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate).as_bytes() == etag
     })
 }
 
@@ -281,7 +277,7 @@ mod tests {
 
     #[test]
     fn if_none_match_follows_weak_comparison() {
-        let etag = r#""abc""#;
+        let etag = br#""abc""#;
         assert!(if_none_match_hits(r#""abc""#, etag));
         assert!(if_none_match_hits(r#"W/"abc""#, etag));
         assert!(if_none_match_hits(r#""x", "abc""#, etag));

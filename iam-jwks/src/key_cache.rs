@@ -5,14 +5,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use iam_core::database::lasting_failure;
 use iam_core::jwk::JwkError;
 use iam_core::{KeySet, PublicJwk, PublicJwks};
 use sqlx::PgPool;
 use sqlx::types::Json;
 
+use crate::document::Served;
 use crate::metrics::JwksMetrics;
 
 /// Why a key set was not loaded: the reload loop tells an outage of the database (logged
@@ -37,9 +36,7 @@ pub enum LoadError {
 /// A serialised JWKS and its entity tag.
 #[derive(Debug)]
 pub struct JwksDocument {
-    pub body: bytes::Bytes,
-    /// Strong ETag: a quoted SHA-256 of the body.
-    pub etag: String,
+    pub served: Served,
     pub key_count: usize,
 }
 
@@ -47,14 +44,8 @@ impl JwksDocument {
     fn new(jwks: &PublicJwks) -> Result<Self, LoadError> {
         // Refuse to publish anything a verifier could not use.
         KeySet::from_jwks(jwks)?;
-        let body = serde_json::to_vec(jwks)?;
-        let etag = format!(
-            "\"{}\"",
-            URL_SAFE_NO_PAD.encode(openssl::sha::sha256(&body))
-        );
         Ok(JwksDocument {
-            body: body.into(),
-            etag,
+            served: Served::of(jwks)?,
             key_count: jwks.keys.len(),
         })
     }
@@ -132,7 +123,7 @@ impl KeyCache {
         {
             Ok(document) => {
                 self.metrics.reload(Some(document.key_count));
-                if document.etag != self.current().etag {
+                if document.served.etag != self.current().served.etag {
                     tracing::info!(keys = document.key_count, "published key set changed");
                 }
                 if let Ok(mut slot) = self.document.write() {
@@ -192,12 +183,12 @@ mod tests {
     }
 
     #[test]
-    fn the_etag_is_strong_and_follows_the_content() {
+    fn the_etag_follows_the_key_set() {
         let empty = JwksDocument::new(&PublicJwks::default()).expect("document");
-        assert!(empty.etag.starts_with('"') && empty.etag.ends_with('"'));
-        assert_eq!(&empty.body[..], br#"{"keys":[]}"#);
+        assert_eq!(&empty.served.body[..], br#"{"keys":[]}"#);
         let key = PublicJwk::from_rsa_components(&[0xc5; 256], &[1, 0, 1]);
         let one = JwksDocument::new(&PublicJwks { keys: vec![key] }).expect("document");
-        assert_ne!(one.etag, empty.etag);
+        assert_eq!(one.key_count, 1);
+        assert_ne!(one.served.etag, empty.served.etag);
     }
 }

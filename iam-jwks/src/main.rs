@@ -2,6 +2,7 @@
 //! can verify IAM access tokens offline. It reads only public keys.
 
 mod config;
+mod document;
 mod http;
 mod key_cache;
 mod metrics;

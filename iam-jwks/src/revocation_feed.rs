@@ -10,12 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use iam_core::revocation::cutoff_second;
 use iam_core::revocation::feed::RevocationFeed;
 use sqlx::PgPool;
 
+use crate::document::Served;
 use crate::metrics::JwksMetrics;
 
 /// How often the builder looks for changes. The contract gives a revocation
@@ -28,9 +27,7 @@ pub const CHECK_INTERVAL: Duration = Duration::from_millis(250);
 /// A serialised feed and its entity tag.
 #[derive(Debug)]
 pub struct FeedDocument {
-    pub body: bytes::Bytes,
-    /// Strong ETag: a quoted SHA-256 of the body.
-    pub etag: String,
+    pub served: Served,
     /// The version of the revocation tables it was built from.
     version: i64,
     /// The earliest second at which one of its entries lapses (a rebuild drops it).
@@ -43,14 +40,8 @@ impl FeedDocument {
         version: i64,
         next_lapse: Option<i64>,
     ) -> Result<Self, serde_json::Error> {
-        let body = serde_json::to_vec(feed)?;
-        let etag = format!(
-            "\"{}\"",
-            URL_SAFE_NO_PAD.encode(openssl::sha::sha256(&body))
-        );
         Ok(FeedDocument {
-            body: body.into(),
-            etag,
+            served: Served::of(feed)?,
             version,
             next_lapse,
         })
@@ -249,13 +240,12 @@ mod tests {
             1200,
         )
         .expect("document");
-        let feed: RevocationFeed = serde_json::from_slice(&document.body).expect("feed");
+        let feed: RevocationFeed = serde_json::from_slice(&document.served.body).expect("feed");
         assert_eq!(feed.subjects["u1"], 1001);
         assert_eq!(feed.subjects["u2"], 900);
         assert_eq!(feed.tokens["j1"], 1500);
         assert_eq!(feed.generated_at, 1200);
         assert_eq!(document.next_lapse, Some(1530));
-        assert!(document.etag.starts_with('"') && document.etag.ends_with('"'));
     }
 
     #[test]
