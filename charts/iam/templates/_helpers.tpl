@@ -46,8 +46,13 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
+{{/* repository@digest when image.digest is set, else repository:tag (tag: appVersion). */}}
 {{- define "iam.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The database secret is required: fail at render time with the fix in the message.
@@ -70,25 +75,52 @@ Called with (dict "root" . "poolSize" N): N, when set, becomes POSTGRES_POOL_SIZ
 - name: PGSSLROOTCERT
   value: /etc/iam/postgres-ca/{{ .Values.database.caSecretKey }}
 {{- end }}
+{{- with .Values.database.sslmode }}
+# libpq's sslmode for every connection (an sslmode in the connection string wins).
+- name: PGSSLMODE
+  value: {{ . | quote }}
+{{- end }}
+{{- if .Values.database.clientCertSecret }}
+# A client certificate for PostgreSQL's cert authentication.
+- name: PGSSLCERT
+  value: /etc/iam/postgres-client/{{ .Values.database.clientCertKey }}
+- name: PGSSLKEY
+  value: /etc/iam/postgres-client/{{ .Values.database.clientKeyKey }}
+{{- end }}
 {{- end }}
 {{- end -}}
 
-{{/* The PostgreSQL CA, mounted read-only when database.caSecret names a Secret. */}}
-{{- define "iam.databaseCaMount" -}}
-{{- if .Values.database.caSecret }}
+{{/* Volume mounts of a container: the PostgreSQL CA and client certificate when given
+(read-only), then the component's extraVolumeMounts. Pass (dict "root" $ "extra" list). */}}
+{{- define "iam.volumeMounts" -}}
+{{- $mounts := list -}}
+{{- if .root.Values.database.caSecret -}}
+{{- $mounts = append $mounts (dict "name" "postgres-ca" "mountPath" "/etc/iam/postgres-ca" "readOnly" true) -}}
+{{- end -}}
+{{- if .root.Values.database.clientCertSecret -}}
+{{- $mounts = append $mounts (dict "name" "postgres-client" "mountPath" "/etc/iam/postgres-client" "readOnly" true) -}}
+{{- end -}}
+{{- $mounts = concat $mounts (.extra | default list) -}}
+{{- with $mounts }}
 volumeMounts:
-  - name: postgres-ca
-    mountPath: /etc/iam/postgres-ca
-    readOnly: true
+  {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end -}}
 
-{{- define "iam.databaseCaVolume" -}}
-{{- with .Values.database.caSecret }}
+{{/* Volumes of a pod, matching iam.volumeMounts. Pass (dict "root" $ "extra" list). */}}
+{{- define "iam.volumes" -}}
+{{- $volumes := list -}}
+{{- with .root.Values.database.caSecret -}}
+{{- $volumes = append $volumes (dict "name" "postgres-ca" "secret" (dict "secretName" .)) -}}
+{{- end -}}
+{{- with .root.Values.database.clientCertSecret -}}
+{{- /* libpq refuses a key readable by others: 0400. */ -}}
+{{- $volumes = append $volumes (dict "name" "postgres-client" "secret" (dict "secretName" . "defaultMode" 256)) -}}
+{{- end -}}
+{{- $volumes = concat $volumes (.extra | default list) -}}
+{{- with $volumes }}
 volumes:
-  - name: postgres-ca
-    secret:
-      secretName: {{ . }}
+  {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end -}}
 
@@ -108,8 +140,15 @@ volumes:
   value: "0.0.0.0"
 - name: LOG_FORMAT
   value: json
+# Seconds of draining after SIGTERM: readiness answers 503 while requests are still served.
+- name: SHUTDOWN_DELAY
+  value: {{ .Values.shutdownDelay | quote }}
+- name: JWT_ISSUER
+  value: {{ include "iam.issuer" . | quote }}
 - name: JWKS_REFRESH_INTERVAL
   value: {{ .Values.jwks.refreshInterval | quote }}
+- name: JWKS_MAX_AGE
+  value: {{ .Values.jwks.maxAge | quote }}
 {{- if .Values.otel.endpoint }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
   value: {{ .Values.otel.endpoint | quote }}
@@ -126,8 +165,6 @@ volumes:
 {{ include "iam.commonEnv" . }}
 {{ include "iam.databaseEnv" (dict "root" . "poolSize" (.Values.api.poolSize | default .Values.database.poolSize)) }}
 {{ include "iam.keyEncryptionEnv" . }}
-- name: JWT_ISSUER
-  value: {{ .Values.tokens.issuer | quote }}
 - name: JWT_AUDIENCE
   value: {{ .Values.tokens.audience | quote }}
 - name: ACCESS_TOKEN_TTL
@@ -138,31 +175,70 @@ volumes:
   value: {{ .Values.tokens.leeway | quote }}
 - name: JWT_DEFAULT_CLIENT_ID
   value: {{ .Values.tokens.defaultClientId | default "iam" | quote }}
-- name: JWKS_MAX_AGE
-  value: {{ .Values.jwks.maxAge | quote }}
+# A rotated key is published this long before it signs: longer than any verifier's JWKS cache.
+- name: KEY_ROTATION_GRACE
+  value: {{ include "iam.keyRotationGrace" . | quote }}
+{{- with .Values.api.passwordHash }}
+{{- with .memoryKib }}
+- name: PASSWORD_HASH_MEMORY_KIB
+  value: {{ . | quote }}
+{{- end }}
+{{- with .iterations }}
+- name: PASSWORD_HASH_ITERATIONS
+  value: {{ . | quote }}
+{{- end }}
+{{- with .parallelism }}
+- name: PASSWORD_HASH_PARALLELISM
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
 {{- end -}}
 
-{{/* Pod security: non-root, read-only root filesystem, no capabilities, no privilege gain. */}}
+{{/* KEY_ROTATION_GRACE, refused when shorter than one JWKS cache lifetime plus a reload. */}}
+{{- define "iam.keyRotationGrace" -}}
+{{- $grace := int .Values.jwks.keyRotationGrace -}}
+{{- $least := add .Values.jwks.maxAge .Values.jwks.refreshInterval -}}
+{{- if lt $grace (int $least) -}}
+{{- fail (printf "jwks.keyRotationGrace (%d) must be at least jwks.maxAge + jwks.refreshInterval (%d): verifiers would meet tokens signed by a key they have not fetched yet" $grace (int $least)) -}}
+{{- end -}}
+{{- $grace -}}
+{{- end -}}
+
+{{/* Pod security: non-root, RuntimeDefault seccomp; without fixed ids in OpenShift mode. */}}
 {{- define "iam.podSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 65532
-runAsGroup: 65532
-fsGroup: 65532
-seccompProfile:
-  type: RuntimeDefault
+{{- $context := deepCopy (.Values.podSecurityContext | default dict) -}}
+{{- if .Values.openshift -}}
+{{- $context = omit $context "runAsUser" "runAsGroup" "fsGroup" -}}
+{{- end -}}
+{{- toYaml $context -}}
 {{- end -}}
 
+{{/* Container security: read-only root filesystem, no capabilities, no privilege gain. */}}
 {{- define "iam.containerSecurityContext" -}}
-allowPrivilegeEscalation: false
-readOnlyRootFilesystem: true
-runAsNonRoot: true
-capabilities:
-  drop: ["ALL"]
+{{- $context := deepCopy (.Values.containerSecurityContext | default dict) -}}
+{{- if .Values.openshift -}}
+{{- $context = omit $context "runAsUser" "runAsGroup" -}}
+{{- end -}}
+{{- toYaml $context -}}
 {{- end -}}
 
-{{/* Topology spread of one component over nodes and zones. */}}
+{{/* Seconds Kubernetes waits after SIGTERM: the drain delay, up to 30 s for in-flight
+requests (SHUTDOWN_GRACE in iam-core), and room for the last flush. */}}
+{{- define "iam.terminationGracePeriodSeconds" -}}
+{{- $least := add .Values.shutdownDelay 30 -}}
+{{- $grace := .Values.terminationGracePeriodSeconds | default (add $least 10) -}}
+{{- if le (int $grace) (int $least) -}}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must exceed shutdownDelay + 30 s of draining (%d), or Kubernetes kills requests in flight" (int $grace) (int $least)) -}}
+{{- end -}}
+{{- $grace -}}
+{{- end -}}
+
+{{/* Topology spread of one component over nodes and zones, or the component's own list. */}}
 {{- define "iam.topologySpread" -}}
-{{- if .root.Values.topologySpread.enabled -}}
+{{- if .settings.topologySpreadConstraints -}}
+topologySpreadConstraints:
+  {{- toYaml .settings.topologySpreadConstraints | nindent 2 }}
+{{- else if .root.Values.topologySpread.enabled -}}
 topologySpreadConstraints:
   {{- range list "kubernetes.io/hostname" "topology.kubernetes.io/zone" }}
   - maxSkew: {{ $.root.Values.topologySpread.maxSkew }}
@@ -175,6 +251,77 @@ topologySpreadConstraints:
 {{- end }}
 {{- end -}}
 
+{{/* Pod-level settings shared by iam-api and iam-jwks, placed under the pod's `spec:`.
+Pass (dict "root" $ "component" "api" "settings" .Values.api). */}}
+{{- define "iam.podSpec" -}}
+{{- $settings := .settings -}}
+{{- with .root -}}
+serviceAccountName: {{ include "iam.serviceAccountName" . }}
+automountServiceAccountToken: false
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- include "iam.podSecurityContext" . | nindent 2 }}
+terminationGracePeriodSeconds: {{ include "iam.terminationGracePeriodSeconds" . }}
+{{- with $settings.priorityClassName }}
+priorityClassName: {{ . | quote }}
+{{- end }}
+{{- with $settings.initContainers }}
+initContainers:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- include "iam.volumes" (dict "root" . "extra" $settings.extraVolumes) }}
+{{- end }}
+{{ include "iam.topologySpread" . }}
+{{- with $settings.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $settings.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $settings.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* Pod template metadata of one component. Pass as for iam.podSpec. */}}
+{{- define "iam.podMetadata" -}}
+labels:
+  {{- include "iam.selectorLabels" (dict "root" .root "component" .component) | nindent 2 }}
+  {{- with .settings.podLabels }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- with .settings.podAnnotations }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* Probes of a server container: startup and liveness on /metrics (the process serves
+HTTP), readiness on the healthcheck (503 while draining). Pass (dict "probes" settings.probes). */}}
+{{- define "iam.probes" -}}
+startupProbe:
+  httpGet:
+    path: /metrics
+    port: http
+  {{- toYaml .probes.startup | nindent 2 }}
+readinessProbe:
+  httpGet:
+    path: /api/v1/healthcheck
+    port: http
+  {{- toYaml .probes.readiness | nindent 2 }}
+livenessProbe:
+  httpGet:
+    path: /metrics
+    port: http
+  {{- toYaml .probes.liveness | nindent 2 }}
+{{- end -}}
+
 {{/* The URL clients reach the service at: publicUrl, else the Ingress host, else nothing. */}}
 {{- define "iam.publicUrl" -}}
 {{- if .Values.publicUrl -}}
@@ -182,4 +329,30 @@ topologySpreadConstraints:
 {{- else if .Values.ingress.enabled -}}
 {{- printf "%s://%s" (ternary "https" "http" (gt (len .Values.ingress.tls) 0)) .Values.ingress.host -}}
 {{- end -}}
+{{- end -}}
+
+{{/* JWT_ISSUER: tokens.issuer, else the public URL (OpenID: the issuer is the URL discovery
+is served under), else "iam". */}}
+{{- define "iam.issuer" -}}
+{{- .Values.tokens.issuer | default (include "iam.publicUrl" .) | default "iam" -}}
+{{- end -}}
+
+{{/* Base URL of one component in discovery: the public URL, else its in-cluster Service.
+Pass (dict "root" $ "component" "api"|"jwks"). */}}
+{{- define "iam.advertisedUrl" -}}
+{{- $public := include "iam.publicUrl" .root -}}
+{{- $port := ternary .root.Values.api.service.port .root.Values.jwksServer.service.port (eq .component "api") -}}
+{{- $url := $public | default (printf "http://%s-%s.%s.svc:%v" (include "iam.fullname" .root) .component .root.Release.Namespace $port) -}}
+{{- $variable := ternary "API_PUBLIC_URL" "JWKS_PUBLIC_URL" (eq .component "api") -}}
+{{- range .root.Values.extraEnv -}}
+{{- if and (eq .name $variable) .value -}}
+{{- $url = .value -}}
+{{- end -}}
+{{- end -}}
+{{- $host := (urlParse $url).host | default "" | lower -}}
+{{- $hostname := regexReplaceAll ":[0-9]+$" $host "" | trimPrefix "[" | trimSuffix "]" -}}
+{{- if or (eq $hostname "localhost" "0.0.0.0" "::" "::1" "") (hasPrefix "127." $hostname) (hasSuffix ".localhost" $hostname) -}}
+{{- fail (printf "%s would be %q: discovery must not advertise a loopback or 0.0.0.0 address; set publicUrl (or ingress.host) to the URL clients use" $variable $url) -}}
+{{- end -}}
+{{- $url -}}
 {{- end -}}
