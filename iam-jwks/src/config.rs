@@ -1,9 +1,10 @@
 //! iam-jwks configuration, read once from the environment at start.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use iam_core::config::{
-    CommonSettings, ConfigProblems, DatabaseSettings, Environment, ProcessConfig, Setting,
+    CommonSettings, ConfigProblems, DatabaseSettings, Environment, ProcessConfig, Profile, Setting,
 };
 use serde::Deserialize;
 
@@ -48,11 +49,18 @@ impl ProcessConfig for JwksConfig {
         let refresh_interval = env.shared.jwks_refresh_interval(problems);
         let max_age = env.shared.jwks_max_age(problems);
         let issuer = env.shared.issuer(problems);
+        // Without JWKS_PUBLIC_URL, this process's own address; an unspecified bind address
+        // (HOST=0.0.0.0, as the image sets) is no address to give clients: in local that
+        // means this machine, elsewhere the URL must be set (refused below).
+        let own_host = match (env.profile, is_unspecified_address(&common.host)) {
+            (Profile::Local, true) => "127.0.0.1",
+            _ => common.host.as_str(),
+        };
         let jwks_public_url = public_url(
             problems,
             "JWKS_PUBLIC_URL",
             &env.own.jwks_public_url,
-            &format!("http://{}:{}", common.host, common.port),
+            &format!("http://{}:{}", bracketed(own_host), common.port),
         );
         let api_public_url = public_url(
             problems,
@@ -81,15 +89,49 @@ fn public_url(
     let url = problems.take(variable, value, default.to_owned());
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         problems.invalid(variable, "must be an http:// or https:// URL");
+    } else if is_unspecified_address(url_host(&url)) {
+        problems.invalid(
+            variable,
+            format!(
+                "{url} names the unspecified address, which no client can connect to; set \
+                 {variable} to the URL clients use"
+            ),
+        );
     }
     url.trim_end_matches('/').to_owned()
+}
+
+/// The host of an http(s) URL, without brackets around an IPv6 address.
+fn url_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    match host_port.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => host_port.split(':').next().unwrap_or_default(),
+    }
+}
+
+/// `0.0.0.0` or `::` (in any spelling): a bind address meaning "every interface".
+fn is_unspecified_address(host: &str) -> bool {
+    host.parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified())
+}
+
+/// `host` as a URL writes it: an IPv6 address in brackets.
+fn bracketed(host: &str) -> String {
+    match host.parse::<IpAddr>() {
+        Ok(IpAddr::V6(_)) => format!("[{host}]"),
+        _ => host.to_owned(),
+    }
 }
 
 #[cfg(test)]
 #[allow(clippy::expect_used)] // test helpers report failure by panicking
 mod tests {
     use super::*;
-    use iam_core::config::{Profile, SharedEnvironment};
+    use iam_core::config::SharedEnvironment;
 
     #[test]
     fn local_runs_with_no_environment() {
@@ -120,5 +162,48 @@ mod tests {
         ] {
             assert!(error.contains(variable), "{variable} missing from {error}");
         }
+    }
+
+    #[test]
+    fn discovery_never_advertises_the_unspecified_address() {
+        let own = |jwks: &str| OwnEnvironment {
+            jwks_public_url: if jwks.is_empty() {
+                Setting::Unset
+            } else {
+                jwks.into()
+            },
+            ..OwnEnvironment::default()
+        };
+        let bound_everywhere = |host: &str| SharedEnvironment {
+            host: host.into(),
+            postgres_connection_string: "postgres://db/iam".into(),
+            ..SharedEnvironment::default()
+        };
+        // In local, HOST=0.0.0.0 (the image's) advertises this machine.
+        let local = JwksConfig::from_parts(Profile::Local, bound_everywhere("0.0.0.0"), own(""))
+            .expect("ok");
+        assert_eq!(local.jwks_public_url, "http://127.0.0.1:8001");
+        // Elsewhere the URL must be given.
+        let error = JwksConfig::from_parts(Profile::Prod, bound_everywhere("::"), own(""))
+            .expect_err("refused");
+        assert!(error.contains("JWKS_PUBLIC_URL"), "{error}");
+        for url in [
+            "http://0.0.0.0:8001",
+            "https://[::]/",
+            "http://user@0.0.0.0",
+        ] {
+            let error = JwksConfig::from_parts(Profile::Local, Default::default(), own(url))
+                .expect_err(url);
+            assert!(error.contains("unspecified address"), "{url}: {error}");
+        }
+        let given = JwksConfig::from_parts(
+            Profile::Prod,
+            bound_everywhere("0.0.0.0"),
+            own("https://keys.example.com/"),
+        )
+        .expect("ok");
+        assert_eq!(given.jwks_public_url, "https://keys.example.com");
+        assert_eq!(url_host("http://[::1]:8001/x"), "::1");
+        assert_eq!(bracketed("::1"), "[::1]");
     }
 }
