@@ -145,22 +145,41 @@ impl Problem {
     /// The same answer as a bare hyper response, for code that answers outside a salvo
     /// `Response` (the sidecar's upstream client, a [`crate::server::hyper_port`]).
     pub fn to_hyper_response<B: From<Vec<u8>>>(&self) -> salvo::hyper::Response<B> {
-        let mut response = salvo::hyper::Response::new(B::from(self.to_body()));
-        *response.status_mut() = self.status_code();
+        let mut response = salvo::hyper::Response::new(B::from(Vec::new()));
+        self.write_to_hyper(&mut response);
         response
-            .headers_mut()
+    }
+
+    /// [`Problem::write_to`] for a bare hyper response: replaces its status, content type
+    /// and body, keeping its other headers (a challenge, `Retry-After`).
+    pub fn write_to_hyper<B: From<Vec<u8>>>(&self, res: &mut salvo::hyper::Response<B>) {
+        *res.status_mut() = self.status_code();
+        res.headers_mut()
             .insert(CONTENT_TYPE_HEADER, HeaderValue::from_static(CONTENT_TYPE));
-        response
+        *res.body_mut() = B::from(self.to_body());
     }
 }
 
 /// Answers a refused Bearer token: its status, challenge and problem document.
 pub fn write_refusal(res: &mut Response, refusal: &Refusal<'_>) {
-    res.headers_mut().insert(
-        WWW_AUTHENTICATE,
-        HeaderValue::from_static(refusal.challenge()),
-    );
+    res.headers_mut()
+        .insert(WWW_AUTHENTICATE, challenge(refusal));
     Problem::refusal(refusal).write_to(res);
+}
+
+/// [`write_refusal`] for a bare hyper response (the sidecar's main port).
+pub fn write_hyper_refusal<B: From<Vec<u8>>>(
+    res: &mut salvo::hyper::Response<B>,
+    refusal: &Refusal<'_>,
+) {
+    res.headers_mut()
+        .insert(WWW_AUTHENTICATE, challenge(refusal));
+    Problem::refusal(refusal).write_to_hyper(res);
+}
+
+/// The `WWW-Authenticate` value of a refusal: one rule for both kinds of response.
+fn challenge(refusal: &Refusal<'_>) -> HeaderValue {
+    HeaderValue::from_static(refusal.challenge())
 }
 
 impl Serialize for Problem {
@@ -234,6 +253,25 @@ mod tests {
             Problem::refusal(&Refusal::MissingToken).status_code(),
             StatusCode::UNAUTHORIZED
         );
+    }
+
+    #[test]
+    fn a_hyper_refusal_is_the_same_answer() {
+        let refusal = Refusal::InsufficientScope { permission: "a:b" };
+        let mut salvo_res = Response::new();
+        write_refusal(&mut salvo_res, &refusal);
+        let mut res = salvo::hyper::Response::new(Vec::new());
+        res.headers_mut()
+            .insert("retry-after", HeaderValue::from_static("1"));
+        write_hyper_refusal(&mut res, &refusal);
+        assert_eq!(Some(res.status()), salvo_res.status_code);
+        assert_eq!(
+            res.headers()[WWW_AUTHENTICATE],
+            salvo_res.headers()[WWW_AUTHENTICATE]
+        );
+        assert_eq!(res.headers()[CONTENT_TYPE_HEADER], CONTENT_TYPE);
+        assert_eq!(res.headers()["retry-after"], "1", "other headers stay");
+        assert_eq!(res.body()[..], Problem::refusal(&refusal).to_body()[..]);
     }
 
     #[test]

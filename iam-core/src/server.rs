@@ -91,15 +91,22 @@ pub async fn bind(
     server.http1_mut().max_buf_size(READ_BUFFER_BYTES);
     server
         .http2_mut()
-        .timer(salvo::rt::tokio::TokioTimer::new())
+        .timer(salvo::rt::tokio::TokioTimer::new());
+    http2_settings(server.http2_mut(), idle_timeout);
+    Ok(server)
+}
+
+/// The HTTP/2 settings of every port, salvo's and [`hyper_port`]'s: the head limit as the
+/// header-list size, the stream limit, and pings only on a port without an idle timeout
+/// (salvo's idle timeout counts bytes, and pings and their answers would keep an unused
+/// connection open for ever; a peer that vanished sends nothing, so the idle timeout
+/// notices it as well).
+fn http2_settings<E>(builder: &mut hyper::server::conn::http2::Builder<E>, idle: Option<Duration>) {
+    builder
         .max_header_list_size(MAX_REQUEST_HEAD_BYTES as u32)
         .max_concurrent_streams(HTTP2_MAX_STREAMS)
-        // With an idle timeout, no pings: salvo's idle timeout counts bytes, and our own
-        // pings (and their answers) would keep an unused connection open for ever; a peer
-        // that vanished sends nothing, so the idle timeout notices it as well.
-        .keep_alive_interval(idle_timeout.is_none().then_some(HTTP2_PING_INTERVAL))
+        .keep_alive_interval(idle.is_none().then_some(HTTP2_PING_INTERVAL))
         .keep_alive_timeout(HTTP2_PING_INTERVAL);
-    Ok(server)
 }
 
 /// The size of a request head as it was sent: `METHOD SP target SP HTTP/x.y CRLF`, then

@@ -76,6 +76,8 @@ pub struct JwksAnswer {
 }
 
 impl Answer for JwksAnswer {
+    type Body = Body;
+
     async fn answer(&self, request: Request<Incoming>) -> Answered {
         let Some(route) = Route::of(request.uri().path()) else {
             return Answered {

@@ -1,7 +1,8 @@
 //! A port served by hyper directly, without salvo, for the endpoints where salvo's own work
 //! per request (converting request and response, routing, the depot, the hoop chain) costs
-//! more than the answer: iam-jwks serves pre-serialised documents, and measured on this
-//! stack salvo adds about 18 µs of CPU to a request that hyper alone answers in a few.
+//! more than the answer: iam-jwks serves pre-serialised documents and the sidecar's main
+//! port forwards, and measured on this stack salvo adds about 18 µs of CPU to a request
+//! that hyper alone answers in a few.
 //!
 //! The port keeps every promise of [`super::bind`] and [`super::Serve`]:
 //! - HTTP/1.1 and HTTP/2 cleartext with prior knowledge, told apart by the connection
@@ -12,12 +13,17 @@
 //! - a connection that answers no request for the idle timeout is closed (within a quarter
 //!   of the timeout more; HTTP/2 pings do not count as use);
 //! - the request log, metrics and SERVER span of [`RequestLog`] (a 431 included), and
-//!   `X-Content-Type-Options: nosniff` on every answer;
+//!   `X-Content-Type-Options: nosniff` on every answer (unless the answer is a proxy's,
+//!   [`Answer::NOSNIFF`]);
 //! - on the stop signal it stops accepting, lets each connection finish what it is doing
 //!   (HTTP/2: GOAWAY) and waits up to [`SHUTDOWN_GRACE`] for them.
 //!
-//! Request bodies are never read here (hyper closes an HTTP/1.1 connection whose request
-//! body was left unread), so there is no body-gap timeout to keep.
+//! Request bodies are not read by the port: an answer that reads one wraps it in
+//! [`GapLimited`] to keep the body-gap timeout (hyper closes an HTTP/1.1 connection whose
+//! request body was left unread). Answers may stream ([`Answer::Body`]); an answer that
+//! sets [`Answer::UPGRADES`] may switch an HTTP/1.1 connection to another protocol
+//! (`hyper::upgrade::on`). The client's address is in each request's extensions
+//! ([`ClientAddr`]).
 
 use std::borrow::Cow;
 use std::convert::Infallible;
@@ -42,32 +48,61 @@ use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
 use super::{
-    HEADER_READ_TIMEOUT, HTTP2_MAX_STREAMS, HTTP2_PING_INTERVAL, MAX_REQUEST_HEAD_BYTES,
-    READ_BUFFER_BYTES, RequestLog, SHUTDOWN_GRACE, head_too_large, large_head_problem,
-    request_head_len,
+    HEADER_READ_TIMEOUT, READ_BUFFER_BYTES, RequestLog, SHUTDOWN_GRACE, head_too_large,
+    http2_settings, large_head_problem, request_head_len,
 };
 use crate::process::ProcessError;
 use crate::telemetry;
 
+mod body_gap;
 mod stream;
 
+pub use body_gap::{BodyGapElapsed, BoxError, GapLimited};
 use stream::{Protocol, ServedStream};
 
-/// The body of every answer of a hyper port: a whole document.
+/// The body of an answer that is a whole document (iam-jwks answers only with these).
 pub type Body = Full<Bytes>;
 
 /// An answer and the route template it was given under (`""`: no route matched), which
 /// labels the request's span, metrics and log line.
 #[derive(Debug)]
-pub struct Answered {
-    pub response: Response<Body>,
+pub struct Answered<B = Body> {
+    pub response: Response<B>,
     pub route: &'static str,
 }
 
+/// The address of the client a request came from, in the request's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
+
 /// What answers the requests of a [`HyperPort`].
 pub trait Answer: Send + Sync + 'static {
+    /// The body of its answers; the port builds its own refusals (431) from a `Vec<u8>`.
+    type Body: http_body::Body<Data = Bytes, Error: Into<BoxError>> + From<Vec<u8>> + Send + 'static;
+
+    /// Whether an answer may switch an HTTP/1.1 connection to another protocol (101, e.g.
+    /// a WebSocket through a proxy); hyper then hands the connection over.
+    const UPGRADES: bool = false;
+
+    /// Whether the port adds `X-Content-Type-Options: nosniff` to every answer; a proxy
+    /// passes its upstream's headers as they are.
+    const NOSNIFF: bool = true;
+
     /// Answers one request.
-    fn answer(&self, request: Request<Incoming>) -> impl Future<Output = Answered> + Send;
+    fn answer(
+        &self,
+        request: Request<Incoming>,
+    ) -> impl Future<Output = Answered<Self::Body>> + Send;
+
+    /// Adapts a refusal the port gave by itself (431) to the request it refuses, as the
+    /// answer's own refusals are (the sidecar sends a gRPC call's as gRPC status).
+    fn refused(
+        &self,
+        _request: &Request<Incoming>,
+        response: Response<Self::Body>,
+    ) -> Response<Self::Body> {
+        response
+    }
 }
 
 /// A bound port and what answers on it; [`super::Serve::listen_hyper`] serves it.
@@ -87,7 +122,8 @@ struct Connections<A> {
 
 impl<A: Answer> HyperPort<A> {
     /// Binds `host:port`; `answer` answers, `log` logs and counts each request, and
-    /// `idle_timeout` closes connections that move no byte for so long (`None`: never).
+    /// `idle_timeout` closes connections that answer no request for so long (`None`: never;
+    /// HTTP/2 connections are pinged instead).
     pub async fn bind(
         host: &str,
         port: u16,
@@ -121,9 +157,10 @@ impl<A: Answer> HyperPort<A> {
         loop {
             tokio::select! {
                 accepted = self.listener.accept() => match accepted {
-                    Ok((stream, _)) => {
+                    Ok((stream, peer)) => {
                         open.spawn(serve_connection(
                             stream,
+                            ClientAddr(peer),
                             Arc::clone(&self.connections),
                             stop_for_connections.clone(),
                         ));
@@ -157,6 +194,7 @@ impl<A: Answer> HyperPort<A> {
 /// Serves one connection until it ends, idles out, or finishes after the stop signal.
 async fn serve_connection<A: Answer>(
     mut stream: TcpStream,
+    client: ClientAddr,
     connections: Arc<Connections<A>>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -174,7 +212,8 @@ async fn serve_connection<A: Answer>(
     let idle_timeout = connections.idle_timeout;
     let io = TokioIo::new(ServedStream::new(already_read, stream));
     let requests = Arc::clone(&activity);
-    let service = service_fn(move |request| {
+    let service = service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(client);
         let connections = Arc::clone(&connections);
         let busy = requests.begin();
         async move {
@@ -185,28 +224,37 @@ async fn serve_connection<A: Answer>(
     });
     match protocol {
         Protocol::Http1 => {
-            let connection = http1::Builder::new()
+            let mut builder = http1::Builder::new();
+            builder
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
-                .max_buf_size(READ_BUFFER_BYTES)
-                .serve_connection(io, service);
-            drive(
-                connection,
-                http1::Connection::graceful_shutdown,
-                &activity,
-                idle_timeout,
-                stop,
-            )
-            .await;
+                .max_buf_size(READ_BUFFER_BYTES);
+            let connection = builder.serve_connection(io, service);
+            if A::UPGRADES {
+                drive(
+                    connection.with_upgrades(),
+                    http1::UpgradeableConnection::graceful_shutdown,
+                    &activity,
+                    idle_timeout,
+                    stop,
+                )
+                .await;
+            } else {
+                drive(
+                    connection,
+                    http1::Connection::graceful_shutdown,
+                    &activity,
+                    idle_timeout,
+                    stop,
+                )
+                .await;
+            }
         }
         Protocol::Http2 => {
-            let connection = http2::Builder::new(TokioExecutor::new())
-                .timer(TokioTimer::new())
-                .max_header_list_size(MAX_REQUEST_HEAD_BYTES as u32)
-                .max_concurrent_streams(HTTP2_MAX_STREAMS)
-                .keep_alive_interval(HTTP2_PING_INTERVAL)
-                .keep_alive_timeout(HTTP2_PING_INTERVAL)
-                .serve_connection(io, service);
+            let mut builder = http2::Builder::new(TokioExecutor::new());
+            builder.timer(TokioTimer::new());
+            http2_settings(&mut builder, idle_timeout);
+            let connection = builder.serve_connection(io, service);
             drive(
                 connection,
                 http2::Connection::graceful_shutdown,
@@ -309,7 +357,7 @@ async fn idle_elapsed(activity: &Activity, idle_timeout: Option<Duration>) {
 
 impl<A: Answer> Connections<A> {
     /// Answers one request inside its SERVER span, then logs and counts it.
-    async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+    async fn handle(&self, request: Request<Incoming>) -> Response<A::Body> {
         let started = Instant::now();
         let method = request.method().clone();
         let uri = request.uri().clone();
@@ -320,8 +368,9 @@ impl<A: Answer> Connections<A> {
             mut response,
             route,
         } = if head_too_large(head_len) {
+            let refusal = large_head_problem().to_hyper_response();
             Answered {
-                response: large_head_problem().to_hyper_response(),
+                response: self.answer.refused(&request, refusal),
                 route: "",
             }
         } else if span.is_disabled() {
@@ -330,9 +379,11 @@ impl<A: Answer> Connections<A> {
         } else {
             self.answer.answer(request).instrument(span.clone()).await
         };
-        response
-            .headers_mut()
-            .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        if A::NOSNIFF {
+            response
+                .headers_mut()
+                .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        }
         let status = response.status().as_u16();
         let route = Cow::Borrowed(route);
         self.log

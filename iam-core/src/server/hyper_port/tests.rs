@@ -6,15 +6,27 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::*;
 use crate::metrics::{HttpMetrics, Registry, render};
-use crate::server::RouteLabel;
+use crate::server::{MAX_REQUEST_HEAD_BYTES, RouteLabel};
 
-/// Answers `/hello` with `hello` under the route `/hello`, anything else 404 unmatched.
+/// Answers `/hello` with `hello` under the route `/hello`, `/client` with the client's
+/// address, anything else 404 unmatched.
 #[derive(Debug)]
 struct Hello;
 
 impl Answer for Hello {
+    type Body = Body;
+
     async fn answer(&self, request: Request<Incoming>) -> Answered {
-        if request.uri().path() == "/hello" {
+        if request.uri().path() == "/client" {
+            let client = request
+                .extensions()
+                .get::<ClientAddr>()
+                .map(|client| client.0);
+            Answered {
+                response: Response::new(Body::from(format!("{client:?}"))),
+                route: "/client",
+            }
+        } else if request.uri().path() == "/hello" {
             Answered {
                 response: Response::new(Body::from("hello")),
                 route: "/hello",
@@ -217,4 +229,18 @@ async fn after_the_stop_signal_nothing_is_accepted_and_open_connections_end() {
         .expect("the idle connection is closed")
         .expect("read");
     assert!(TcpStream::connect(port.address).await.is_err());
+}
+
+#[tokio::test]
+async fn the_answer_is_told_the_clients_address() {
+    let port = running(None).await;
+    let mut stream = TcpStream::connect(port.address).await.expect("connect");
+    let client = stream.local_addr().expect("address");
+    stream
+        .write_all(b"GET /client HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.expect("read");
+    assert!(answer.ends_with(&format!("Some({client})")), "{answer}");
 }
