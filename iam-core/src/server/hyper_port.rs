@@ -75,6 +75,12 @@ pub struct Answered<B = Body> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub SocketAddr);
 
+/// The status the request log records for an answer sent with another one, in the
+/// response's extensions: the sidecar sends its refusal of a gRPC call as HTTP 200 with a
+/// `grpc-status`, but it is a 401 or 403 to count and log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoggedStatus(pub hyper::StatusCode);
+
 /// What answers the requests of a [`HyperPort`].
 pub trait Answer: Send + Sync + 'static {
     /// The body of its answers; the port builds its own refusals (431) from a `Vec<u8>`.
@@ -384,7 +390,11 @@ impl<A: Answer> Connections<A> {
                 .headers_mut()
                 .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
         }
-        let status = response.status().as_u16();
+        let status = match response.extensions_mut().remove::<LoggedStatus>() {
+            Some(LoggedStatus(status)) => status,
+            None => response.status(),
+        }
+        .as_u16();
         let route = Cow::Borrowed(route);
         self.log
             .record(&span, method.as_str(), route, uri.path(), status, started);
