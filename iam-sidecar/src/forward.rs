@@ -9,30 +9,47 @@
 //! Trailers pass through both ways (gRPC sends its status in them): `Trailer` is not a
 //! hop-by-hop field (RFC 9110 §6.6.2), so it is forwarded and HTTP/1.1 peers may send the
 //! fields it declares; `TE: trailers` is passed on when the client sent it. Request trailers
-//! lose the fields only the sidecar may set ([`FilteredTrailers`]).
+//! lose the fields only the sidecar may set ([`FilteredTrailers`]). The client's body may
+//! pause at most `BODY_GAP_TIMEOUT` between pieces ([`GapLimited`]); a longer pause aborts
+//! the upstream request and is answered 408 (if the upstream has not answered yet).
 
+mod body;
 mod trailers;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::body::Incoming;
+use hyper::header::{CONNECTION, COOKIE, HOST, HeaderMap, HeaderName, HeaderValue, TE, UPGRADE};
 use hyper::upgrade::OnUpgrade;
+use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use salvo::http::header::{
-    CONNECTION, COOKIE, HOST, HeaderMap, HeaderName, HeaderValue, TE, UPGRADE,
-};
-use salvo::http::{ReqBody, ResBody, StatusCode};
-use salvo::prelude::*;
 use tracing::Instrument as _;
 
 use iam_core::problem::Problem;
+use iam_core::server::BODY_GAP_TIMEOUT;
+use iam_core::server::hyper_port::{BodyGapElapsed, GapLimited};
 use iam_core::telemetry;
 
 use crate::metrics::{Metrics, UpstreamFailure};
 
+pub use body::ResBody;
 pub use trailers::FilteredTrailers;
+
+/// The body forwarded to the upstream: the client's, paced and with its trailers filtered.
+type UpstreamBody = FilteredTrailers<GapLimited<Incoming>>;
+
+/// Why a forwarded request got no answer from the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SendFailure {
+    /// The upstream could not be reached or did not answer in time.
+    Upstream(UpstreamFailure),
+    /// The client paused its body for longer than `BODY_GAP_TIMEOUT`: its fault, not the
+    /// upstream's, so not counted as an upstream failure.
+    ClientBodyStalled,
+}
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1); never forwarded.
 const HOP_BY_HOP: [HeaderName; 7] = [
@@ -144,7 +161,7 @@ fn join_cookies(headers: &mut HeaderMap) {
 /// problem documents for unreachable (502) and slow (504) upstreams.
 #[derive(Debug, Clone)]
 pub struct UpstreamClient {
-    inner: HyperClient<HttpConnector, FilteredTrailers<ReqBody>>,
+    inner: HyperClient<HttpConnector, UpstreamBody>,
     /// `UPSTREAM_HTTP2`: the upstream speaks HTTP/2 cleartext (prior knowledge).
     http2: bool,
     /// `UPSTREAM_URL` without a trailing slash; the authorised path is appended to it.
@@ -175,13 +192,13 @@ impl UpstreamClient {
 
     /// Forwards `req` (cleared of hop-by-hop headers: see `end_to_end`) to the upstream at
     /// `path` (already normalised and authorised) and writes the upstream's answer, or a
-    /// 400/502/504 problem, into `res`; says which it was.
+    /// 400/408/502/504 problem, into `res`; says which it was.
     pub async fn forward(
         &self,
-        req: &mut Request,
+        req: Request<Incoming>,
         end_to_end: EndToEndRequest,
         path: &str,
-        res: &mut Response,
+        res: &mut Response<ResBody>,
     ) -> Answered {
         let uri = match req.uri().query() {
             Some(query) => format!("{}{path}?{query}", self.base_url),
@@ -193,14 +210,15 @@ impl UpstreamClient {
                 StatusCode::BAD_REQUEST,
                 "the request target is not acceptable",
             )
-            .write_to(res);
+            .write_to_hyper(res);
             return Answered::BySidecar;
         };
         let requested_upgrade = end_to_end.upgrade;
-        let mut headers = std::mem::take(req.headers_mut());
+        let (mut parts, body) = req.into_parts();
+        let mut headers = std::mem::take(&mut parts.headers);
         // The upstream gets an HTTP/2 client's host as `Host`, as it gets an HTTP/1.1 client's.
         if !headers.contains_key(HOST)
-            && let Some(host) = authority_as_host(req.uri())
+            && let Some(host) = authority_as_host(&parts.uri)
         {
             headers.insert(HOST, host);
         }
@@ -210,20 +228,23 @@ impl UpstreamClient {
         if !self.http2 {
             join_cookies(&mut headers);
         }
-        let body = FilteredTrailers::new(req.take_body(), crate::proxy::strip_identity_headers);
-        let mut request = hyper::Request::new(body);
-        *request.method_mut() = req.method().clone();
+        let body =
+            FilteredTrailers::new(GapLimited::new(body), crate::proxy::strip_identity_headers);
+        let mut request = Request::new(body);
+        *request.method_mut() = parts.method;
         *request.uri_mut() = uri;
         *request.headers_mut() = headers;
-        let client_upgrade = req.extensions_mut().remove::<OnUpgrade>();
+        // Only an HTTP/1.1 request asking for an upgrade carries one.
+        let client_upgrade = parts.extensions.remove::<OnUpgrade>();
 
         let (response, answered) = match self.send(request, requested_upgrade, client_upgrade).await
         {
             Ok(response) => (response, Answered::ByUpstream),
-            Err(failure) => {
+            Err(SendFailure::Upstream(failure)) => {
                 self.metrics.upstream_failure(failure);
                 (failure_response(failure), Answered::BySidecar)
             }
+            Err(SendFailure::ClientBodyStalled) => (stalled_body_response(), Answered::BySidecar),
         };
         let (parts, body) = response.into_parts();
         let mut headers = parts.headers;
@@ -231,18 +252,18 @@ impl UpstreamClient {
             .then(|| upgrade_type(&headers))
             .flatten();
         keep_end_to_end_headers(&mut headers, accepted_upgrade);
-        res.status_code(parts.status);
+        *res.status_mut() = parts.status;
         *res.headers_mut() = headers;
-        res.body(body);
+        *res.body_mut() = body;
         answered
     }
 
     async fn send(
         &self,
-        mut request: hyper::Request<FilteredTrailers<ReqBody>>,
+        mut request: Request<UpstreamBody>,
         requested_upgrade: Option<HeaderValue>,
         client_upgrade: Option<OnUpgrade>,
-    ) -> Result<hyper::Response<ResBody>, UpstreamFailure> {
+    ) -> Result<Response<ResBody>, SendFailure> {
         // A CLIENT span for the upstream call; the upstream continues the trace from it.
         let span = tracing::info_span!(
             "HTTP upstream",
@@ -261,10 +282,14 @@ impl UpstreamClient {
         let sent = tokio::time::timeout(self.timeout, self.inner.request(request))
             .instrument(span.clone());
         let mut response = match sent.await {
-            Err(_) => return Err(UpstreamFailure::Timeout),
+            Err(_) => return Err(SendFailure::Upstream(UpstreamFailure::Timeout)),
+            Ok(Err(error)) if BodyGapElapsed::caused(&error) => {
+                tracing::debug!("the client's request body stalled; upstream request aborted");
+                return Err(SendFailure::ClientBodyStalled);
+            }
             Ok(Err(error)) => {
                 tracing::warn!(%error, "upstream request failed");
-                return Err(UpstreamFailure::Unreachable);
+                return Err(SendFailure::Upstream(UpstreamFailure::Unreachable));
             }
             Ok(Ok(response)) => response,
         };
@@ -273,7 +298,7 @@ impl UpstreamClient {
             let accepted = upgrade_type(response.headers());
             let same_protocol = matches!((&requested_upgrade, &accepted), (Some(asked), Some(given)) if asked.as_bytes().eq_ignore_ascii_case(given.as_bytes()));
             let Some(client_upgrade) = client_upgrade.filter(|_| same_protocol) else {
-                return Err(UpstreamFailure::Unreachable);
+                return Err(SendFailure::Upstream(UpstreamFailure::Unreachable));
             };
             let upstream_upgrade = hyper::upgrade::on(&mut response);
             // Splice the two upgraded connections (e.g. a WebSocket) once both are ready.
@@ -292,7 +317,7 @@ impl UpstreamClient {
                 }
             });
         }
-        Ok(response.map(ResBody::Hyper))
+        Ok(response.map(ResBody::Upstream))
     }
 }
 
@@ -301,8 +326,17 @@ pub(crate) fn authority_as_host(uri: &hyper::Uri) -> Option<HeaderValue> {
     HeaderValue::from_str(uri.authority()?.as_str()).ok()
 }
 
+/// The 408 problem a client gets whose request body stalled before the upstream answered.
+fn stalled_body_response() -> Response<ResBody> {
+    let detail = format!(
+        "the request body paused for longer than {} s",
+        BODY_GAP_TIMEOUT.as_secs()
+    );
+    Problem::about_blank(StatusCode::REQUEST_TIMEOUT, detail).to_hyper_response()
+}
+
 /// The 502 or 504 problem the client gets when the upstream could not answer.
-fn failure_response(failure: UpstreamFailure) -> hyper::Response<ResBody> {
+fn failure_response(failure: UpstreamFailure) -> Response<ResBody> {
     let (status, detail) = match failure {
         UpstreamFailure::Unreachable => (
             StatusCode::BAD_GATEWAY,

@@ -76,7 +76,7 @@ async fn run(config: SidecarConfig) -> Result<(), ProcessError> {
             SidecarMode::Decision => Mode::Decision,
         },
     };
-    let main_service = proxy::service(gate, config.common.log_requests);
+    let main_log = proxy::request_log(&metrics, config.common.log_requests);
     let drain = iam_core::server::Drain::default();
     let admin_service = admin::service(
         verifier,
@@ -85,17 +85,25 @@ async fn run(config: SidecarConfig) -> Result<(), ProcessError> {
         drain.clone(),
     );
 
-    // No idle timeout on the main port: long polls and event streams pass through it.
-    let main_server = iam_core::server::bind(&config.common.host, config.common.port, None).await?;
+    // No idle timeout on the main port: long polls and event streams pass through it (its
+    // HTTP/2 connections are pinged instead).
+    let main_port = iam_core::server::hyper_port::HyperPort::bind(
+        &config.common.host,
+        config.common.port,
+        None,
+        gate,
+        main_log,
+    )
+    .await?;
     let admin_server = iam_core::server::bind(
         &config.common.host,
         config.admin_port,
         Some(iam_core::server::IDLE_CONNECTION_TIMEOUT),
     )
     .await?;
-    for holding in main_server.holdings() {
+    if let Ok(address) = main_port.local_addr() {
         tracing::info!(
-            address = %holding.local_addr,
+            %address,
             mode = ?config.mode,
             upstream = %config.upstream_url,
             upstream_http2 = config.upstream_http2,
@@ -108,7 +116,7 @@ async fn run(config: SidecarConfig) -> Result<(), ProcessError> {
         tracing::info!(address = %holding.local_addr, "admin endpoints listening");
     }
     iam_core::server::Serve::new(drain, config.common.shutdown_delay)
-        .listen(main_server, main_service)
+        .listen_hyper(main_port)
         .listen(admin_server, admin_service)
         .run(std::future::ready(()))
         .await;

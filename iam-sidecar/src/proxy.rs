@@ -1,19 +1,22 @@
-//! The main port: the gate that decides and verifies, and the proxy to the upstream.
+//! The main port: the gate that decides and verifies, and the proxy to the upstream. It is
+//! served by hyper directly (`iam_core::server::hyper_port`): the gate is the port's only
+//! answer, so salvo's routing, depot and hoops would be per-request work for nothing.
 
 use std::sync::Arc;
 
-use salvo::http::StatusCode;
-use salvo::http::header::{AUTHORIZATION, HOST, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
-use salvo::prelude::*;
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, HOST, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use hyper::{Request, Response, StatusCode, Uri};
 
 use iam_core::bearer::bearer_token;
 use iam_core::config::LogRequests;
 use iam_core::permission::missing_permission;
-use iam_core::problem::{Problem, write_refusal};
+use iam_core::problem::{Problem, write_hyper_refusal};
 use iam_core::refusal::Refusal;
-use iam_core::server::{RequestHeadLimit, RequestLog, RouteLabel};
+use iam_core::server::hyper_port::{self, Answer, ClientAddr};
+use iam_core::server::{RequestLog, RouteLabel};
 
-use crate::forward::{Answered, UpstreamClient, remove_hop_by_hop};
+use crate::forward::{Answered, ResBody, UpstreamClient, remove_hop_by_hop};
 use crate::metrics::{Metrics, Outcome};
 use crate::rules::{Access, AccessPolicy, normalize_path};
 use crate::verifier::{TokenVerifier, VerifyError};
@@ -84,7 +87,7 @@ struct Received {
 }
 
 impl Received {
-    fn take(headers: &HeaderMap, uri: &salvo::http::uri::Uri) -> Received {
+    fn take(headers: &HeaderMap, uri: &Uri) -> Received {
         Received {
             host: headers
                 .get(HOST)
@@ -127,54 +130,74 @@ fn add_forwarding_headers(headers: &mut HeaderMap, client_ip: Option<String>, re
     }
 }
 
+/// The answers on the main port.
+type Res = Response<ResBody>;
+
+/// The label of every request on the main port: every path belongs to the upstream, and
+/// one label keeps the series bounded.
+const ROUTE: &str = "/*";
+
 impl Gate {
-    fn deny(&self, res: &mut Response, outcome: Outcome, status: StatusCode, detail: &str) {
+    fn deny(&self, res: &mut Res, outcome: Outcome, status: StatusCode, detail: &str) {
         self.metrics.outcome(outcome);
-        Problem::about_blank(status, detail).write_to(res);
+        Problem::about_blank(status, detail).write_to_hyper(res);
     }
 
     /// 401 or 403 for a request whose token does not let it through, answered as the api
     /// answers (`iam_core::refusal`).
-    fn refuse(&self, res: &mut Response, outcome: Outcome, refusal: &Refusal<'_>) {
+    fn refuse(&self, res: &mut Res, outcome: Outcome, refusal: &Refusal<'_>) {
         self.metrics.outcome(outcome);
-        write_refusal(res, refusal);
+        write_hyper_refusal(res, refusal);
     }
 
     /// 401 for a token that failed verification, counted under `reason`.
-    fn deny_invalid_token(&self, res: &mut Response, reason: iam_core::Reason) {
+    fn deny_invalid_token(&self, res: &mut Res, reason: iam_core::Reason) {
         self.metrics.rejection(reason);
         self.refuse(res, Outcome::Unauthenticated, &Refusal::InvalidToken);
     }
 }
 
-/// The gate is the main port's only handler; the request log around it is
-/// [`service`]'s [`RequestLog`].
-#[async_trait]
-impl Handler for Gate {
-    async fn handle(
-        &self,
-        req: &mut Request,
-        depot: &mut Depot,
-        res: &mut Response,
-        _ctrl: &mut FlowCtrl,
-    ) {
+/// The gate is the main port's only answer; the port's [`RequestLog`] (see
+/// [`request_log`]) logs and counts each request around it. In proxy mode a refusal of a
+/// gRPC request is sent as gRPC status (after the gate, so the request log records the gRPC
+/// answer's HTTP status); in decision mode never, because the asking proxy reads any 200 as
+/// "allow".
+impl Answer for Gate {
+    type Body = ResBody;
+    /// WebSockets and other upgrades pass through to the upstream.
+    const UPGRADES: bool = true;
+    /// The upstream's headers pass as they are.
+    const NOSNIFF: bool = false;
+
+    async fn answer(&self, request: Request<Incoming>) -> hyper_port::Answered<ResBody> {
+        let mut res = Response::new(ResBody::empty());
         match &self.mode {
             Mode::Proxy(upstream) => {
-                // Only a gRPC call's answer needs telling apart (see `grpc::GrpcRefusals`).
-                let grpc = grpc::is_grpc(req.headers());
-                let answered = self.decide_and_forward(upstream, req, res).await;
-                if grpc && answered == Answered::ByUpstream {
-                    depot.insert_typed(answered);
-                }
+                let grpc = grpc::is_grpc(request.headers());
+                let answered = self.decide_and_forward(upstream, request, &mut res).await;
+                grpc::refusals_as_grpc(grpc, answered, &mut res);
             }
-            Mode::Decision => self.answer_question(req, res).await,
+            Mode::Decision => self.answer_question(&request, &mut res).await,
         }
+        hyper_port::Answered {
+            response: res,
+            route: ROUTE,
+        }
+    }
+
+    /// The port's own refusal (431) of a gRPC call goes as gRPC status too.
+    fn refused(&self, request: &Request<Incoming>, mut response: Res) -> Res {
+        if matches!(self.mode, Mode::Proxy(_)) {
+            let grpc = grpc::is_grpc(request.headers());
+            grpc::refusals_as_grpc(grpc, Answered::BySidecar, &mut response);
+        }
+        response
     }
 }
 
 impl Gate {
     /// 400 for a request that cannot be judged safely, counted as `outcome`.
-    fn deny_bad_request(&self, res: &mut Response, outcome: Outcome, detail: &str) {
+    fn deny_bad_request(&self, res: &mut Res, outcome: Outcome, detail: &str) {
         self.deny(res, outcome, StatusCode::BAD_REQUEST, detail);
     }
 
@@ -182,8 +205,8 @@ impl Gate {
     async fn decide_and_forward(
         &self,
         upstream: &UpstreamClient,
-        req: &mut Request,
-        res: &mut Response,
+        mut req: Request<Incoming>,
+        res: &mut Res,
     ) -> Answered {
         // First take what belongs to the client's hop only, so that nothing the gate judges
         // or adds afterwards can be removed by the client's `Connection` header.
@@ -207,7 +230,10 @@ impl Gate {
         for (name, value) in allowed.identity {
             req.headers_mut().insert(name, value);
         }
-        let client_ip = req.remote_addr().ip().map(|ip| ip.to_string());
+        let client_ip = req
+            .extensions()
+            .get::<ClientAddr>()
+            .map(|client| client.0.ip().to_string());
         add_forwarding_headers(req.headers_mut(), client_ip, received);
         // The upstream receives the normalised path the decision was made on.
         upstream.forward(req, end_to_end, &path, res).await
@@ -217,7 +243,7 @@ impl Gate {
     /// with the identity headers, or the refusal proxy mode would give). The question's
     /// headers are the proxy's: its `Connection` header is not read (a client's could
     /// otherwise name `X-Original-URI` away), and nothing is forwarded.
-    async fn answer_question(&self, req: &Request, res: &mut Response) {
+    async fn answer_question(&self, req: &Request<Incoming>, res: &mut Res) {
         let original =
             match original_request(req.headers(), req.method().as_str(), req.uri().path()) {
                 Ok(original) => original,
@@ -237,14 +263,14 @@ impl Gate {
         } else {
             Outcome::Allowed
         });
-        res.status_code(StatusCode::OK);
+        *res.status_mut() = StatusCode::OK;
         for (name, value) in allowed.identity {
             res.headers_mut().insert(name, value);
         }
     }
 
     /// The normalised path, or `None` after answering 400.
-    fn normalized_or_refused(&self, raw: &str, res: &mut Response) -> Option<String> {
+    fn normalized_or_refused(&self, raw: &str, res: &mut Res) -> Option<String> {
         match normalize_path(raw) {
             Ok(path) => Some(path),
             Err(error) => {
@@ -267,7 +293,7 @@ impl Gate {
         method: &str,
         path: &str,
         headers: &HeaderMap,
-        res: &mut Response,
+        res: &mut Res,
     ) -> Option<Allowed> {
         let token = match bearer_token(
             headers
@@ -362,23 +388,13 @@ struct Allowed {
     identity: Vec<(HeaderName, HeaderValue)>,
 }
 
-/// The main-port service: every path goes through the gate (to the upstream, or to a
-/// decision). Requests are logged with their path (it may identify the upstream's
-/// resources; it is logged as any proxy does) under one route label, which keeps the series
-/// bounded. In proxy mode a refusal of a gRPC request is sent as gRPC status (outside the
-/// request log, which records the refusal's HTTP status); in decision mode never, because
-/// the asking proxy reads any 200 as "allow".
-pub fn service(gate: Gate, log_requests: LogRequests) -> Service {
-    let request_log = RequestLog::new(gate.metrics.http.clone(), RouteLabel::Fixed("/*"))
+/// The main port's request log: requests are logged with their path (it may identify the
+/// upstream's resources; it is logged as any proxy does) under one route label, which keeps
+/// the series bounded.
+pub fn request_log(metrics: &Metrics, log_requests: LogRequests) -> RequestLog {
+    RequestLog::new(metrics.http.clone(), RouteLabel::Fixed(ROUTE))
         .with_path()
-        .logging(log_requests);
-    // Hoops run in the order they are added, each around the ones after it.
-    let proxy_mode = matches!(gate.mode, Mode::Proxy(_));
-    let mut service = Service::new(Router::with_path("{**rest}").goal(gate));
-    if proxy_mode {
-        service = service.hoop(grpc::GrpcRefusals);
-    }
-    service.hoop(RequestHeadLimit).hoop(request_log)
+        .logging(log_requests)
 }
 
 #[cfg(test)]
@@ -388,8 +404,8 @@ mod tests;
 #[cfg(test)]
 #[allow(clippy::expect_used)] // test helpers report failure by panicking
 mod test_support {
-    use salvo::http::HeaderMap;
-    use salvo::http::header::{HeaderName, HeaderValue};
+    use hyper::HeaderMap;
+    use hyper::header::{HeaderName, HeaderValue};
 
     /// A header map of `(name, value)` pairs in order, repeats kept.
     pub fn headers(pairs: &[(&str, &[u8])]) -> HeaderMap {

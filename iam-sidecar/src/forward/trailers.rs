@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use salvo::http::HeaderMap;
+use hyper::HeaderMap;
 
 /// A request body whose trailers go through `filter` before they are forwarded.
 #[derive(Debug)]
@@ -66,7 +66,7 @@ mod tests {
     use std::collections::VecDeque;
     use std::convert::Infallible;
 
-    use salvo::http::header::{HeaderName, HeaderValue};
+    use hyper::header::{HeaderName, HeaderValue};
 
     use super::*;
 

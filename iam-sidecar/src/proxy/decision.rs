@@ -9,8 +9,8 @@
 //! `X-Original-URI: /admin`. So a name sent twice, or the two spellings of one thing
 //! disagreeing, is refused (400, which the proxy turns into a refusal) rather than resolved.
 
-use salvo::http::HeaderMap;
-use salvo::http::header::HeaderName;
+use hyper::HeaderMap;
+use hyper::header::HeaderName;
 
 use crate::rules::is_method_token;
 

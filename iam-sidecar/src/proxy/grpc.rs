@@ -8,12 +8,12 @@
 //!
 //! Never in decision mode: there the asking proxy reads any 200 as "let it through".
 
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Response, StatusCode};
+use iam_core::server::hyper_port::LoggedStatus;
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
-use salvo::http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
-use salvo::http::{ResBody, StatusCode};
-use salvo::prelude::*;
 
-use crate::forward::Answered;
+use crate::forward::{Answered, ResBody};
 
 const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
@@ -58,20 +58,21 @@ pub fn is_grpc(headers: &HeaderMap) -> bool {
 }
 
 /// Rewrites the sidecar's refusal in `res` as a trailers-only gRPC response.
-pub fn into_grpc_refusal(res: &mut Response) {
-    let status = res.status_code.unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let detail = match &res.body {
-        ResBody::Once(body) => serde_json::from_slice::<serde_json::Value>(body)
-            .ok()
-            .and_then(|problem| problem["detail"].as_str().map(str::to_owned)),
-        _ => None,
-    }
-    .unwrap_or_else(|| status.canonical_reason().unwrap_or("refused").to_owned());
+pub fn into_grpc_refusal(res: &mut Response<ResBody>) {
+    let status = res.status();
+    let detail = res
+        .body()
+        .whole()
+        .and_then(|body| serde_json::from_slice::<serde_json::Value>(body).ok())
+        .and_then(|problem| problem["detail"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("refused").to_owned());
     let message = utf8_percent_encode(&detail, GRPC_MESSAGE_ESCAPED).to_string();
-    res.status_code(StatusCode::OK);
-    res.body(ResBody::None);
+    *res.status_mut() = StatusCode::OK;
+    // Counted and logged as the refusal it is.
+    res.extensions_mut().insert(LoggedStatus(status));
+    *res.body_mut() = ResBody::empty();
     let headers = res.headers_mut();
-    headers.remove(salvo::http::header::CONTENT_LENGTH);
+    headers.remove(CONTENT_LENGTH);
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     headers.insert(
         GRPC_STATUS,
@@ -82,33 +83,19 @@ pub fn into_grpc_refusal(res: &mut Response) {
     }
 }
 
-/// The proxy-mode hoop that sends the sidecar's own refusals of gRPC calls as gRPC status.
-#[derive(Debug, Clone, Copy)]
-pub struct GrpcRefusals;
-
-#[async_trait]
-impl Handler for GrpcRefusals {
-    async fn handle(
-        &self,
-        req: &mut Request,
-        depot: &mut Depot,
-        res: &mut Response,
-        ctrl: &mut FlowCtrl,
-    ) {
-        let grpc = is_grpc(req.headers());
-        ctrl.call_next(req, depot, res).await;
-        let by_upstream = depot.get_typed::<Answered>().is_ok();
-        let refused = res.status_code.is_some_and(|status| status.as_u16() >= 400);
-        if grpc && refused && !by_upstream {
-            into_grpc_refusal(res);
-        }
+/// In proxy mode, sends the sidecar's own refusal of a gRPC call (`grpc`: the request was
+/// one) as gRPC status; the upstream's answers and anything not a refusal pass as they are.
+pub fn refusals_as_grpc(grpc: bool, answered: Answered, res: &mut Response<ResBody>) {
+    let refused = res.status().as_u16() >= 400;
+    if grpc && refused && answered == Answered::BySidecar {
+        into_grpc_refusal(res);
     }
 }
 
 #[cfg(test)]
 #[allow(clippy::expect_used)] // test helpers report failure by panicking
 mod tests {
-    use iam_core::problem::{Problem, write_refusal};
+    use iam_core::problem::{Problem, write_hyper_refusal};
     use iam_core::refusal::Refusal;
 
     use super::*;
@@ -154,13 +141,17 @@ mod tests {
 
     #[test]
     fn a_refusal_becomes_a_trailers_only_response() {
-        let mut res = Response::new();
-        write_refusal(&mut res, &Refusal::InvalidToken);
+        let mut res = Response::new(ResBody::empty());
+        write_hyper_refusal(&mut res, &Refusal::InvalidToken);
         into_grpc_refusal(&mut res);
-        assert_eq!(res.status_code, Some(StatusCode::OK));
-        assert!(matches!(res.body, ResBody::None));
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(res.body().whole().is_none());
         assert_eq!(res.headers()[CONTENT_TYPE], "application/grpc");
         assert_eq!(res.headers()["grpc-status"], "16");
+        assert_eq!(
+            res.extensions().get::<LoggedStatus>(),
+            Some(&LoggedStatus(StatusCode::UNAUTHORIZED))
+        );
         assert!(res.headers().contains_key("www-authenticate"));
         assert!(!res.headers().contains_key("content-length"));
         // The problem's detail; spaces need no escape in grpc-message.
@@ -170,71 +161,63 @@ mod tests {
         );
     }
 
-    /// What `GrpcRefusals` makes of `answer`'s response to a request with `content_type`.
-    async fn through_the_hoop(content_type: &str, answer: impl Handler) -> Response {
-        let mut req = Request::new();
-        req.headers_mut().insert(
-            CONTENT_TYPE,
-            HeaderValue::from_str(content_type).expect("value"),
-        );
-        let mut depot = Depot::new();
-        let mut res = Response::new();
-        let mut ctrl = FlowCtrl::new(vec![
-            std::sync::Arc::new(GrpcRefusals),
-            std::sync::Arc::new(answer),
-        ]);
-        ctrl.call_next(&mut req, &mut depot, &mut res).await;
+    /// What proxy mode makes of `answer`'s response (written by `answered`) to a request
+    /// with `content_type`.
+    fn as_sent(
+        content_type: &str,
+        answered: Answered,
+        answer: fn(&mut Response<ResBody>),
+    ) -> Response<ResBody> {
+        let mut res = Response::new(ResBody::empty());
+        answer(&mut res);
+        let request = headers(&[("content-type", content_type.as_bytes())]);
+        refusals_as_grpc(is_grpc(&request), answered, &mut res);
         res
     }
 
-    #[handler]
-    async fn refuse_401(res: &mut Response) {
-        write_refusal(res, &Refusal::InvalidToken);
+    fn refuse_401(res: &mut Response<ResBody>) {
+        write_hyper_refusal(res, &Refusal::InvalidToken);
     }
 
-    #[handler]
-    async fn refuse_400(res: &mut Response) {
-        Problem::about_blank(StatusCode::BAD_REQUEST, "bad path").write_to(res);
+    fn refuse_400(res: &mut Response<ResBody>) {
+        Problem::about_blank(StatusCode::BAD_REQUEST, "bad path").write_to_hyper(res);
     }
 
-    #[handler]
-    async fn upstream_403(depot: &mut Depot, res: &mut Response) {
-        res.status_code(StatusCode::FORBIDDEN);
-        depot.insert_typed(Answered::ByUpstream);
+    fn status_403(res: &mut Response<ResBody>) {
+        *res.status_mut() = StatusCode::FORBIDDEN;
     }
 
-    #[handler]
-    async fn sidecar_200(res: &mut Response) {
-        res.status_code(StatusCode::OK);
-        res.render("ok");
+    fn ok_200(res: &mut Response<ResBody>) {
+        *res.body_mut() = ResBody::from(b"ok".to_vec());
     }
 
-    #[tokio::test]
-    async fn only_the_sidecars_refusals_of_grpc_calls_are_rewritten() {
-        let res = through_the_hoop("application/grpc", refuse_401).await;
-        assert_eq!(res.status_code, Some(StatusCode::OK));
+    #[test]
+    fn only_the_sidecars_refusals_of_grpc_calls_are_rewritten() {
+        let sidecar = Answered::BySidecar;
+        let res = as_sent("application/grpc", sidecar, refuse_401);
+        assert_eq!(res.status(), StatusCode::OK);
         assert_eq!(res.headers()["grpc-status"], "16");
-        let res = through_the_hoop("application/grpc", refuse_400).await;
+        let res = as_sent("application/grpc", sidecar, refuse_400);
         assert_eq!(res.headers()["grpc-status"], "3");
         // Not a gRPC call: the HTTP refusal stands.
-        let res = through_the_hoop("application/json", refuse_401).await;
-        assert_eq!(res.status_code, Some(StatusCode::UNAUTHORIZED));
+        let res = as_sent("application/json", sidecar, refuse_401);
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
         assert!(!res.headers().contains_key("grpc-status"));
         // The upstream's answer passes as it is.
-        let res = through_the_hoop("application/grpc", upstream_403).await;
-        assert_eq!(res.status_code, Some(StatusCode::FORBIDDEN));
+        let res = as_sent("application/grpc", Answered::ByUpstream, status_403);
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
         assert!(!res.headers().contains_key("grpc-status"));
         // Not a refusal.
-        let res = through_the_hoop("application/grpc", sidecar_200).await;
-        assert_eq!(res.status_code, Some(StatusCode::OK));
+        let res = as_sent("application/grpc", sidecar, ok_200);
+        assert_eq!(res.status(), StatusCode::OK);
         assert!(!res.headers().contains_key("grpc-status"));
     }
 
     #[test]
     fn the_message_is_percent_encoded() {
-        let mut res = Response::new();
+        let mut res = Response::new(ResBody::empty());
         Problem::about_blank(StatusCode::FORBIDDEN, "100% need \"orders:write\"\né")
-            .write_to(&mut res);
+            .write_to_hyper(&mut res);
         into_grpc_refusal(&mut res);
         assert_eq!(res.headers()["grpc-status"], "7");
         assert_eq!(

@@ -9,7 +9,7 @@
 //! Method overrides: frameworks honour `X-HTTP-Method-Override: DELETE` (and its cousins) on
 //! a `POST`, so the gate judges a request under every method it may be run as.
 
-use salvo::http::HeaderMap;
+use hyper::HeaderMap;
 
 use crate::rules::is_method_token;
 

@@ -3,7 +3,7 @@
 #![allow(clippy::expect_used)] // test helpers report failure by panicking
 
 use super::*;
-use salvo::http::uri::Uri;
+use hyper::Uri;
 
 fn header_map(pairs: &[(&str, &str)]) -> HeaderMap {
     let pairs: Vec<(&str, &[u8])> = pairs
