@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, HOST, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
-use hyper::{Request, Response, StatusCode, Uri};
+use hyper::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use hyper::{Request, Response, StatusCode};
 
 use iam_core::bearer::bearer_token;
 use iam_core::config::LogRequests;
@@ -22,10 +22,12 @@ use crate::rules::{Access, AccessPolicy, normalize_path};
 use crate::verifier::{TokenVerifier, VerifyError};
 
 mod decision;
+mod forwarding;
 mod grpc;
 mod inbound_headers;
 
 use decision::original_request;
+use forwarding::{Received, add_forwarding_headers};
 use inbound_headers::{is_identity_header, method_overrides};
 
 const X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
@@ -33,14 +35,6 @@ const X_USER_EMAIL: HeaderName = HeaderName::from_static("x-user-email");
 const X_CLIENT_ID: HeaderName = HeaderName::from_static("x-client-id");
 const X_USER_ROLE: HeaderName = HeaderName::from_static("x-user-role");
 const X_USER_PERMISSIONS: HeaderName = HeaderName::from_static("x-user-permissions");
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-/// The W3C trace context the sidecar passes on (and continues, when tracing is on).
-const TRACE_CONTEXT: [HeaderName; 2] = [
-    HeaderName::from_static("traceparent"),
-    HeaderName::from_static("tracestate"),
-];
 
 /// Decides each request. In proxy mode: removes the client's hop-by-hop headers, then
 /// spoofable identity headers, normalises the path, takes the one Bearer token, checks it and
@@ -75,58 +69,6 @@ pub(crate) fn strip_identity_headers(headers: &mut HeaderMap) {
         .collect();
     for name in spoofed {
         headers.remove(name);
-    }
-}
-
-/// What the sidecar passes on about the request as the client sent it, taken before the
-/// hop-by-hop headers go, so that a client's `Connection` header cannot remove it.
-#[derive(Debug)]
-struct Received {
-    host: Option<HeaderValue>,
-    trace_context: Vec<(HeaderName, HeaderValue)>,
-}
-
-impl Received {
-    fn take(headers: &HeaderMap, uri: &Uri) -> Received {
-        Received {
-            host: headers
-                .get(HOST)
-                .cloned()
-                .or_else(|| crate::forward::authority_as_host(uri)),
-            trace_context: TRACE_CONTEXT
-                .iter()
-                .filter_map(|name| Some((name.clone(), headers.get(name)?.clone())))
-                .collect(),
-        }
-    }
-}
-
-/// Appends the client to `X-Forwarded-For`, fills `X-Forwarded-Proto`/`-Host` if absent and
-/// passes the trace context on. Runs after the hop-by-hop headers were removed.
-fn add_forwarding_headers(headers: &mut HeaderMap, client_ip: Option<String>, received: Received) {
-    if let Some(ip) = client_ip {
-        let chain = match headers
-            .get(&X_FORWARDED_FOR)
-            .and_then(|value| value.to_str().ok())
-        {
-            Some(existing) => format!("{existing}, {ip}"),
-            None => ip,
-        };
-        if let Ok(chain) = HeaderValue::from_str(&chain) {
-            headers.insert(X_FORWARDED_FOR, chain);
-        }
-    }
-    if !headers.contains_key(&X_FORWARDED_PROTO) {
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    }
-    if let Some(host) = received.host
-        && !headers.contains_key(&X_FORWARDED_HOST)
-    {
-        headers.insert(X_FORWARDED_HOST, host);
-    }
-    // When tracing is on, the upstream call replaces these with the sidecar's own span.
-    for (name, value) in received.trace_context {
-        headers.insert(name, value);
     }
 }
 
