@@ -132,3 +132,39 @@ async fn invented_methods_share_one_series() {
         assert!(metrics.contains(r#"method="_OTHER""#), "{metrics}");
     }
 }
+
+/// The same on the sidecar's main port (served by hyper directly, counted under one route
+/// label): its series are on the admin port.
+#[tokio::test]
+async fn invented_methods_share_one_series_on_the_sidecar() {
+    let db = TestDatabase::create().await;
+    // The api makes the signing keys the sidecar waits for.
+    let _api = ServiceProcess::start(&db).await;
+    let jwks = ServiceProcess::jwks_builder(&db).start().await;
+    let upstream = EchoUpstream::start().await;
+    let sidecar =
+        ServiceProcess::sidecar_builder(&upstream.url, &jwks.url("/.well-known/jwks.json"))
+            .start()
+            .await;
+    let authority = raw_http::authority(&sidecar.base_url);
+    for method in ["FROB1", "FROB2", "get", "M-SEARCH"] {
+        let request =
+            format!("{method} /orders HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        let answer = raw_http::exchange(authority, request.as_bytes()).await;
+        // No token: refused before the upstream is asked.
+        assert_eq!(answer.status, 401, "{method}: {answer:?}");
+    }
+    let metrics = integration_tests::sidecar::metrics(&sidecar).await;
+    for method in ["FROB", "get", "M-SEARCH"] {
+        assert!(
+            !metrics.contains(&format!("method=\"{method}")),
+            "{method} became a label:\n{metrics}"
+        );
+    }
+    assert!(
+        metrics
+            .contains(r#"http_server_requests_total{method="_OTHER",route="/*",status="401"} 4"#),
+        "{metrics}"
+    );
+    assert!(upstream.requests().is_empty());
+}

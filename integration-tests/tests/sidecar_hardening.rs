@@ -944,3 +944,35 @@ async fn an_oversized_jwks_is_refused_and_the_last_good_keys_stay() {
     .await;
     assert_eq!(status_with(first.token(&[])).await, 200);
 }
+
+/// The main port's own refusal of a head over 64 KiB (431, before the gate runs) reaches a
+/// gRPC client as gRPC status, as the gate's refusals do, and is counted as the 431 it is.
+#[tokio::test]
+async fn a_grpc_call_with_a_head_over_the_limit_gets_resource_exhausted() {
+    let stack = stack().await;
+    let address = authority(&stack.sidecar.base_url);
+    let padding = "a".repeat(64 * 1024);
+    let grpc = format!(
+        "POST /test.Echo/Unary HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/grpc\r\nContent-Length: 0\r\nConnection: close\r\nX-Padding: {padding}\r\n\r\n"
+    );
+    let answer = exchange(address, grpc.as_bytes()).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.header("grpc-status"), Some("8"), "{answer:?}");
+    assert_eq!(answer.header("content-type"), Some("application/grpc"));
+    // Anything else gets the plain 431 problem.
+    let plain = format!(
+        "GET /orders HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nX-Padding: {padding}\r\n\r\n"
+    );
+    let answer = exchange(address, plain.as_bytes()).await;
+    assert_eq!(answer.status, 431, "{answer:?}");
+    assert!(stack.upstream.requests().is_empty());
+    let metrics = metrics(&stack.sidecar).await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            r#"http_server_requests_total{method="POST",route="/*",status="431"}"#
+        ),
+        1.0,
+        "{metrics}"
+    );
+}
