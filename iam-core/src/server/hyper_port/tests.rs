@@ -52,9 +52,13 @@ struct Running {
 }
 
 async fn running(idle_timeout: Option<Duration>) -> Running {
+    running_with(Hello, idle_timeout).await
+}
+
+async fn running_with<A: Answer>(answer: A, idle_timeout: Option<Duration>) -> Running {
     let mut registry = Registry::default();
     let log = RequestLog::new(HttpMetrics::register(&mut registry), RouteLabel::Matched);
-    let port = HyperPort::bind("127.0.0.1", 0, idle_timeout, Hello, log)
+    let port = HyperPort::bind("127.0.0.1", 0, idle_timeout, answer, log)
         .await
         .expect("bind");
     let address = port.local_addr().expect("address");
@@ -243,4 +247,60 @@ async fn the_answer_is_told_the_clients_address() {
     let mut answer = String::new();
     stream.read_to_string(&mut answer).await.expect("read");
     assert!(answer.ends_with(&format!("Some({client})")), "{answer}");
+}
+
+/// Switches every request's connection to an echo of what the client sends next, and adds
+/// no `nosniff` (as a proxy passes its upstream's headers).
+#[derive(Debug)]
+struct Echo;
+
+impl Answer for Echo {
+    type Body = Body;
+    const UPGRADES: bool = true;
+    const NOSNIFF: bool = false;
+
+    async fn answer(&self, mut request: Request<Incoming>) -> Answered {
+        let upgrade = hyper::upgrade::on(&mut request);
+        tokio::spawn(async move {
+            if let Ok(upgraded) = upgrade.await {
+                let (mut read, mut write) = tokio::io::split(TokioIo::new(upgraded));
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+            }
+        });
+        let mut response = Response::new(Body::default());
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let headers = response.headers_mut();
+        headers.insert("connection", HeaderValue::from_static("upgrade"));
+        headers.insert("upgrade", HeaderValue::from_static("echo"));
+        Answered {
+            response,
+            route: "/echo",
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_answer_that_upgrades_gets_the_connection_and_its_headers_stay_its_own() {
+    let port = running_with(Echo, None).await;
+    let mut stream = TcpStream::connect(port.address).await.expect("connect");
+    stream
+        .write_all(b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n")
+        .await
+        .expect("write");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0_u8; 1];
+        stream.read_exact(&mut byte).await.expect("read the head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(!head.contains("nosniff"), "{head}");
+    stream.write_all(b"ping").await.expect("write");
+    let mut echoed = [0_u8; 4];
+    tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut echoed))
+        .await
+        .expect("echoed in time")
+        .expect("read");
+    assert_eq!(&echoed, b"ping");
 }
