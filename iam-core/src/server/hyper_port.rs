@@ -31,7 +31,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -131,7 +130,9 @@ struct Connections<A> {
 impl<A: Answer> HyperPort<A> {
     /// Binds `host:port`; `answer` answers, `log` logs and counts each request, and
     /// `idle_timeout` closes connections that answer no request for so long (`None`: never;
-    /// HTTP/2 connections are pinged instead).
+    /// HTTP/2 connections are pinged instead). A request counts as use until its answer's
+    /// head is sent, not while its body streams: a port whose answers stream for long (the
+    /// sidecar's main port) has no idle timeout.
     pub async fn bind(
         host: &str,
         port: u16,
