@@ -100,10 +100,10 @@ impl Gate {
 }
 
 /// The gate is the main port's only answer; the port's [`RequestLog`] (see
-/// [`request_log`]) logs and counts each request around it. In proxy mode a refusal of a
-/// gRPC request is sent as gRPC status (after the gate, so the request log records the gRPC
-/// answer's HTTP status); in decision mode never, because the asking proxy reads any 200 as
-/// "allow".
+/// [`request_log`]) logs and counts each request around it. In proxy mode the sidecar's
+/// refusal of a gRPC request is sent as gRPC status (HTTP 200), yet logged and counted under
+/// the refusal's HTTP status (`hyper_port::LoggedStatus`); in decision mode never, because
+/// the asking proxy reads any 200 as "allow".
 impl Answer for Gate {
     type Body = ResBody;
     /// WebSockets and other upgrades pass through to the upstream.
