@@ -19,6 +19,7 @@ use crate::store::audit_events::{AuditEventRecord, AuditFilter};
 /// for the subject), `operator` for the command line, `system` for the service itself, or
 /// null when unknown; `detail` never holds a password, secret or token.
 #[derive(Debug, Serialize, ToSchema)]
+#[salvo(schema(example = json!({"id": "9b2e4f6a-8c1d-4e3f-a5b7-c9d1e3f5a7b9", "at": "2026-12-01T09:30:00Z", "type": "login", "actor": "5f0c8a3e-2b1d-4c6e-9f7a-1e2d3c4b5a69", "subject": "5f0c8a3e-2b1d-4c6e-9f7a-1e2d3c4b5a69", "outcome": "success", "ip": "203.0.113.7", "detail": {"email": "alice@example.com"}})))]
 pub struct AuditEventResponse {
     pub id: Uuid,
     pub at: DateTime<Utc>,
@@ -50,6 +51,7 @@ impl From<AuditEventRecord> for AuditEventResponse {
 
 /// One page of events.
 #[derive(Debug, Serialize, ToSchema)]
+#[salvo(schema(example = json!({"items": [{"id": "9b2e4f6a-8c1d-4e3f-a5b7-c9d1e3f5a7b9", "at": "2026-12-01T09:30:00Z", "type": "login", "actor": "5f0c8a3e-2b1d-4c6e-9f7a-1e2d3c4b5a69", "subject": "5f0c8a3e-2b1d-4c6e-9f7a-1e2d3c4b5a69", "outcome": "success", "ip": "203.0.113.7", "detail": {"email": "alice@example.com"}}], "next": null})))]
 pub struct AuditPageResponse {
     pub items: Vec<AuditEventResponse>,
     /// Pass as `after` for the next (older) page; null on the last page.

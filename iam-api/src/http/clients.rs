@@ -17,6 +17,7 @@ use crate::store::clients::SecretRecord;
 
 /// One secret of a client: its id and age (the value is shown only when it is made).
 #[derive(Debug, Serialize, ToSchema)]
+#[salvo(schema(example = json!({"secret_id": "9b2e4f6a-8c1d-4e3f-a5b7-c9d1e3f5a7b9", "created_at": "2026-12-01T09:30:00Z"})))]
 pub struct SecretResponse {
     pub secret_id: Uuid,
     pub created_at: DateTime<Utc>,
@@ -33,6 +34,7 @@ impl From<SecretRecord> for SecretResponse {
 
 /// A client (service account).
 #[derive(Debug, Serialize, ToSchema)]
+#[salvo(schema(example = json!({"client_id": "svc-3f9a2c41d0b87e65a1c4f0d2b9e87a13", "name": "billing-worker", "role": "billing", "disabled": false, "created_at": "2026-12-01T09:30:00Z", "secrets": [{"secret_id": "9b2e4f6a-8c1d-4e3f-a5b7-c9d1e3f5a7b9", "created_at": "2026-12-01T09:30:00Z"}]})))]
 pub struct ClientResponse {
     /// Random and URL-safe; the `sub` and `client_id` of its tokens.
     pub client_id: String,
@@ -60,6 +62,7 @@ impl From<Client> for ClientResponse {
 
 /// A new client and its first secret.
 #[derive(Debug, Serialize, ToSchema)]
+#[salvo(schema(example = json!({"client_id": "svc-3f9a2c41d0b87e65a1c4f0d2b9e87a13", "name": "billing-worker", "role": "billing", "disabled": false, "created_at": "2026-12-01T09:30:00Z", "secrets": [{"secret_id": "9b2e4f6a-8c1d-4e3f-a5b7-c9d1e3f5a7b9", "created_at": "2026-12-01T09:30:00Z"}], "client_secret": "q7Vn2xL0cR8sT4wY1zB6mK9pD3fH5jN0aE2gU8iO4lQ"})))]
 pub struct CreatedClientResponse {
     #[serde(flatten)]
     pub client: ClientResponse,
@@ -69,6 +72,7 @@ pub struct CreatedClientResponse {
 
 /// A new secret of a client.
 #[derive(Debug, Serialize, ToSchema)]
+#[salvo(schema(example = json!({"secret_id": "9b2e4f6a-8c1d-4e3f-a5b7-c9d1e3f5a7b9", "created_at": "2026-12-01T09:30:00Z", "client_secret": "q7Vn2xL0cR8sT4wY1zB6mK9pD3fH5jN0aE2gU8iO4lQ"})))]
 pub struct CreatedSecretResponse {
     pub secret_id: Uuid,
     pub created_at: DateTime<Utc>,
@@ -88,21 +92,26 @@ impl From<IssuedSecret> for CreatedSecretResponse {
 
 /// Every client.
 #[derive(Debug, Serialize, ToSchema)]
+#[salvo(schema(example = json!({"items": [{"client_id": "svc-3f9a2c41d0b87e65a1c4f0d2b9e87a13", "name": "billing-worker", "role": "billing", "disabled": false, "created_at": "2026-12-01T09:30:00Z", "secrets": [{"secret_id": "9b2e4f6a-8c1d-4e3f-a5b7-c9d1e3f5a7b9", "created_at": "2026-12-01T09:30:00Z"}]}]})))]
 pub struct ClientListResponse {
     pub items: Vec<ClientResponse>,
 }
 
 /// A new client.
 #[derive(Debug, ToSchema)]
+#[salvo(schema(example = json!({"name": "billing-worker", "role": "billing"})))]
 pub struct CreateClientRequest {
-    /// 1 to 200 characters, unique.
+    /// 1 to 200 characters after trimming, no control characters; unique.
+    #[salvo(schema(min_length = 1, max_length = 200))]
     pub name: String,
     /// The name of an existing role, holding nothing beyond the caller's permissions.
+    #[salvo(schema(pattern = r"^[a-z][a-z0-9_.-]{1,62}$"))]
     pub role: String,
 }
 
 /// A change of a client's state.
 #[derive(Debug, ToSchema)]
+#[salvo(schema(example = json!({"disabled": true})))]
 pub struct UpdateClientRequest {
     /// `true` disables the client (its tokens are refused, it gets no new ones).
     pub disabled: bool,

@@ -16,6 +16,7 @@ const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The healthcheck document.
 #[derive(Debug, Serialize, ToSchema)]
+#[salvo(schema(example = json!({"status": "ok", "database": "ok", "env": "DEFAULT", "version": "0.1.0"})))]
 pub struct HealthResponse {
     /// `ok`; `error` when the database is unreachable; `draining` after the stop signal,
     /// while requests are still served (`SHUTDOWN_DELAY`).
@@ -33,7 +34,9 @@ pub struct HealthResponse {
     tags("health"),
     responses(
         (status_code = 200, description = "Service and database are up", body = HealthResponse),
-        (status_code = 503, description = "The database is unreachable, or the process is draining before it stops", body = HealthResponse),
+        (status_code = 400, description = "More than one Authorization header (refused on every route)"),
+        (status_code = 503, description = "The database is unreachable, or the process is draining before it stops", body = HealthResponse,
+            example = json!({"status": "error", "database": "unreachable", "env": "DEFAULT", "version": "0.1.0"})),
     )
 )]
 pub async fn healthcheck(depot: &mut Depot, res: &mut Response) -> Result<(), AppError> {

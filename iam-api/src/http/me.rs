@@ -16,6 +16,7 @@ use crate::error::AppError;
 
 /// The caller's account with its current permissions.
 #[derive(Debug, Serialize, ToSchema)]
+#[salvo(schema(example = json!({"id": "5f0c8a3e-2b1d-4c6e-9f7a-1e2d3c4b5a69", "email": "alice@example.com", "role": "editor", "created_at": "2026-12-01T09:30:00Z", "permissions": ["orders:read", "orders:write"]})))]
 pub struct MeResponse {
     pub id: Uuid,
     pub email: String,
@@ -47,9 +48,12 @@ pub async fn me(req: &mut Request, depot: &mut Depot) -> Result<Ok200<MeResponse
 
 /// A change of one's own password.
 #[derive(Debug, ToSchema)]
+#[salvo(schema(example = json!({"current_password": "correct horse battery", "new_password": "a new long passphrase"})))]
 pub struct ChangePasswordRequest {
+    /// Any string: a wrong one is a 403.
     pub current_password: String,
     /// 8 to 128 characters.
+    #[salvo(schema(min_length = 8, max_length = 128))]
     pub new_password: String,
 }
 
@@ -66,7 +70,8 @@ pub struct ChangePasswordRequest {
         (status_code = 401, description = "No valid access token"),
         (status_code = 403, description = "current_password is wrong"),
         (status_code = 422, description = "A field is missing, or new_password is not 8 to 128 characters"),
-        (status_code = 429, description = "Too many failed attempts for this account"),
+        (status_code = 429, description = "Too many failed attempts for this account; see Retry-After"),
+        (status_code = 503, description = "Password hashing is saturated, or the database is unavailable; see Retry-After"),
     )
 )]
 pub async fn change_password(

@@ -15,6 +15,7 @@ use crate::store::roles::RoleRecord;
 
 /// A role and the permissions it grants.
 #[derive(Debug, Serialize, ToSchema)]
+#[salvo(schema(example = json!({"name": "editor", "description": "Edits orders", "permissions": ["orders:read", "orders:write"], "built_in": false})))]
 pub struct RoleResponse {
     pub name: String,
     pub description: String,
@@ -37,16 +38,35 @@ impl From<RoleRecord> for RoleResponse {
 /// A new role. `name` matches `^[a-z][a-z0-9_.-]{1,62}$`; each permission
 /// `^[A-Za-z0-9_.:*-]{1,128}$`.
 #[derive(Debug, ToSchema)]
+#[salvo(schema(example = json!({"name": "editor", "description": "Edits orders", "permissions": ["orders:read", "orders:write"]})))]
 pub struct CreateRoleRequest {
+    #[salvo(schema(pattern = r"^[a-z][a-z0-9_.-]{1,62}$"))]
     pub name: String,
+    /// At most 1024 characters, no control characters but line breaks and tabs; empty
+    /// when left out.
+    #[salvo(schema(
+        max_length = 1024,
+        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"
+    ))]
     pub description: Option<String>,
+    /// At most 256 (none when left out), each held by the caller; duplicates are dropped.
+    #[salvo(schema(max_items = 256, required = false))]
     pub permissions: Vec<String>,
 }
 
 /// The new content of a role (replaces both fields).
 #[derive(Debug, ToSchema)]
+#[salvo(schema(example = json!({"description": "Edits and ships orders", "permissions": ["orders:read", "orders:write", "orders:ship"]})))]
 pub struct ReplaceRoleRequest {
+    /// At most 1024 characters, no control characters but line breaks and tabs; empty
+    /// when left out.
+    #[salvo(schema(
+        max_length = 1024,
+        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"
+    ))]
     pub description: Option<String>,
+    /// At most 256; each held by the caller. Duplicates are dropped.
+    #[salvo(schema(max_items = 256))]
     pub permissions: Vec<String>,
 }
 

@@ -16,42 +16,119 @@ use crate::domain::sessions::{self, TokenPair};
 use crate::domain::sign_out;
 use crate::error::AppError;
 
-/// A token request. JSON or `application/x-www-form-urlencoded`.
-///
-/// Password grant: `{"email", "password"}` (or OAuth's `grant_type=password`, `username`,
-/// `password`). Refresh grant: `{"grant_type": "refresh_token", "refresh_token"}`. Client
-/// credentials: `grant_type=client_credentials`, optional `scope`, and the client's id and
-/// secret in HTTP Basic or as `client_id` and `client_secret`.
-#[derive(Debug, ToSchema)]
-pub struct TokenRequest {
-    /// `password` (the default), `refresh_token` or `client_credentials`.
-    pub grant_type: Option<String>,
-    /// The account's email (password grant).
+/// A token request, JSON or `application/x-www-form-urlencoded`: one of three grants, told
+/// apart by `grant_type` (`password` when it is left out).
+// These types only describe the body for the OpenAPI document: the handler reads it leniently
+// with `BodyFields` to report every bad field at once. No `discriminator`: OpenAPI requires its
+// property, and `grant_type` may be left out of a password grant.
+#[allow(dead_code)] // describes the body in the OpenAPI document only
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum TokenRequest {
+    Password(PasswordGrant),
+    RefreshToken(RefreshTokenGrant),
+    ClientCredentials(ClientCredentialsGrant),
+}
+
+/// `grant_type` of a password grant.
+#[allow(dead_code)] // describes the body in the OpenAPI document only
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PasswordGrantType {
+    Password,
+}
+
+/// `grant_type` of a refresh grant.
+#[allow(dead_code)] // describes the body in the OpenAPI document only
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RefreshTokenGrantType {
+    RefreshToken,
+}
+
+/// `grant_type` of a client-credentials grant.
+#[allow(dead_code)] // describes the body in the OpenAPI document only
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientCredentialsGrantType {
+    ClientCredentials,
+}
+
+/// Password grant: the account's `email` (or OAuth's `username`) and `password`. One of
+/// `email` and `username` is needed (400 otherwise); `email` wins when both are sent.
+#[derive(Debug, Serialize, ToSchema)]
+#[salvo(schema(example = json!({"grant_type": "password", "username": "alice@example.com", "password": "correct horse battery"})))]
+pub struct PasswordGrant {
+    /// May be left out: `password` is the default grant.
+    #[salvo(schema(required = false))]
+    pub grant_type: PasswordGrantType,
+    /// The account's email; compared after trimming and lowercasing.
+    #[salvo(schema(required = false))]
     pub email: Option<String>,
-    /// OAuth 2.0 spelling of `email` (password grant).
+    /// OAuth 2.0 spelling of `email`.
+    #[salvo(schema(required = false))]
     pub username: Option<String>,
-    /// The password (password grant).
-    pub password: Option<String>,
-    /// The refresh token to exchange (refresh grant).
-    pub refresh_token: Option<String>,
-    /// Space-separated permissions narrowing the client's role (client credentials).
-    pub scope: Option<String>,
-    /// The client's id, when not sent in HTTP Basic (client credentials).
+    /// The account's password. Any string is accepted here: a wrong one is a 401.
+    pub password: String,
+}
+
+/// Refresh grant: exchanges a refresh token for a new pair; the old token is retired.
+#[derive(Debug, Serialize, ToSchema)]
+#[salvo(schema(example = json!({"grant_type": "refresh_token", "refresh_token": "0e4lr5Sx1M8pJv3QpXb2Yc7Wq9Zt6Ha4Dk1Nf8Gm2Uo"})))]
+pub struct RefreshTokenGrant {
+    pub grant_type: RefreshTokenGrantType,
+    /// The refresh token of a previous answer; it can be used once.
+    pub refresh_token: String,
+}
+
+/// Client-credentials grant: a service account's access token. The client's id and secret
+/// go in HTTP Basic (`client_secret_basic`) or here (`client_secret_post`), not both.
+#[derive(Debug, Serialize, ToSchema)]
+#[salvo(schema(example = json!({"grant_type": "client_credentials", "client_id": "svc-3f9a2c41d0b87e65a1c4f0d2b9e87a13", "client_secret": "q7Vn2xL0cR8sT4wY1zB6mK9pD3fH5jN0aE2gU8iO4lQ", "scope": "orders:read"})))]
+pub struct ClientCredentialsGrant {
+    pub grant_type: ClientCredentialsGrantType,
+    /// The client's id, when not sent in HTTP Basic.
+    #[salvo(schema(required = false))]
     pub client_id: Option<String>,
-    /// The client's secret, when not sent in HTTP Basic (client credentials).
+    /// The client's secret, when not sent in HTTP Basic.
+    #[salvo(schema(required = false))]
     pub client_secret: Option<String>,
+    /// Space-separated permissions narrowing the client's role (400 `invalid_scope` for one
+    /// the role lacks); without it, the role's permissions.
+    #[salvo(schema(required = false))]
+    pub scope: Option<String>,
+}
+
+/// The fields of a token request as the handler reads them, whatever the grant.
+#[derive(Debug)]
+struct TokenFields {
+    grant_type: Option<String>,
+    email: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    refresh_token: Option<String>,
+    scope: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
 }
 
 /// A revocation request (RFC 7009): JSON or form.
+#[allow(dead_code)] // describes the body in the OpenAPI document only
 #[derive(Debug, ToSchema)]
+#[salvo(schema(example = json!({"token": "0e4lr5Sx1M8pJv3QpXb2Yc7Wq9Zt6Ha4Dk1Nf8Gm2Uo", "token_type_hint": "refresh_token"})))]
 pub struct RevokeRequest {
     /// An access token (refused everywhere from now on) or a refresh token (revoked with
-    /// every token of its family). `token_type_hint` may be sent; the token's form decides.
+    /// every token of its family). `refresh_token` is accepted as this field's name too.
     pub token: String,
+    /// A hint only (RFC 7009 §2.1): the token's own form decides what it is, so any string
+    /// is accepted.
+    #[salvo(schema(required = false))]
+    pub token_type_hint: Option<String>,
 }
 
 /// A new access token and the refresh token that renews it.
 #[derive(Debug, Serialize, ToSchema)]
+#[salvo(schema(example = json!({"access_token": "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIiwidHlwIjoiYXQrand0In0.eyJzdWIiOiI1ZjBjIn0.c2lnbmF0dXJl", "token_type": "Bearer", "expires_in": 86400, "refresh_token": "0e4lr5Sx1M8pJv3QpXb2Yc7Wq9Zt6Ha4Dk1Nf8Gm2Uo", "refresh_expires_in": 432000})))]
 pub struct TokenPairResponse {
     /// An RS256 JWT (RFC 9068).
     pub access_token: String,
@@ -68,6 +145,7 @@ pub struct TokenPairResponse {
 /// An access token for a client (client credentials): no refresh token, since the client
 /// can ask again with its secret.
 #[derive(Debug, Serialize, ToSchema)]
+#[salvo(schema(example = json!({"access_token": "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIiwidHlwIjoiYXQrand0In0.eyJzdWIiOiI1ZjBjIn0.c2lnbmF0dXJl", "token_type": "Bearer", "expires_in": 86400, "scope": "orders:read"})))]
 pub struct ClientTokenResponse {
     /// An RS256 JWT (RFC 9068).
     pub access_token: String,
@@ -126,7 +204,12 @@ fn forbid_caching(res: &mut Response) {
     request_body(
         content = TokenRequest,
         content_type = "application/json",
-        description = "Also accepted as application/x-www-form-urlencoded"
+        description = "One of the three grants, as JSON or (documented beside it) as an OAuth 2.0 form",
+        examples(
+            ("password" = (summary = "Password grant", value = json!({"grant_type": "password", "username": "alice@example.com", "password": "correct horse battery"}))),
+            ("refresh_token" = (summary = "Refresh grant", value = json!({"grant_type": "refresh_token", "refresh_token": "0e4lr5Sx1M8pJv3QpXb2Yc7Wq9Zt6Ha4Dk1Nf8Gm2Uo"}))),
+            ("client_credentials" = (summary = "Client credentials, secret in the body (client_secret_post)", value = json!({"grant_type": "client_credentials", "client_id": "svc-3f9a2c41d0b87e65a1c4f0d2b9e87a13", "client_secret": "q7Vn2xL0cR8sT4wY1zB6mK9pD3fH5jN0aE2gU8iO4lQ", "scope": "orders:read"}))),
+        )
     ),
     responses(
         (status_code = 200, description = "A new token pair, or (client credentials) an access token", body = TokenResponse),
@@ -148,7 +231,7 @@ pub async fn issue_tokens(
     let state = app_state(depot)?;
     rate_limit::admit(req, state)?;
     let mut body = BodyFields::read(req, Accepts::JsonOrForm).await?;
-    let request = TokenRequest {
+    let request = TokenFields {
         grant_type: body.optional_string("grant_type"),
         email: body.optional_string("email"),
         username: body.optional_string("username"),
@@ -248,7 +331,7 @@ fn grant_outcome<T>(result: &Result<T, AppError>) -> &'static str {
     request_body(
         content = RevokeRequest,
         content_type = "application/json",
-        description = "Also accepted as application/x-www-form-urlencoded"
+        description = "The token to revoke, as JSON or (documented beside it) as an OAuth 2.0 form"
     ),
     responses(
         (status_code = 204, description = "Revoked (or never existed)"),
@@ -268,10 +351,8 @@ pub async fn revoke_token(req: &mut Request, depot: &mut Depot) -> Result<NoCont
     if body.finish().is_err() {
         return Err(AppError::BadRequest("token must be a string".to_owned()));
     }
-    let request = RevokeRequest {
-        token: token.ok_or_else(|| AppError::BadRequest("token is required".to_owned()))?,
-    };
-    sign_out::revoke(state, &anonymous(req, state), &request.token).await?;
+    let token = token.ok_or_else(|| AppError::BadRequest("token is required".to_owned()))?;
+    sign_out::revoke(state, &anonymous(req, state), &token).await?;
     Ok(NoContent)
 }
 

@@ -22,6 +22,7 @@ use crate::store::users::UserRecord;
 
 /// A user account.
 #[derive(Debug, Serialize, ToSchema)]
+#[salvo(schema(example = json!({"id": "5f0c8a3e-2b1d-4c6e-9f7a-1e2d3c4b5a69", "email": "alice@example.com", "role": "user", "disabled": false, "created_at": "2026-12-01T09:30:00Z"})))]
 pub struct UserResponse {
     pub id: Uuid,
     pub email: String,
@@ -46,8 +47,14 @@ impl From<UserRecord> for UserResponse {
 /// Registration: an email (trimmed, lowercased, at most 254 characters) and a password of
 /// 8 to 128 characters.
 #[derive(Debug, ToSchema)]
+#[salvo(schema(example = json!({"email": "alice@example.com", "password": "correct horse battery"})))]
 pub struct CreateUserRequest {
+    /// ASCII (an internationalised domain in its `xn--` form), with a dotted domain; the
+    /// length is judged after trimming.
+    #[salvo(schema(format = Email, max_length = 254))]
     pub email: String,
+    /// 8 to 128 characters.
+    #[salvo(schema(min_length = 8, max_length = 128))]
     pub password: String,
 }
 
@@ -65,6 +72,7 @@ impl CreateUserRequest {
 
 /// One page of users.
 #[derive(Debug, Serialize, ToSchema)]
+#[salvo(schema(example = json!({"items": [{"id": "5f0c8a3e-2b1d-4c6e-9f7a-1e2d3c4b5a69", "email": "alice@example.com", "role": "user", "disabled": false, "created_at": "2026-12-01T09:30:00Z"}], "next": null})))]
 pub struct UserPageResponse {
     pub items: Vec<UserResponse>,
     /// Pass as `after` to get the next page; null on the last page.
@@ -73,6 +81,7 @@ pub struct UserPageResponse {
 
 /// A change of an account's state.
 #[derive(Debug, ToSchema)]
+#[salvo(schema(example = json!({"disabled": true})))]
 pub struct UpdateUserRequest {
     /// `true` disables the account (its sessions end, it cannot log in); `false` enables it.
     pub disabled: bool,
@@ -80,15 +89,19 @@ pub struct UpdateUserRequest {
 
 /// A password set by an admin.
 #[derive(Debug, ToSchema)]
+#[salvo(schema(example = json!({"password": "a new long passphrase"})))]
 pub struct SetPasswordRequest {
     /// 8 to 128 characters.
+    #[salvo(schema(min_length = 8, max_length = 128))]
     pub password: String,
 }
 
 /// A role assignment.
 #[derive(Debug, ToSchema)]
+#[salvo(schema(example = json!({"role": "editor"})))]
 pub struct AssignRoleRequest {
     /// The name of an existing role.
+    #[salvo(schema(pattern = r"^[a-z][a-z0-9_.-]{1,62}$"))]
     pub role: String,
 }
 
@@ -105,6 +118,8 @@ pub struct AssignRoleRequest {
         (status_code = 409, description = "The email is already registered"),
         (status_code = 413, description = "Body over 64 KiB"),
         (status_code = 422, description = "Invalid email or password"),
+        (status_code = 429, description = "Too many requests from this client address; see Retry-After"),
+        (status_code = 503, description = "Password hashing is saturated, or the database is unavailable; see Retry-After"),
     )
 )]
 pub async fn create_user(
@@ -321,6 +336,7 @@ pub async fn delete_user(
         (status_code = 403, description = "Missing iam:users:write, or the user holds a permission the caller lacks"),
         (status_code = 404, description = "No such user"),
         (status_code = 422, description = "The password is not 8 to 128 characters"),
+        (status_code = 503, description = "Password hashing is saturated, or the database is unavailable; see Retry-After"),
     )
 )]
 pub async fn set_password(
