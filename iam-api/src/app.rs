@@ -6,14 +6,13 @@ use salvo::http::header::{AUTHORIZATION, CACHE_CONTROL, HeaderValue};
 use salvo::prelude::*;
 use salvo_oapi::security::{Http, HttpAuthScheme};
 use salvo_oapi::swagger_ui::SwaggerUi;
-use salvo_oapi::{Content, OpenApi, Ref, RefOr, SecurityScheme};
+use salvo_oapi::{OpenApi, SecurityScheme};
 
 use std::sync::Arc;
 
 use iam_core::server::{MetricsEndpoint, NoSniff, RequestHeadLimit, RequestLog, RouteLabel};
 
 use crate::error::AppError;
-use crate::http::error::PROBLEM_JSON;
 use crate::http::{audit, clients, health, me, roles, tokens, users};
 use crate::state::AppState;
 
@@ -37,35 +36,20 @@ fn api_router() -> Router {
 pub fn openapi_document() -> OpenApi {
     // Schemas are named by type name alone, not by module path.
     salvo_oapi::naming::set_namer(salvo_oapi::naming::FlexNamer::new().short_mode(true));
-    let mut document = OpenApi::new("IAM API", env!("CARGO_PKG_VERSION"))
+    let info = salvo_oapi::Info::new("IAM API", env!("CARGO_PKG_VERSION"))
+        .description("Users, roles, permissions and OAuth 2.0 tokens; see the README.")
+        .license(
+            salvo_oapi::License::new(env!("CARGO_PKG_LICENSE"))
+                .identifier(env!("CARGO_PKG_LICENSE")),
+        );
+    let mut document = OpenApi::with_info(info)
         .add_security_scheme(
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer).bearer_format("JWT")),
         )
         .merge_router(&api_router());
-    document_problem_bodies(&mut document);
+    crate::http::openapi::complete(&mut document);
     document
-}
-
-/// Every error status an endpoint lists answers with a problem document: say so in the
-/// document rather than on each of the dozens of `responses(...)` lines.
-fn document_problem_bodies(document: &mut OpenApi) {
-    let problem = RefOr::Ref(Ref::from_schema_name("Problem"));
-    for item in document.paths.values_mut() {
-        for operation in item.operations.values_mut() {
-            for (status, response) in operation.responses.iter_mut() {
-                let is_error = status.starts_with('4') || status.starts_with('5');
-                if let RefOr::Type(response) = response
-                    && is_error
-                    && response.contents.is_empty()
-                {
-                    response
-                        .contents
-                        .insert(PROBLEM_JSON.to_owned(), Content::new(problem.clone()));
-                }
-            }
-        }
-    }
 }
 
 /// The whole service with its state.
@@ -167,6 +151,118 @@ mod tests {
             "/api/v1/roles/{name}",
         ] {
             assert!(document["paths"][path].is_object(), "{path} missing");
+        }
+    }
+
+    fn document_json() -> serde_json::Value {
+        serde_json::from_str(&openapi_document().to_json().expect("json")).expect("parse")
+    }
+
+    /// Every (method, path, operation) of the document.
+    fn operations(document: &serde_json::Value) -> Vec<(String, String, serde_json::Value)> {
+        let mut found = Vec::new();
+        for (path, item) in document["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("path item") {
+                found.push((method.clone(), path.clone(), operation.clone()));
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn only_health_tokens_and_open_registration_are_public() {
+        let document = document_json();
+        let bearer = serde_json::json!([{"bearer": []}]);
+        for (method, path, operation) in operations(&document) {
+            let expected = match (method.as_str(), path.as_str()) {
+                ("get", "/api/v1/healthcheck")
+                | ("post", "/api/v1/tokens")
+                | ("post", "/api/v1/tokens/revoke") => serde_json::json!([]),
+                ("post", "/api/v1/users") => serde_json::json!([{}, {"bearer": []}]),
+                _ => bearer.clone(),
+            };
+            assert_eq!(operation["security"], expected, "{method} {path}");
+        }
+    }
+
+    /// A media type has an example of its own, or its schema (a component) has one.
+    fn has_example(document: &serde_json::Value, media: &serde_json::Value) -> bool {
+        if media.get("example").is_some() || media.get("examples").is_some() {
+            return true;
+        }
+        let schema = &media["schema"];
+        let schema = match schema["$ref"].as_str() {
+            Some(reference) => {
+                let name = reference.trim_start_matches("#/components/schemas/");
+                &document["components"]["schemas"][name]
+            }
+            None => schema,
+        };
+        let items = &schema["items"]["$ref"];
+        schema.get("examples").is_some()
+            || items.as_str().is_some_and(|reference| {
+                let name = reference.trim_start_matches("#/components/schemas/");
+                document["components"]["schemas"][name]
+                    .get("examples")
+                    .is_some()
+            })
+    }
+
+    #[test]
+    fn every_body_has_an_example() {
+        let document = document_json();
+        for (method, path, operation) in operations(&document) {
+            let bodies = operation["requestBody"]["content"].as_object().cloned();
+            for (media_type, media) in bodies.unwrap_or_default() {
+                assert!(
+                    has_example(&document, &media),
+                    "{method} {path} {media_type}"
+                );
+            }
+            for (status, response) in operation["responses"].as_object().expect("responses") {
+                for (media_type, media) in
+                    response["content"].as_object().cloned().unwrap_or_default()
+                {
+                    assert!(
+                        has_example(&document, &media),
+                        "{method} {path} {status} {media_type}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn retries_and_creations_say_where_and_when() {
+        let document = document_json();
+        for (method, path, operation) in operations(&document) {
+            for (status, response) in operation["responses"].as_object().expect("responses") {
+                let headers = &response["headers"];
+                let expected = match status.as_str() {
+                    "201" => Some("Location"),
+                    "429" => Some("Retry-After"),
+                    "503" if path != "/api/v1/healthcheck" => Some("Retry-After"),
+                    _ => None,
+                };
+                if let Some(header) = expected {
+                    assert_eq!(
+                        headers[header]["required"], true,
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_token_endpoints_take_forms_too() {
+        let document = document_json();
+        for path in ["/api/v1/tokens", "/api/v1/tokens/revoke"] {
+            let content = &document["paths"][path]["post"]["requestBody"]["content"];
+            assert_eq!(
+                content["application/json"], content["application/x-www-form-urlencoded"],
+                "{path}"
+            );
         }
     }
 }

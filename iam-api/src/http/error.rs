@@ -319,6 +319,28 @@ fn problem_of(error: AppError, res: &mut Response) -> Problem {
     Problem::iam(status, slug, title, detail).with_errors(errors)
 }
 
+/// The problem document `error` is answered with, as JSON (with the OAuth `error` member
+/// when `token_endpoint`): the OpenAPI document's examples come from here, so they cannot
+/// drift from what is sent. Nothing is logged.
+pub fn problem_example(error: AppError, token_endpoint: bool) -> serde_json::Value {
+    let code = if token_endpoint {
+        oauth_error_code(&error)
+    } else {
+        None
+    };
+    let (status, slug, title, detail) = describe(&error);
+    let errors = match error {
+        AppError::Validation(errors) => errors.into_iter().map(field_problem).collect(),
+        _ => Vec::new(),
+    };
+    let problem = Problem::iam(status, slug, title, detail).with_errors(errors);
+    let problem = match code {
+        Some(code) => problem.with_member("error", code),
+        None => problem,
+    };
+    serde_json::to_value(&problem).unwrap_or_default()
+}
+
 impl Scribe for AppError {
     fn render(self, res: &mut Response) {
         problem_of(self, res).write_to(res);

@@ -8,6 +8,7 @@ pub mod clients;
 pub mod error;
 pub mod health;
 pub mod me;
+pub mod openapi;
 pub mod rate_limit;
 pub mod roles;
 pub mod tokens;
