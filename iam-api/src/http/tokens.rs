@@ -56,10 +56,12 @@ pub enum ClientCredentialsGrantType {
 
 /// Password grant: the account's `email` (or OAuth's `username`) and `password`. One of
 /// `email` and `username` is needed (400 otherwise); `email` wins when both are sent.
+/// `grant_type` may be left out: `password` is the default grant.
 #[derive(Debug, Serialize, ToSchema)]
 #[salvo(schema(example = json!({"grant_type": "password", "username": "alice@example.com", "password": "correct horse battery"})))]
 pub struct PasswordGrant {
-    /// May be left out: `password` is the default grant.
+    // No doc comment: with one, the $ref is wrapped in an allOf that generators such as
+    // openapi-python-client cannot read.
     #[salvo(schema(required = false))]
     pub grant_type: PasswordGrantType,
     /// The account's email; compared after trimming and lowercasing.
