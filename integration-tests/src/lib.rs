@@ -181,29 +181,60 @@ const SCHEMATHESIS_VERSION: &str = "4.32.5";
 /// the target directory on first use.
 pub fn schemathesis() -> PathBuf {
     static INSTALLED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let installed = INSTALLED.get_or_init(|| {
-        let venv = target_dir().join(format!("schemathesis-{SCHEMATHESIS_VERSION}"));
-        let st = venv.join("bin/st");
-        if st.exists() {
-            return Ok(st);
+    python_tool(&INSTALLED, "schemathesis", SCHEMATHESIS_VERSION, "st")
+}
+
+/// The pinned openapi-python-client version the generated-client test runs.
+const OPENAPI_PYTHON_CLIENT_VERSION: &str = "0.29.1";
+
+/// The virtual environment holding openapi-python-client (and httpx, attrs and dateutil,
+/// which the clients it generates import), installed from PyPI on first use.
+pub fn openapi_python_client_venv() -> PathBuf {
+    static INSTALLED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let command = python_tool(
+        &INSTALLED,
+        "openapi-python-client",
+        OPENAPI_PYTHON_CLIENT_VERSION,
+        "openapi-python-client",
+    );
+    command
+        .parent()
+        .and_then(|bin| bin.parent())
+        .map(PathBuf::from)
+        .expect("the command sits in <venv>/bin")
+}
+
+/// `command` of PyPI's `package` at `version`, in its own virtual environment under the
+/// target directory, installed once.
+fn python_tool(
+    installed: &'static OnceLock<Result<PathBuf, String>>,
+    package: &str,
+    version: &str,
+    command: &str,
+) -> PathBuf {
+    let installed = installed.get_or_init(|| {
+        let venv = target_dir().join(format!("{package}-{version}"));
+        let binary = venv.join("bin").join(command);
+        if binary.exists() {
+            return Ok(binary);
         }
         let run = |program: &std::path::Path, args: &[&str]| -> Result<(), String> {
             match std::process::Command::new(program).args(args).status() {
                 Ok(status) if status.success() => Ok(()),
                 Ok(status) => Err(format!("{} {args:?} failed with {status}", program.display())),
                 Err(error) => Err(format!(
-                    "the fuzz test needs python3 with venv and pip (apt-get install python3-venv): {error}"
+                    "{package} needs python3 with venv and pip (apt-get install python3-venv): {error}"
                 )),
             }
         };
         let venv_arg = venv.to_string_lossy().into_owned();
         run(std::path::Path::new("python3"), &["-m", "venv", &venv_arg])?;
-        let requirement = format!("schemathesis=={SCHEMATHESIS_VERSION}");
+        let requirement = format!("{package}=={version}");
         run(&venv.join("bin/pip"), &["install", "--quiet", "--disable-pip-version-check", &requirement])?;
-        Ok(st)
+        Ok(binary)
     });
     match installed {
-        Ok(st) => st.clone(),
+        Ok(binary) => binary.clone(),
         Err(why) => panic!("{why}"),
     }
 }
