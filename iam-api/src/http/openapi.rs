@@ -58,7 +58,8 @@ pub fn complete(document: &mut OpenApi) {
 }
 
 /// Operations without a declared requirement are public: say so with `security: []`, so
-/// that generated clients send no credentials. Registration takes either.
+/// that generated clients send no credentials. Registration takes either. (A protected
+/// handler that forgot its `security(...)` fails the test that lists the public ones.)
 fn declare_security(path: &str, method: &PathItemType, operation: &mut Operation) {
     if operation.securities.is_some() {
         return;
