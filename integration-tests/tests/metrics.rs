@@ -137,16 +137,8 @@ async fn invented_methods_share_one_series() {
 /// label): its series are on the admin port.
 #[tokio::test]
 async fn invented_methods_share_one_series_on_the_sidecar() {
-    let db = TestDatabase::create().await;
-    // The api makes the signing keys the sidecar waits for.
-    let _api = ServiceProcess::start(&db).await;
-    let jwks = ServiceProcess::jwks_builder(&db).start().await;
-    let upstream = EchoUpstream::start().await;
-    let sidecar =
-        ServiceProcess::sidecar_builder(&upstream.url, &jwks.url("/.well-known/jwks.json"))
-            .start()
-            .await;
-    let authority = raw_http::authority(&sidecar.base_url);
+    let stack = integration_tests::sidecar::stack().await;
+    let authority = raw_http::authority(&stack.sidecar.base_url);
     for method in ["FROB1", "FROB2", "get", "M-SEARCH"] {
         let request =
             format!("{method} /orders HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
@@ -154,7 +146,7 @@ async fn invented_methods_share_one_series_on_the_sidecar() {
         // No token: refused before the upstream is asked.
         assert_eq!(answer.status, 401, "{method}: {answer:?}");
     }
-    let metrics = integration_tests::sidecar::metrics(&sidecar).await;
+    let metrics = stack.metrics().await;
     for method in ["FROB", "get", "M-SEARCH"] {
         assert!(
             !metrics.contains(&format!("method=\"{method}")),
@@ -166,5 +158,5 @@ async fn invented_methods_share_one_series_on_the_sidecar() {
             .contains(r#"http_server_requests_total{method="_OTHER",route="/*",status="401"} 4"#),
         "{metrics}"
     );
-    assert!(upstream.requests().is_empty());
+    assert!(stack.upstream.requests().is_empty());
 }

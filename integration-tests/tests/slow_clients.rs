@@ -168,21 +168,13 @@ async fn a_body_dripping_a_byte_a_second_gets_408_from_the_api() {
 /// upstream is not blamed for it.
 #[tokio::test]
 async fn a_body_that_stalls_midway_through_the_sidecar_is_cut_off_after_the_gap() {
-    let db = TestDatabase::create().await;
-    // The api makes the signing keys the sidecar waits for.
-    let _api = ServiceProcess::start(&db).await;
-    let jwks = ServiceProcess::jwks_builder(&db).start().await;
-    let upstream = EchoUpstream::start().await;
-    let sidecar =
-        ServiceProcess::sidecar_builder(&upstream.url, &jwks.url("/.well-known/jwks.json"))
-            .env("PUBLIC_PATHS", "/public")
-            .start()
-            .await;
+    // Its public paths take no token.
+    let stack = integration_tests::sidecar::stack().await;
     let half_a_body = format!(
         "POST /public/upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\n{}",
         "x".repeat(500)
     );
-    let (took, answer) = held_for(authority(&sidecar.base_url), half_a_body.as_bytes()).await;
+    let (took, answer) = held_for(authority(&stack.sidecar.base_url), half_a_body.as_bytes()).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("paused for longer than 10 s"), "{answer}");
     // Not before the gap (10 s; a little scheduling slack), and not much after.
@@ -190,7 +182,7 @@ async fn a_body_that_stalls_midway_through_the_sidecar_is_cut_off_after_the_gap(
         took >= Duration::from_secs(9) && took < CUT_OFF_WITHIN,
         "cut off after {took:?}"
     );
-    let metrics = integration_tests::sidecar::metrics(&sidecar).await;
+    let metrics = stack.metrics().await;
     for kind in ["unreachable", "timeout"] {
         let series = format!("iam_sidecar_upstream_errors_total{{kind=\"{kind}\"}}");
         assert_eq!(
