@@ -101,34 +101,14 @@ impl AppError {
 
 impl From<sqlx::Error> for AppError {
     fn from(error: sqlx::Error) -> Self {
-        match &error {
-            // Connection-level failures mean "try again later", not "bug".
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => AppError::DatabaseUnavailable(error.to_string()),
-            sqlx::Error::Database(db) if is_unavailable_sqlstate(db.code().as_deref()) => {
-                AppError::DatabaseUnavailable(error.to_string())
-            }
-            _ => AppError::Internal(format!("database: {error}")),
+        // Connection-level failures, a server shutting down or read-only during a failover:
+        // "try again later", not "bug" (the rule is iam-core's, shared with iam-jwks).
+        if iam_core::database::is_unavailable(&error) {
+            AppError::DatabaseUnavailable(error.to_string())
+        } else {
+            AppError::Internal(format!("database: {error}"))
         }
     }
-}
-
-/// SQLSTATEs that mean the server cannot serve us right now: class 08 connection
-/// exceptions, 57P0x operator intervention (shutdown, terminated backend), 53xxx insufficient
-/// resources, and what a new connection meets while the database is closed to us: 55000
-/// ("not currently accepting connections"), 3D000 (database gone) and class 28 (login
-/// refused, e.g. during a credential rotation). None of these is a bug in a query of ours.
-fn is_unavailable_sqlstate(code: Option<&str>) -> bool {
-    code.is_some_and(|code| {
-        ["08", "57P", "53", "28"]
-            .iter()
-            .any(|class| code.starts_with(class))
-            || code == "55000"
-            || code == "3D000"
-    })
 }
 
 impl From<HashingError> for AppError {

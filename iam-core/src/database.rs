@@ -82,6 +82,44 @@ fn handshake_failure(io: &std::io::Error) -> Option<&rustls::Error> {
     io.get_ref()?.downcast_ref::<rustls::Error>()
 }
 
+/// Whether `error` means "the database cannot serve this now, retry later" rather than a
+/// bug in a statement of ours: the one rule both processes answer database failures by
+/// (iam-api with 503 and `Retry-After`).
+///
+/// That is: no connection to be had (pool exhausted or closed, connection refused or reset,
+/// TLS failing, the peer hanging up mid-exchange), and these SQLSTATEs:
+/// - class 08, connection exceptions;
+/// - 57P01 `admin_shutdown`, 57P02 `crash_shutdown`, 57P03 `cannot_connect_now` (a server
+///   stopping, crashed, or still starting: what a failover looks like from a connection);
+/// - 25006 `read_only_sql_transaction`: a write reached a read-only server, a standby or an
+///   old primary turned read-only during a switch-over (or `default_transaction_read_only`);
+/// - class 53, insufficient resources (too many connections, disk full);
+/// - what a new connection meets while the database is closed to us: 55000 ("not currently
+///   accepting connections"), 3D000 (database gone), class 28 (login refused, e.g. during a
+///   credential rotation).
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // Bytes that are not PostgreSQL's protocol: what a connection meets when the server,
+        // or a proxy in front of one whose server is down, hangs up mid-exchange (sqlx reads
+        // "unexpected response from SSLRequest: 0x00" from a proxy that closes at once).
+        sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| is_unavailable_sqlstate(&code)),
+        _ => false,
+    }
+}
+
+fn is_unavailable_sqlstate(code: &str) -> bool {
+    ["08", "57P", "53", "28"]
+        .iter()
+        .any(|class| code.starts_with(class))
+        || matches!(code, "25006" | "55000" | "3D000")
+}
+
 #[cfg(test)]
 #[allow(clippy::expect_used)] // test helpers report failure by panicking
 mod tests {
@@ -161,5 +199,27 @@ mod tests {
         let refused = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
         assert_eq!(lasting_failure(&refused), None);
         assert_eq!(lasting_failure(&sqlx::Error::PoolTimedOut), None);
+    }
+
+    #[test]
+    fn failover_and_outage_sqlstates_are_unavailable_and_query_errors_are_not() {
+        for code in [
+            "25006", "57P01", "57P02", "57P03", "08006", "08001", "53300", "28P01", "55000",
+            "3D000",
+        ] {
+            assert!(is_unavailable_sqlstate(code), "{code}");
+        }
+        // Unique violation, syntax error, undefined table, serialization failure, a failed
+        // transaction block: answers to our statements, not outages.
+        for code in ["23505", "42601", "42P01", "40001", "25P02", "25000"] {
+            assert!(!is_unavailable_sqlstate(code), "{code}");
+        }
+        let reset = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(is_unavailable(&reset));
+        assert!(is_unavailable(&sqlx::Error::PoolTimedOut));
+        assert!(is_unavailable(&sqlx::Error::Protocol(
+            "unexpected response from SSLRequest: 0x00".into()
+        )));
+        assert!(!is_unavailable(&sqlx::Error::RowNotFound));
     }
 }
