@@ -165,7 +165,8 @@ async fn run(cli: Cli, config: ApiConfig) -> Result<(), ProcessError> {
     match cli.command {
         None => {
             let db = startup::open_database(&config, cli.migrate).await?;
-            let state = startup::build_state(config, db).await?;
+            let read_db = startup::open_read_database(&config, &db)?;
+            let state = startup::build_state(config, db, read_db).await?;
             startup::serve(state).await
         }
         Some(Command::Migrate) => {

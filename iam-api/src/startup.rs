@@ -9,8 +9,8 @@ use iam_core::config::Profile;
 use iam_core::database::lasting_failure;
 use iam_core::process::ProcessError;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgPool};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection};
 
 use crate::app;
 use crate::config::ApiConfig;
@@ -24,7 +24,7 @@ use crate::domain::users::{self, AdminOutcome, ExistingAccount};
 use crate::http::rate_limit::ClientRateLimit;
 use crate::metrics::ApiMetrics;
 use crate::state::AppState;
-use iam_core::database::connections::{Database, IDLE_BEFORE_PING};
+use iam_core::database::connections::{Database, PoolSettings, Role};
 
 /// The SQL migrations, embedded at build time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
@@ -50,37 +50,49 @@ pub async fn open_database(config: &ApiConfig, migrate: bool) -> Result<Database
     let options =
         iam_core::database::connect_options(&config.database).map_err(ProcessError::config)?;
     wait_for_database(&options, config.common.profile).await?;
-    let pool = PgPoolOptions::new()
-        .max_connections(config.database.pool_size)
-        .acquire_timeout(ACQUIRE_TIMEOUT)
-        // sqlx pings every connection on acquire and again on release: three round trips
-        // per query. `Database` skips the release ping (see store/connections.rs), so only a
-        // connection that sat idle (where PostgreSQL or the network may have dropped it) is
-        // pinged before use, here for those sqlx holds and there for the others.
-        .test_before_acquire(false)
-        .before_acquire(|connection, metadata| {
-            Box::pin(async move {
-                if metadata.idle_for >= IDLE_BEFORE_PING {
-                    connection.ping().await?;
-                }
-                Ok(true)
-            })
-        })
-        .connect_with(options)
+    let db = Database::connect(options, pool_settings(config, Role::Primary))
+        .await
+        .map_err(|error| ProcessError::runtime(format!("cannot connect to PostgreSQL: {error}")))?;
+    let mut connection = db
+        .acquire()
         .await
         .map_err(|error| ProcessError::runtime(format!("cannot connect to PostgreSQL: {error}")))?;
     if migrate {
         // sqlx takes a PostgreSQL advisory lock around the run, so replicas starting
         // together apply each migration once.
         MIGRATOR
-            .run(&pool)
+            .run(&mut *connection)
             .await
             .map_err(|error| ProcessError::runtime(format!("migration failed: {error}")))?;
         tracing::info!("database schema is up to date");
     } else {
-        check_schema(&pool).await?;
+        check_schema(&mut connection).await?;
     }
-    Ok(Database::new(pool))
+    drop(connection);
+    Ok(db)
+}
+
+/// The database the read-only listings read (`POSTGRES_READ_CONNECTION_STRING`), or `primary`
+/// when no replica is configured. Not connected yet: a replica that is away at start makes
+/// those listings answer 503 until it answers, and nothing else depends on it.
+pub fn open_read_database(
+    config: &ApiConfig,
+    primary: &Database,
+) -> Result<Database, ProcessError> {
+    let options =
+        iam_core::database::read_connect_options(&config.database).map_err(ProcessError::config)?;
+    Ok(match options {
+        Some(options) => Database::connect_lazy(options, pool_settings(config, Role::Replica)),
+        None => primary.clone(),
+    })
+}
+
+fn pool_settings(config: &ApiConfig, role: Role) -> PoolSettings {
+    PoolSettings {
+        max_connections: config.database.pool_size,
+        acquire_timeout: ACQUIRE_TIMEOUT,
+        role,
+    }
 }
 
 async fn wait_for_database(
@@ -151,10 +163,10 @@ async fn create_database(options: &PgConnectOptions) -> Result<(), ProcessError>
 }
 
 /// Without `--migrate=true`, a missing or older schema stops the process.
-async fn check_schema(pool: &PgPool) -> Result<(), ProcessError> {
+async fn check_schema(connection: &mut PgConnection) -> Result<(), ProcessError> {
     let applied: Result<Vec<i64>, sqlx::Error> =
         sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-            .fetch_all(pool)
+            .fetch_all(connection)
             .await;
     let applied: HashSet<i64> = match applied {
         Ok(versions) => versions.into_iter().collect(),
@@ -183,7 +195,11 @@ async fn check_schema(pool: &PgPool) -> Result<(), ProcessError> {
 
 /// Builds the shared state: hashing pool, signing keys (creating the first one), bootstrap
 /// admin, and the key reloader.
-pub async fn build_state(config: ApiConfig, db: Database) -> Result<AppState, ProcessError> {
+pub async fn build_state(
+    config: ApiConfig,
+    db: Database,
+    read_db: Database,
+) -> Result<AppState, ProcessError> {
     if config.key_encryption_key.is_development_key {
         tracing::warn!(
             "IAM_KEY_ENCRYPTION_KEY is not set: private keys are encrypted with the public \
@@ -223,6 +239,7 @@ pub async fn build_state(config: ApiConfig, db: Database) -> Result<AppState, Pr
         .map(|limit| Arc::new(ClientRateLimit::per_minute(limit)));
     Ok(AppState {
         db,
+        read_db,
         client_limit,
         config: Arc::new(config),
         hasher,
@@ -280,11 +297,15 @@ pub async fn serve(state: AppState) -> Result<(), ProcessError> {
         tracing::info!(address = %holding.local_addr, env = %state.config.common.env_label, "iam-api listening");
     }
     let db = state.db.clone();
+    let read_db = state.read_db.clone();
     let drain = state.drain.clone();
     let delay = state.config.common.shutdown_delay;
     iam_core::server::Serve::new(drain, delay)
         .listen(server, app::service(state))
-        .run(async move { db.close().await })
+        .run(async move {
+            db.close().await;
+            read_db.close().await;
+        })
         .await;
     Ok(())
 }

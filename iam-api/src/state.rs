@@ -14,6 +14,10 @@ use crate::metrics::ApiMetrics;
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub db: Database,
+    /// Where the read-only listings read (users, roles, audit events), where replication
+    /// lag is harmless: the read replica, or `db` when none is configured. Never for
+    /// authentication, tokens or anything that checks a revocation.
+    pub read_db: Database,
     pub config: Arc<ApiConfig>,
     pub hasher: PasswordHasherPool,
     pub keys: KeyRing,

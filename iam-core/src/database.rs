@@ -16,17 +16,31 @@ use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
 use crate::config::{DatabaseSettings, fallback_database_user};
 
-/// The connection options of `settings`, or why the connection string is unusable.
+/// The connection options of the primary in `settings`, or why the connection string is
+/// unusable.
 pub fn connect_options(settings: &DatabaseSettings) -> Result<PgConnectOptions, String> {
-    let mut options = PgConnectOptions::from_str(&settings.url)
-        .map_err(|error| format!("POSTGRES_CONNECTION_STRING is invalid: {error}"))?;
-    if let Some(user) = fallback_database_user(&settings.url) {
+    options_of(&settings.url, "POSTGRES_CONNECTION_STRING")
+}
+
+/// The connection options of the read replica in `settings` (`None`: reads go to the
+/// primary), read by the same rules as the primary's.
+pub fn read_connect_options(
+    settings: &DatabaseSettings,
+) -> Result<Option<PgConnectOptions>, String> {
+    settings
+        .read_url
+        .as_deref()
+        .map(|url| options_of(url, "POSTGRES_READ_CONNECTION_STRING"))
+        .transpose()
+}
+
+fn options_of(url: &str, variable: &str) -> Result<PgConnectOptions, String> {
+    let mut options = PgConnectOptions::from_str(url)
+        .map_err(|error| format!("{variable} is invalid: {error}"))?;
+    if let Some(user) = fallback_database_user(url) {
         options = options.username(&user);
     }
-    Ok(with_libpq_root_rule(
-        options,
-        has_root_certificate(&settings.url),
-    ))
+    Ok(with_libpq_root_rule(options, has_root_certificate(url)))
 }
 
 /// libpq: "if a root CA file exists, the behavior of `sslmode=require` will be the same as
@@ -128,6 +142,7 @@ mod tests {
     fn settings(url: &str) -> DatabaseSettings {
         DatabaseSettings {
             url: url.to_owned(),
+            read_url: None,
             pool_size: 1,
         }
     }
@@ -156,6 +171,24 @@ mod tests {
             );
         }
         assert!(connect_options(&settings("postgres://u@db/iam?sslmode=sometimes")).is_err());
+    }
+
+    #[test]
+    fn the_read_replica_is_read_by_the_same_rules() {
+        let mut both = settings("postgres://u@db/iam");
+        assert!(matches!(read_connect_options(&both), Ok(None)));
+        both.read_url = Some("postgres://u@replica/iam?sslmode=require&sslrootcert=/ca.pem".into());
+        let replica = read_connect_options(&both)
+            .expect("valid")
+            .expect("a replica");
+        assert_eq!(replica.get_host(), "replica");
+        assert!(matches!(replica.get_ssl_mode(), PgSslMode::VerifyCa));
+        both.read_url = Some("postgres://u@replica/iam?sslmode=sometimes".into());
+        let error = read_connect_options(&both).expect_err("invalid");
+        assert!(
+            error.starts_with("POSTGRES_READ_CONNECTION_STRING is invalid"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -41,8 +41,16 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: JwksConfig) -> Result<(), ProcessError> {
-    let options =
-        iam_core::database::connect_options(&config.database).map_err(ProcessError::config)?;
+    // iam-jwks only reads, and what it serves is cached and reloaded anyway: a read replica,
+    // when configured, serves it all (keys, revocation feed, healthcheck).
+    let options = match iam_core::database::read_connect_options(&config.database)
+        .map_err(ProcessError::config)?
+    {
+        Some(replica) => replica,
+        None => {
+            iam_core::database::connect_options(&config.database).map_err(ProcessError::config)?
+        }
+    };
     // Lazy: the database may be away at start; the first load retries until it answers.
     let db = PgPoolOptions::new()
         .max_connections(config.database.pool_size)

@@ -5,22 +5,22 @@
 
 use std::time::Duration;
 
-use iam_core::database::connections::Database;
+use iam_core::database::connections::{Database, PoolSettings, Role};
 use integration_tests::database::TestDatabase;
 use integration_tests::eventually;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{Executor as _, PgPool, Row as _};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
 async fn database_of(test_db: &TestDatabase, connections: u32) -> Database {
-    let pool = PgPoolOptions::new()
-        .max_connections(connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(&test_db.url)
-        .await
-        .expect("a pool");
-    Database::new(pool)
+    let options: PgConnectOptions = test_db.url.parse().expect("options");
+    let settings = PoolSettings {
+        max_connections: connections,
+        acquire_timeout: Duration::from_secs(5),
+        role: Role::Primary,
+    };
+    Database::connect(options, settings).await.expect("a pool")
 }
 
 async fn backend_pid(connection: &mut sqlx::PgConnection) -> i32 {

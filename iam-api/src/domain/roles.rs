@@ -123,9 +123,9 @@ pub async fn create(
     Ok(role)
 }
 
-/// Every role.
+/// Every role, from the read replica when there is one (a listing; nothing is decided by it).
 pub async fn list(_: &RolesRead, state: &AppState) -> Result<Vec<RoleRecord>, AppError> {
-    Ok(roles::list(&mut *state.db.acquire().await?).await?)
+    Ok(roles::list(&mut *state.read_db.acquire().await?).await?)
 }
 
 /// One role by name.

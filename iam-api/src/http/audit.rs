@@ -94,7 +94,7 @@ pub async fn list_audit_events(
         actor: actor.as_deref(),
         subject: subject.as_deref(),
     };
-    let page = audit::list(&permission, &state.db, after, &filter, limit).await?;
+    let page = audit::list(&permission, &state.read_db, after, &filter, limit).await?;
     Ok(Ok200(AuditPageResponse {
         items: page.items.into_iter().map(Into::into).collect(),
         next: page.next,

@@ -171,7 +171,7 @@ pub async fn list_users(
     }
     let limit = query_limit(limit.into_inner())?;
     let after = query_cursor(after.into_inner(), "a user")?;
-    let page = users::list(&permission, &state.db, after, limit).await?;
+    let page = users::list(&permission, &state.read_db, after, limit).await?;
     Ok(Ok200(UserPageResponse {
         items: page.items.into_iter().map(Into::into).collect(),
         next: page.next,

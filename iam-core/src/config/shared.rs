@@ -32,6 +32,7 @@ pub struct SharedEnvironment {
     pub log_requests: Setting<LogRequests>,
     pub shutdown_delay: Setting<u64>,
     pub postgres_connection_string: Setting<String>,
+    pub postgres_read_connection_string: Setting<String>,
     pub postgres_pool_size: Setting<u32>,
     pub jwt_issuer: Setting<String>,
     pub jwt_audience: Setting<String>,
@@ -58,12 +59,16 @@ pub struct CommonSettings {
     pub shutdown_delay: Duration,
 }
 
-/// `POSTGRES_CONNECTION_STRING` and `POSTGRES_POOL_SIZE` (iam-api and iam-jwks).
+/// `POSTGRES_CONNECTION_STRING`, `POSTGRES_READ_CONNECTION_STRING` and `POSTGRES_POOL_SIZE`
+/// (iam-api and iam-jwks).
 #[derive(Debug, Clone)]
 pub struct DatabaseSettings {
     /// The connection string, normalised to a URL sqlx understands.
     pub url: String,
-    /// Connections in the pool, at least one.
+    /// A read replica's connection string, normalised, for reads where replication lag is
+    /// harmless; `None`: those read the primary too.
+    pub read_url: Option<String>,
+    /// Connections in each pool (the primary's, the replica's), at least one.
     pub pool_size: u32,
 }
 
@@ -177,6 +182,13 @@ impl SharedEnvironment {
                 "postgres://localhost:5432/iam".to_owned()
             }
         };
+        let read_url = match &self.postgres_read_connection_string {
+            Setting::Value(url) => Some(normalize_postgres_url(url).unwrap_or_else(|why| {
+                problems.invalid("POSTGRES_READ_CONNECTION_STRING", why);
+                String::new()
+            })),
+            Setting::Unset | Setting::Invalid { .. } => None,
+        };
         let pool_size = problems.take(
             "POSTGRES_POOL_SIZE",
             &self.postgres_pool_size,
@@ -185,7 +197,11 @@ impl SharedEnvironment {
         if pool_size == 0 {
             problems.invalid("POSTGRES_POOL_SIZE", "must be at least 1");
         }
-        DatabaseSettings { url, pool_size }
+        DatabaseSettings {
+            url,
+            read_url,
+            pool_size,
+        }
     }
 
     /// `JWT_ISSUER`: the `iss` written into tokens and required of them (`iam` by default).
@@ -255,6 +271,7 @@ mod tests {
         assert!(common.worker_count >= 1);
         assert_eq!(common.log_format, LogFormat::Text);
         assert_eq!(database.url, "postgres://localhost:5432/iam");
+        assert_eq!(database.read_url, None);
         assert_eq!(database.pool_size, 2);
         assert_eq!(
             (
@@ -276,6 +293,10 @@ mod tests {
             ("WORKER_COUNT", "3"),
             ("LOG_FORMAT", "JSON"),
             ("POSTGRES_CONNECTION_STRING", "postgresql+asyncpg://db/iam"),
+            (
+                "POSTGRES_READ_CONNECTION_STRING",
+                "postgresql://replica/iam?sslmode=verify-full",
+            ),
             ("JWT_ISSUER", "https://iam.example.com"),
             ("JWT_LEEWAY", "0"),
             ("JWKS_REFRESH_INTERVAL", "1"),
@@ -291,6 +312,10 @@ mod tests {
         assert_eq!(common.worker_count, 3);
         assert_eq!(common.log_format, LogFormat::Json);
         assert_eq!(database.url, "postgres://db/iam");
+        assert_eq!(
+            database.read_url.as_deref(),
+            Some("postgres://replica/iam?sslmode=verify-full")
+        );
         assert_eq!(rules.issuer, "https://iam.example.com");
         assert_eq!(rules.leeway_seconds, 0);
         assert_eq!(refresh, Duration::from_secs(1));

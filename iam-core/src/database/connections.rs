@@ -18,6 +18,14 @@
 //! - one held for [`RETURN_TO_SQLX_AFTER`] goes back through sqlx, so that its pool applies
 //!   its lifetime and idle rules.
 //!
+//! When the server behind the connections is replaced (a failover), the connections to the
+//! old one are useless: gone, or read-only when they lead to a standby or a demoted primary.
+//! A transaction finds out: its `BEGIN` fails for want of a server, or, dropped open (the
+//! error path), its `ROLLBACK` fails or the server answers that it is in recovery. Then [`Database::retire_connections`]
+//! closes every connection opened before that moment (those resting at once, the lent ones
+//! when they are given back, those idle in sqlx's pool when sqlx would hand them out), so
+//! that the next ones are opened afresh, to whichever server now answers at the address.
+//!
 //! Holders wait for a connection in one first-come, first-served queue of [`Database`]'s own
 //! (a permit per connection the pool may open): with two queues, those waiting in sqlx's
 //! would starve while connections went round through the list. For the same reason every
@@ -33,7 +41,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use sqlx::pool::PoolConnection;
-use sqlx::{Connection as _, PgConnection, PgPool, Postgres};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection as _, PgConnection, PgPool, Postgres, Row as _};
 
 /// A connection idle at least this long is pinged before it is handed out.
 pub const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
@@ -42,6 +51,25 @@ pub const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
 pub const CONNECTION_CHECK: Duration = Duration::from_secs(3);
 /// How long a connection stays out of sqlx's hands before it goes back through them.
 pub const RETURN_TO_SQLX_AFTER: Duration = Duration::from_secs(60);
+
+/// What a [`Database`] is for: writes need a primary, so a primary's connections that lead to
+/// a server in recovery are retired; a read replica is in recovery by design.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The read-write server (`POSTGRES_CONNECTION_STRING`).
+    Primary,
+    /// A read-only replica (`POSTGRES_READ_CONNECTION_STRING`).
+    Replica,
+}
+
+/// How many connections a [`Database`] may open and how long a holder waits for one.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    /// How long [`Database::acquire`] waits before answering `PoolTimedOut`.
+    pub acquire_timeout: Duration,
+    pub role: Role,
+}
 
 /// The service's database: every statement runs on a connection from [`Database::acquire`].
 /// Cheap to clone.
@@ -59,6 +87,28 @@ struct Shared {
     /// Connections given back, the most recently used last (handed out first: a warm
     /// connection and its backend stay in the CPU caches).
     resting: Mutex<Vec<Resting>>,
+    /// Connections opened before this instant are closed instead of lent.
+    retirement: Arc<Retirement>,
+    role: Role,
+}
+
+/// The last time every connection was retired; shared with the pool's `before_acquire`.
+#[derive(Debug, Default)]
+struct Retirement(Mutex<Option<Instant>>);
+
+impl Retirement {
+    fn now(&self) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+    }
+
+    /// Whether a connection opened (or taken from sqlx, which is later) at `opened` has
+    /// been retired since.
+    fn covers(&self, opened: Instant) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|retired| opened < retired)
+    }
 }
 
 /// A connection given back and when.
@@ -78,17 +128,43 @@ impl fmt::Debug for Database {
 }
 
 impl Database {
-    /// Lends out `pool`'s connections (its `before_acquire` check still runs for those taken
-    /// from it).
-    pub fn new(pool: PgPool) -> Self {
+    /// Connects to `options` (one connection now, to fail early) with a pool of its own.
+    pub async fn connect(
+        options: PgConnectOptions,
+        settings: PoolSettings,
+    ) -> Result<Self, sqlx::Error> {
+        let retirement = Arc::new(Retirement::default());
+        let pool = pool_options(settings, &retirement)
+            .connect_with(options)
+            .await?;
+        Ok(Self::lending(pool, retirement, settings.role))
+    }
+
+    /// [`Self::connect`] without connecting yet: the first holder does (for a server that
+    /// may be away when the process starts).
+    pub fn connect_lazy(options: PgConnectOptions, settings: PoolSettings) -> Self {
+        let retirement = Arc::new(Retirement::default());
+        let pool = pool_options(settings, &retirement).connect_lazy_with(options);
+        Self::lending(pool, retirement, settings.role)
+    }
+
+    fn lending(pool: PgPool, retirement: Arc<Retirement>, role: Role) -> Self {
         let connections = usize::try_from(pool.options().get_max_connections()).unwrap_or(1);
         Database {
             shared: Arc::new(Shared {
                 permits: Arc::new(Semaphore::new(connections)),
                 pool,
                 resting: Mutex::new(Vec::new()),
+                retirement,
+                role,
             }),
         }
+    }
+
+    /// Closes every connection opened before now, as they come back (see the module
+    /// documentation): after a failover they lead to a server that is gone or read-only.
+    pub fn retire_connections(&self) {
+        self.shared.retire_connections();
     }
 
     /// A connection for one request or task; dropping it gives it back. Waits at most the
@@ -118,6 +194,10 @@ impl Database {
                 taken_from_sqlx,
                 since,
             } = resting;
+            if self.shared.retirement.covers(taken_from_sqlx) {
+                connection.close_on_drop();
+                continue;
+            }
             if ready_for_use(&mut connection, since.elapsed()).await {
                 return Ok(Connection::new(
                     connection,
@@ -134,7 +214,15 @@ impl Database {
     /// A transaction on a connection of its own (see [`Transaction`]).
     pub async fn begin(&self) -> Result<Transaction, sqlx::Error> {
         let mut connection = self.acquire().await?;
-        sqlx::raw_sql("BEGIN").execute(&mut *connection).await?;
+        if let Err(error) = sqlx::raw_sql("BEGIN").execute(&mut *connection).await {
+            if crate::database::is_unavailable(&error) {
+                // A connection that cannot even begin (its server gone or shutting down):
+                // the others lead to the same server.
+                connection.discard();
+                self.shared.retire_connections();
+            }
+            return Err(error);
+        }
         Ok(Transaction {
             connection,
             open: true,
@@ -174,7 +262,23 @@ impl Shared {
         self.resting().pop()
     }
 
-    fn give_back(&self, connection: PoolConnection<Postgres>, taken_from_sqlx: Instant) {
+    fn retire_connections(&self) {
+        self.retirement.now();
+        let resting = std::mem::take(&mut *self.resting());
+        for mut resting in resting {
+            resting.connection.close_on_drop();
+        }
+        tracing::warn!(
+            "closing every database connection opened so far: the server behind them is gone \
+             or read-only (a failover?); new connections go to whichever server answers now"
+        );
+    }
+
+    fn give_back(&self, mut connection: PoolConnection<Postgres>, taken_from_sqlx: Instant) {
+        if self.retirement.covers(taken_from_sqlx) {
+            connection.close_on_drop();
+            return;
+        }
         // A transaction of sqlx's own that was dropped open has queued its ROLLBACK without
         // sending it: sqlx's test on the way back sends it at once, so that no lock stays
         // held while the connection rests.
@@ -194,6 +298,64 @@ impl Shared {
             since: Instant::now(),
         });
     }
+}
+
+/// sqlx's pool options for a [`Database`]: its own release test is off, since [`Database`]
+/// does without it; its acquire test pings only a connection that sat idle (where PostgreSQL
+/// or the network may have dropped it) and closes one opened before the last retirement.
+fn pool_options(settings: PoolSettings, retirement: &Arc<Retirement>) -> PgPoolOptions {
+    let retirement = Arc::clone(retirement);
+    PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(settings.acquire_timeout)
+        .test_before_acquire(false)
+        .before_acquire(move |connection, metadata| {
+            let retirement = Arc::clone(&retirement);
+            Box::pin(async move {
+                let opened = Instant::now().checked_sub(metadata.age);
+                if opened.is_some_and(|opened| retirement.covers(opened)) {
+                    // `false`: sqlx closes it and opens another.
+                    return Ok(false);
+                }
+                if metadata.idle_for >= IDLE_BEFORE_PING {
+                    connection.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
+/// What the server of a connection said when its open transaction was rolled back.
+enum AfterRollback {
+    /// Rolled back; the server takes writes (or the connection is a replica's).
+    Usable,
+    /// Rolled back, but the server is a standby now: the connection leads away from the
+    /// primary.
+    InRecovery,
+}
+
+/// Rolls back the transaction `connection` holds open, asking in the same round trip whether
+/// the server is in recovery when it should be a primary.
+async fn roll_back(
+    connection: &mut PgConnection,
+    role: Role,
+) -> Result<AfterRollback, sqlx::Error> {
+    if role == Role::Replica {
+        sqlx::raw_sql("ROLLBACK").execute(&mut *connection).await?;
+        return Ok(AfterRollback::Usable);
+    }
+    let rows = sqlx::raw_sql("ROLLBACK; SELECT pg_is_in_recovery()")
+        .fetch_all(&mut *connection)
+        .await?;
+    let in_recovery = match rows.first() {
+        Some(row) => row.try_get::<bool, _>(0)?,
+        None => false,
+    };
+    Ok(if in_recovery {
+        AfterRollback::InRecovery
+    } else {
+        AfterRollback::Usable
+    })
 }
 
 /// Whether a connection given back `idle` ago may be handed out: whatever exchange its last
@@ -238,6 +400,15 @@ impl Connection {
             taken_from_sqlx,
             permit: Some(permit),
             home: Arc::clone(home),
+        }
+    }
+}
+
+impl Connection {
+    /// Closes the connection instead of giving it back.
+    fn discard(mut self) {
+        if let Some(mut connection) = self.connection.take() {
+            connection.close_on_drop();
         }
     }
 }
@@ -335,11 +506,24 @@ impl Drop for Transaction {
             return;
         };
         runtime.spawn(async move {
-            let rollback = sqlx::raw_sql("ROLLBACK").execute(&mut *connection);
+            let rollback = roll_back(&mut connection, home.role);
             match tokio::time::timeout(CONNECTION_CHECK, rollback).await {
-                Ok(Ok(_)) => home.give_back(connection, taken_from_sqlx),
-                // Closing the connection ends the transaction on the server too.
-                _ => connection.close_on_drop(),
+                Ok(Ok(AfterRollback::Usable)) => home.give_back(connection, taken_from_sqlx),
+                // A standby where the primary should be, or a connection that broke or whose
+                // server is shutting down: what a failover looks like. The other connections
+                // lead to the same server; all of them are closed (closing this one ends the
+                // transaction on the server too).
+                Ok(Ok(AfterRollback::InRecovery)) => {
+                    connection.close_on_drop();
+                    home.retire_connections();
+                }
+                Ok(Err(error)) if crate::database::is_unavailable(&error) => {
+                    connection.close_on_drop();
+                    home.retire_connections();
+                }
+                // A rollback that took too long (a statement still waiting for a lock) says
+                // nothing about the other connections.
+                Ok(Err(_)) | Err(_) => connection.close_on_drop(),
             }
             drop(permit);
         });
