@@ -65,6 +65,14 @@ Called with (dict "root" . "poolSize" N): N, when set, becomes POSTGRES_POOL_SIZ
     secretKeyRef:
       name: {{ required "database.existingSecret is required: a Secret holding the PostgreSQL connection string (see the chart's NOTES and the README)" .Values.database.existingSecret }}
       key: {{ .Values.database.existingSecretKey }}
+{{- with .Values.database.readExistingSecret }}
+# A read replica for iam-api's listings and for iam-jwks (never for sign-in or tokens).
+- name: POSTGRES_READ_CONNECTION_STRING
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.root.Values.database.readExistingSecretKey }}
+{{- end }}
 {{- with $poolSize }}
 - name: POSTGRES_POOL_SIZE
   value: {{ . | quote }}
