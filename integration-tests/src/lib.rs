@@ -13,6 +13,7 @@ pub mod forwarder;
 pub mod grpc;
 pub mod nginx;
 pub mod otlp;
+pub mod pgbouncer;
 pub mod private_postgres;
 pub mod raw_http;
 pub mod sidecar;
