@@ -46,8 +46,9 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
 import urllib.request
+
+import http_client
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PG = ("127.0.0.1", 5432)
@@ -232,23 +233,10 @@ def table_stats(database):
 
 
 def request(method, url, body=None, headers=None, expect=(200, 201, 204)):
-    data = None
-    headers = dict(headers or {})
-    if body is not None:
-        if isinstance(body, dict):
-            data = json.dumps(body).encode()
-            headers.setdefault("content-type", "application/json")
-        else:
-            data = body.encode()
-    req = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as response:
-            status, text = response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        status, text = error.code, error.read().decode()
+    status, text = http_client.send(method, url, body, headers=headers, timeout=30)
     if status not in expect:
         raise SystemExit(f"{method} {url} answered {status}: {text[:300]}")
-    return json.loads(text) if text.startswith("{") else text
+    return http_client.json_or_text(text)
 
 
 def run_parallel(function, items):

@@ -14,53 +14,43 @@ worst case. Events run CONCURRENCY at a time. Writes p50/p99/max in milliseconds
 OUT_JSON and prints one line.
 """
 
+import functools
 import json
 import random
 import sys
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+
+import http_client
 
 POLL_SECONDS = 0.01
 DEADLINE_SECONDS = 60
 # The sidecar's REVOCATION_REFRESH_INTERVAL in the bench (the shipped default).
 FEED_INTERVAL_SECONDS = 5.0
-
-
-def call(method, url, token=None, body=None):
-    headers = {"content-type": "application/json"}
-    if token:
-        headers["authorization"] = f"Bearer {token}"
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
+# One request to the api or the sidecar, up to 10 s: (status, text).
+send = functools.partial(http_client.send, timeout=10)
 
 
 def one_event(api, sidecar, index):
     email = f"propagation-{index}@example.com"
     credentials = {"email": email, "password": "bench-password"}
-    status, _ = call("POST", f"{api}/api/v1/users", body=credentials)
+    status, _ = send("POST", f"{api}/api/v1/users", body=credentials)
     if status != 201:
         raise SystemExit(f"registration of {email}: {status}")
-    status, body = call("POST", f"{api}/api/v1/tokens", body=credentials)
+    status, body = send("POST", f"{api}/api/v1/tokens", body=credentials)
     if status != 200:
         raise SystemExit(f"login of {email}: {status}")
     token = json.loads(body)["access_token"]
-    status, _ = call("GET", sidecar, token)
+    status, _ = send("GET", sidecar, token=token)
     if status != 200:
         raise SystemExit(f"the sidecar refused a fresh token: {status}")
     time.sleep(random.uniform(0, FEED_INTERVAL_SECONDS))
-    status, _ = call("DELETE", f"{api}/api/v1/me/sessions", token)
+    status, _ = send("DELETE", f"{api}/api/v1/me/sessions", token=token)
     if status != 204:
         raise SystemExit(f"sign-out of {email}: {status}")
     committed = time.monotonic()
     while True:
-        status, _ = call("GET", sidecar, token)
+        status, _ = send("GET", sidecar, token=token)
         now = time.monotonic()
         if status == 401:
             return (now - committed) * 1000

@@ -17,25 +17,16 @@ Prints one JSON line with what it saw.
 """
 
 import base64
+import functools
 import json
 import subprocess
 import sys
-import urllib.error
 import urllib.request
 
+import http_client
 
-def call(method, url, body=None, token=None):
-    headers = {"content-type": "application/json"}
-    if token:
-        headers["authorization"] = f"Bearer {token}"
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            status, text = response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        status, text = error.code, error.read().decode()
-    return status, (json.loads(text) if text.startswith("{") else text)
+# One request to a replica, up to 30 s.
+call = functools.partial(http_client.call, timeout=30)
 
 
 def expect(what, status, wanted):
