@@ -338,15 +338,19 @@ impl ServiceProcess {
             .await
     }
 
+    /// A self-registration (`POST /api/v1/users`, no token), answered however it is.
+    pub async fn register_attempt(&self, email: &str, password: &str) -> reqwest::Response {
+        self.post_json(
+            "/api/v1/users",
+            None,
+            &json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
     /// Registers a user and returns its JSON.
     pub async fn register(&self, email: &str, password: &str) -> Value {
-        let response = self
-            .post_json(
-                "/api/v1/users",
-                None,
-                &json!({"email": email, "password": password}),
-            )
-            .await;
+        let response = self.register_attempt(email, password).await;
         assert_eq!(response.status(), 201, "registration of {email}");
         response.json().await.expect("user json")
     }

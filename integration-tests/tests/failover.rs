@@ -296,13 +296,7 @@ async fn writes_reaching_a_standby_are_answered_503_until_it_is_promoted() {
     .await;
     for attempt in 0..3 {
         let email = format!("during{attempt}@example.com");
-        let refused = api
-            .post_json(
-                "/api/v1/users",
-                None,
-                &json!({"email": email, "password": PASSWORD}),
-            )
-            .await;
+        let refused = api.register_attempt(&email, PASSWORD).await;
         assert_eq!(
             refused
                 .headers()
@@ -327,13 +321,7 @@ async fn writes_reaching_a_standby_are_answered_503_until_it_is_promoted() {
     postgres.standby.promote();
     let deadline = Instant::now() + RECOVERY_LIMIT;
     loop {
-        let response = api
-            .post_json(
-                "/api/v1/users",
-                None,
-                &json!({"email": "after@example.com", "password": PASSWORD}),
-            )
-            .await;
+        let response = api.register_attempt("after@example.com", PASSWORD).await;
         match response.status().as_u16() {
             201 => break,
             503 => assert!(
@@ -361,13 +349,7 @@ async fn a_read_only_database_answers_writes_503_with_retry_after_and_recovers()
         status == 200
     })
     .await;
-    let refused = api
-        .post_json(
-            "/api/v1/users",
-            None,
-            &json!({"email": "ro@example.com", "password": PASSWORD}),
-        )
-        .await;
+    let refused = api.register_attempt("ro@example.com", PASSWORD).await;
     assert!(refused.headers().contains_key("retry-after"));
     expect_problem(refused, 503).await;
     refused_as_read_only(&api).await;
@@ -375,11 +357,7 @@ async fn a_read_only_database_answers_writes_503_with_retry_after_and_recovers()
     set_read_only(&test_db.url, &test_db.name, false).await;
     eventually(RECOVERY_LIMIT, "writes are served again", || async {
         let status = api
-            .post_json(
-                "/api/v1/users",
-                None,
-                &json!({"email": "rw@example.com", "password": PASSWORD}),
-            )
+            .register_attempt("rw@example.com", PASSWORD)
             .await
             .status()
             .as_u16();

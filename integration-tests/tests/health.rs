@@ -34,12 +34,7 @@ async fn a_database_outage_gives_503_quickly_and_the_service_recovers() {
     assert_eq!(body["database"], "unreachable");
     for response in [
         api.get("/api/v1/me", Some(&token)).await,
-        api.post_json(
-            "/api/v1/users",
-            None,
-            &json!({"email": "b@example.com", "password": "password-1"}),
-        )
-        .await,
+        api.register_attempt("b@example.com", "password-1").await,
         api.post_json(
             "/api/v1/tokens",
             None,

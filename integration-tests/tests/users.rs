@@ -9,11 +9,7 @@ async fn registration_creates_a_user_with_the_default_role() {
     let db = TestDatabase::create().await;
     let api = ServiceProcess::start(&db).await;
     let response = api
-        .post_json(
-            "/api/v1/users",
-            None,
-            &json!({"email": "  Ada@Example.COM ", "password": "correct horse"}),
-        )
+        .register_attempt("  Ada@Example.COM ", "correct horse")
         .await;
     assert_eq!(response.status(), 201);
     let location = response.headers()["location"]
@@ -49,11 +45,7 @@ async fn a_taken_email_gives_409_whatever_its_case() {
     let api = ServiceProcess::start(&db).await;
     api.register("grace@example.com", "password-1").await;
     let again = api
-        .post_json(
-            "/api/v1/users",
-            None,
-            &json!({"email": "GRACE@example.com", "password": "password-2"}),
-        )
+        .register_attempt("GRACE@example.com", "password-2")
         .await;
     expect_problem(again, 409).await;
 }
@@ -62,13 +54,7 @@ async fn a_taken_email_gives_409_whatever_its_case() {
 async fn invalid_email_and_password_are_both_reported_with_422() {
     let db = TestDatabase::create().await;
     let api = ServiceProcess::start(&db).await;
-    let response = api
-        .post_json(
-            "/api/v1/users",
-            None,
-            &json!({"email": "not-an-email", "password": "short"}),
-        )
-        .await;
+    let response = api.register_attempt("not-an-email", "short").await;
     let problem = expect_problem(response, 422).await;
     let fields: Vec<&str> = problem["errors"]
         .as_array()
@@ -79,22 +65,10 @@ async fn invalid_email_and_password_are_both_reported_with_422() {
     assert_eq!(fields, ["email", "password"]);
 
     let long_password = "p".repeat(129);
-    let response = api
-        .post_json(
-            "/api/v1/users",
-            None,
-            &json!({"email": "a@example.com", "password": long_password}),
-        )
-        .await;
+    let response = api.register_attempt("a@example.com", &long_password).await;
     expect_problem(response, 422).await;
     let long_email = format!("{}@example.com", "a".repeat(250));
-    let response = api
-        .post_json(
-            "/api/v1/users",
-            None,
-            &json!({"email": long_email, "password": "long enough"}),
-        )
-        .await;
+    let response = api.register_attempt(&long_email, "long enough").await;
     expect_problem(response, 422).await;
 }
 
@@ -138,13 +112,7 @@ async fn bodies_over_64_kib_get_413_and_deep_nesting_is_refused() {
     let db = TestDatabase::create().await;
     let api = ServiceProcess::start(&db).await;
     let padding = "x".repeat(70 * 1024);
-    let response = api
-        .post_json(
-            "/api/v1/users",
-            None,
-            &json!({"email": "a@example.com", "password": padding}),
-        )
-        .await;
+    let response = api.register_attempt("a@example.com", &padding).await;
     expect_problem(response, 413).await;
 
     let nested = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
@@ -169,9 +137,8 @@ async fn concurrent_registration_of_one_email_creates_exactly_one_user() {
         } else {
             "RACE@example.com"
         };
-        let body = json!({"email": email, "password": "password-1"});
         let api = &api;
-        async move { api.post_json("/api/v1/users", None, &body).await }
+        async move { api.register_attempt(email, "password-1").await }
     });
     let responses = futures::future::join_all(attempts).await;
     let statuses: Vec<u16> = responses
