@@ -50,16 +50,10 @@ impl PrivatePostgres {
     /// `primary_conninfo` written by `pg_basebackup -R`. Not started.
     pub fn standby_of(primary: &PrivatePostgres, prefix: &str) -> PrivatePostgres {
         let standby = PrivatePostgres::empty(prefix).with_options(&primary.extra_options);
-        let port = primary.port.to_string();
-        standby.run(
+        standby.run_client(
+            primary,
             "pg_basebackup",
             &[
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-U",
-                "postgres",
                 "-D",
                 path_str(&standby.data()),
                 "-R",
@@ -162,23 +156,10 @@ impl PrivatePostgres {
 
     /// Runs `statement` in `database` with `psql` (for set-up: databases, settings).
     pub fn psql(&self, database: &str, statement: &str) {
-        let port = self.port.to_string();
-        self.run(
+        self.run_client(
+            self,
             "psql",
-            &[
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-U",
-                "postgres",
-                "-d",
-                database,
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                statement,
-            ],
+            &["-d", database, "-v", "ON_ERROR_STOP=1", "-c", statement],
         );
     }
 
@@ -200,6 +181,15 @@ impl PrivatePostgres {
         }
     }
 
+    /// Runs client `program` (psql, pg_basebackup) connected to `server` as `postgres`, with
+    /// `args` after the connection's.
+    fn run_client(&self, server: &PrivatePostgres, program: &str, args: &[&str]) {
+        let port = server.port.to_string();
+        let connection = ["-h", "127.0.0.1", "-p", &port, "-U", "postgres"];
+        self.run(program, &[&connection[..], args].concat());
+    }
+
+    /// Runs `program` with `args` and panics, with its output and the server's log, if it fails.
     fn run(&self, program: &str, args: &[&str]) {
         let output = self
             .command(program)
