@@ -9,6 +9,7 @@
 //! client certificate.
 
 pub mod connections;
+mod retirement;
 
 use std::str::FromStr as _;
 

@@ -25,6 +25,7 @@
 //! closes every connection opened before that moment (those resting at once, the lent ones
 //! when they are given back, those idle in sqlx's pool when sqlx would hand them out), so
 //! that the next ones are opened afresh, to whichever server now answers at the address.
+//! The retirement instant and that rollback are in `database/retirement.rs`.
 //!
 //! Holders wait for a connection in one first-come, first-served queue of [`Database`]'s own
 //! (a permit per connection the pool may open): with two queues, those waiting in sqlx's
@@ -42,7 +43,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection as _, PgConnection, PgPool, Postgres, Row as _};
+use sqlx::{Connection as _, PgConnection, PgPool, Postgres};
+
+use super::retirement::{AfterRollback, Retirement, roll_back};
 
 /// A connection idle at least this long is pinged before it is handed out.
 pub const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
@@ -90,25 +93,6 @@ struct Shared {
     /// Connections opened before this instant are closed instead of lent.
     retirement: Arc<Retirement>,
     role: Role,
-}
-
-/// The last time every connection was retired; shared with the pool's `before_acquire`.
-#[derive(Debug, Default)]
-struct Retirement(Mutex<Option<Instant>>);
-
-impl Retirement {
-    fn now(&self) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
-    }
-
-    /// Whether a connection opened (or taken from sqlx, which is later) at `opened` has
-    /// been retired since.
-    fn covers(&self, opened: Instant) -> bool {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_some_and(|retired| opened < retired)
-    }
 }
 
 /// A connection given back and when.
@@ -323,39 +307,6 @@ fn pool_options(settings: PoolSettings, retirement: &Arc<Retirement>) -> PgPoolO
                 Ok(true)
             })
         })
-}
-
-/// What the server of a connection said when its open transaction was rolled back.
-enum AfterRollback {
-    /// Rolled back; the server takes writes (or the connection is a replica's).
-    Usable,
-    /// Rolled back, but the server is a standby now: the connection leads away from the
-    /// primary.
-    InRecovery,
-}
-
-/// Rolls back the transaction `connection` holds open, asking in the same round trip whether
-/// the server is in recovery when it should be a primary.
-async fn roll_back(
-    connection: &mut PgConnection,
-    role: Role,
-) -> Result<AfterRollback, sqlx::Error> {
-    if role == Role::Replica {
-        sqlx::raw_sql("ROLLBACK").execute(&mut *connection).await?;
-        return Ok(AfterRollback::Usable);
-    }
-    let rows = sqlx::raw_sql("ROLLBACK; SELECT pg_is_in_recovery()")
-        .fetch_all(&mut *connection)
-        .await?;
-    let in_recovery = match rows.first() {
-        Some(row) => row.try_get::<bool, _>(0)?,
-        None => false,
-    };
-    Ok(if in_recovery {
-        AfterRollback::InRecovery
-    } else {
-        AfterRollback::Usable
-    })
 }
 
 /// Whether a connection given back `idle` ago may be handed out: whatever exchange its last
