@@ -340,12 +340,8 @@ impl ServiceProcess {
 
     /// A self-registration (`POST /api/v1/users`, no token), answered however it is.
     pub async fn register_attempt(&self, email: &str, password: &str) -> reqwest::Response {
-        self.post_json(
-            "/api/v1/users",
-            None,
-            &json!({"email": email, "password": password}),
-        )
-        .await
+        self.post_credentials("/api/v1/users", email, password)
+            .await
     }
 
     /// Registers a user and returns its JSON.
@@ -357,12 +353,14 @@ impl ServiceProcess {
 
     /// A password-grant login, answered however it is.
     pub async fn login_attempt(&self, email: &str, password: &str) -> reqwest::Response {
-        self.post_json(
-            "/api/v1/tokens",
-            None,
-            &json!({"email": email, "password": password}),
-        )
-        .await
+        self.post_credentials("/api/v1/tokens", email, password)
+            .await
+    }
+
+    /// POST `{"email", "password"}` to `path` without a token.
+    async fn post_credentials(&self, path: &str, email: &str, password: &str) -> reqwest::Response {
+        self.post_json(path, None, &json!({"email": email, "password": password}))
+            .await
     }
 
     /// Logs in with the password grant and returns the token pair.
