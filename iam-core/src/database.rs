@@ -41,6 +41,12 @@ fn options_of(url: &str, variable: &str) -> Result<PgConnectOptions, String> {
     if let Some(user) = fallback_database_user(url) {
         options = options.username(&user);
     }
+    // sqlx sends `extra_float_digits` at start-up by default, and PgBouncer refuses a
+    // connection with a startup parameter it does not know ("unsupported startup parameter")
+    // unless told to ignore it. The setting only shapes floats sent as text, and we read no
+    // floats (PostgreSQL 12 and later print them exactly anyway): not sending it lets us
+    // through any PgBouncer as it comes.
+    options = options.extra_float_digits(None);
     Ok(with_libpq_root_rule(options, has_root_certificate(url)))
 }
 
