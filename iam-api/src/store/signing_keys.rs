@@ -36,7 +36,9 @@ pub struct NewSigningKey<'a> {
     pub activates_at: DateTime<Utc>,
 }
 
-/// Session-level advisory lock id that serialises key creation and rotation across replicas.
+/// Advisory lock id that serialises key creation and rotation across replicas; taken at
+/// transaction level, so it ends with the transaction (also through a transaction-pooling
+/// PgBouncer, where a session lock would stay with whichever server connection took it).
 pub const KEY_LIFECYCLE_LOCK: i64 = 0x1a3_5157_0001;
 
 /// SQL of [`lock_lifecycle`].
