@@ -149,26 +149,36 @@ impl PgBouncer {
         } else {
             Command::new(binary)
         };
-        let child = command
+        let mut child = command
             .arg(dir.0.join("pgbouncer.ini"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|error| panic!("start {}: {error}", binary.display()));
-        let bouncer = PgBouncer {
+        let log = dir.0.join("pgbouncer.log");
+        crate::eventually(Duration::from_secs(10), "PgBouncer listens", || {
+            // One that refuses its configuration exits at once, saying why in its log.
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "{} exited with {status}:\n{}",
+                    binary.display(),
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            async move {
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+            }
+        })
+        .await;
+        PgBouncer {
             dir,
             child,
             port,
             user,
             password,
-        };
-        crate::eventually(Duration::from_secs(10), "PgBouncer listens", || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-        })
-        .await;
-        bouncer
+        }
     }
 
     /// `server_url` with its host and port replaced by PgBouncer's.

@@ -28,7 +28,7 @@ const API_POOL: u32 = 8;
 /// api's connections, so that the api's transactions take turns on them.
 const SERVER_POOL: u32 = 2;
 /// iam-api has about 70 distinct statements and iam-jwks 5, all within sqlx's cache of 100
-/// per connection: 200 (PgBouncer 1.22's default, the README's advice) keeps every one
+/// per connection: 200 (PgBouncer 1.24's default, the README's advice) keeps every one
 /// prepared on each server connection.
 const MAX_PREPARED_STATEMENTS: u32 = 200;
 /// A key-encryption key of the test's own: with none, the api warns that it uses the
