@@ -390,6 +390,18 @@ impl ServiceProcess {
         access_token(&self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await)
     }
 
+    /// `PUT /api/v1/users/{user_id}/role` with `role`, as the holder of `token`; answered
+    /// however it is.
+    pub async fn set_role(&self, token: &str, user_id: &str, role: &str) -> reqwest::Response {
+        self.send_json(
+            reqwest::Method::PUT,
+            &format!("/api/v1/users/{user_id}/role"),
+            Some(token),
+            &json!({ "role": role }),
+        )
+        .await
+    }
+
     /// Registers a user and returns its id and an access token.
     pub async fn user_with_token(&self, email: &str) -> (String, String) {
         let user = self.register(email, "user-password-1").await;

@@ -106,14 +106,7 @@ async fn a_role_change_revokes_the_old_token_and_shows_on_me() {
             .status(),
         201
     );
-    let assigned = api
-        .send_json(
-            reqwest::Method::PUT,
-            &format!("/api/v1/users/{id}/role"),
-            Some(&admin),
-            &json!({"role": "editor"}),
-        )
-        .await;
+    let assigned = api.set_role(&admin, &id, "editor").await;
     assert_eq!(assigned.status(), 200);
     // The old token names role `user`: it is revoked by the change (contract §3).
     expect_problem(api.get("/api/v1/me", Some(&token)).await, 401).await;

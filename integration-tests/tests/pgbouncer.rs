@@ -124,14 +124,7 @@ async fn the_main_flows_key_rotation_and_iam_jwks_work_through_pgbouncer_in_tran
     )
     .await;
     let admin = api.admin_token().await;
-    let role_change = api
-        .send_json(
-            reqwest::Method::PUT,
-            &format!("/api/v1/users/{user_id}/role"),
-            Some(&admin),
-            &json!({"role": "admin"}),
-        )
-        .await;
+    let role_change = api.set_role(&admin, &user_id, "admin").await;
     assert_eq!(role_change.status(), 200);
     eventually(
         Duration::from_secs(10),
@@ -249,15 +242,7 @@ async fn assert_server_connections_were_shared(bouncer: &PgBouncer, database: &s
 
 /// The `kid`s of the JWKS document iam-jwks serves.
 async fn published_kids(jwks: &ServiceProcess) -> Vec<String> {
-    let response = jwks
-        .client
-        .get(jwks.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .expect("JWKS");
-    assert_eq!(response.status(), 200);
-    let document: Value = response.json().await.expect("JWKS json");
-    document["keys"]
+    document(jwks, "/.well-known/jwks.json").await["keys"]
         .as_array()
         .expect("keys")
         .iter()
@@ -267,14 +252,14 @@ async fn published_kids(jwks: &ServiceProcess) -> Vec<String> {
 
 /// The revocation feed iam-jwks serves.
 async fn feed(jwks: &ServiceProcess) -> Value {
-    let response = jwks
-        .client
-        .get(jwks.url("/api/v1/revocations"))
-        .send()
-        .await
-        .expect("feed");
-    assert_eq!(response.status(), 200);
-    response.json().await.expect("feed json")
+    document(jwks, "/api/v1/revocations").await
+}
+
+/// The JSON document `service` answers `path` with, which must be a 200.
+async fn document(service: &ServiceProcess, path: &str) -> Value {
+    let response = service.get(path, None).await;
+    assert_eq!(response.status(), 200, "{path}");
+    response.json().await.expect("a JSON document")
 }
 
 /// Asserts that `service` logged no warning or error (a statement PgBouncer made fail, a

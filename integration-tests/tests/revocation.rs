@@ -14,15 +14,7 @@ use serde_json::{Value, json};
 /// Gives the stack's clerk the role `role`, as the admin.
 async fn set_role(stack: &Stack, role: &str) {
     let admin = stack.api.admin_token().await;
-    let response = stack
-        .api
-        .send_json(
-            reqwest::Method::PUT,
-            &format!("/api/v1/users/{}/role", stack.clerk_id),
-            Some(&admin),
-            &json!({ "role": role }),
-        )
-        .await;
+    let response = stack.api.set_role(&admin, &stack.clerk_id, role).await;
     assert_eq!(response.status(), 200, "role change");
 }
 
@@ -125,14 +117,7 @@ async fn the_feed_lists_a_cutoff_revalidates_with_304_and_drops_it_after_the_tok
 
     let (user_id, token) = api.user_with_token("mover@example.com").await;
     let admin = api.admin_token().await;
-    let response = api
-        .send_json(
-            reqwest::Method::PUT,
-            &format!("/api/v1/users/{user_id}/role"),
-            Some(&admin),
-            &json!({"role": "admin"}),
-        )
-        .await;
+    let response = api.set_role(&admin, &user_id, "admin").await;
     assert_eq!(response.status(), 200);
     // Listed within a second of the commit (plus slack), whatever JWKS_REFRESH_INTERVAL is.
     let (listed, etag) = eventually_some(Duration::from_secs(4), "the feed lists the user", || {
