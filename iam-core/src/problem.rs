@@ -2,7 +2,9 @@
 //! way to write it into a response (`application/problem+json`).
 
 use salvo::http::StatusCode;
-use salvo::http::header::{CONTENT_TYPE as CONTENT_TYPE_HEADER, HeaderValue, WWW_AUTHENTICATE};
+use salvo::http::header::{
+    CONTENT_TYPE as CONTENT_TYPE_HEADER, HeaderValue, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS,
+};
 use salvo::prelude::*;
 use salvo_oapi::ToSchema;
 use serde::ser::{Serialize, SerializeMap, Serializer};
@@ -134,11 +136,11 @@ impl Problem {
         }
     }
 
-    /// Writes the status, `Content-Type: application/problem+json` and the body.
+    /// Writes the status, `Content-Type: application/problem+json`,
+    /// `X-Content-Type-Options: nosniff` and the body.
     pub fn write_to(&self, res: &mut Response) {
         res.status_code(self.status_code());
-        res.headers_mut()
-            .insert(CONTENT_TYPE_HEADER, HeaderValue::from_static(CONTENT_TYPE));
+        own_document_headers(res.headers_mut());
         res.body(self.to_body());
     }
 
@@ -154,10 +156,18 @@ impl Problem {
     /// and body, keeping its other headers (a challenge, `Retry-After`).
     pub fn write_to_hyper<B: From<Vec<u8>>>(&self, res: &mut salvo::hyper::Response<B>) {
         *res.status_mut() = self.status_code();
-        res.headers_mut()
-            .insert(CONTENT_TYPE_HEADER, HeaderValue::from_static(CONTENT_TYPE));
+        own_document_headers(res.headers_mut());
         *res.body_mut() = B::from(self.to_body());
     }
+}
+
+/// The content type of a problem document, and `nosniff` with it: the detail may echo what
+/// the client sent, and a browser must never read it as anything but JSON. The servers add
+/// `nosniff` to every answer of their own, but the sidecar's main port passes its upstream's
+/// headers as they are and so adds none; its own refusals carry it from here.
+fn own_document_headers(headers: &mut salvo::http::HeaderMap) {
+    headers.insert(CONTENT_TYPE_HEADER, HeaderValue::from_static(CONTENT_TYPE));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
 }
 
 /// Answers a refused Bearer token: its status, challenge and problem document.
@@ -299,10 +309,12 @@ mod tests {
         Problem::about_blank(StatusCode::GATEWAY_TIMEOUT, "slow").write_to(&mut res);
         assert_eq!(res.status_code, Some(StatusCode::GATEWAY_TIMEOUT));
         assert_eq!(res.headers()[CONTENT_TYPE_HEADER], CONTENT_TYPE);
+        assert_eq!(res.headers()[X_CONTENT_TYPE_OPTIONS], "nosniff");
         let problem = Problem::about_blank(StatusCode::BAD_GATEWAY, "away");
         let response = problem.to_hyper_response::<Vec<u8>>();
         assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
         assert_eq!(response.headers()[CONTENT_TYPE_HEADER], CONTENT_TYPE);
+        assert_eq!(response.headers()[X_CONTENT_TYPE_OPTIONS], "nosniff");
         assert_eq!(response.body()[..], problem.to_body()[..]);
     }
 }

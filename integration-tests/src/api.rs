@@ -458,6 +458,16 @@ pub async fn expect_problem(response: reqwest::Response, status: u16) -> Value {
         .unwrap_or("")
         .to_owned();
     assert_eq!(content_type, "application/problem+json");
+    // Every problem document of ours, the sidecar's main port included (it passes its
+    // upstream's headers untouched, but not its own answers).
+    assert_eq!(
+        response
+            .headers()
+            .get("x-content-type-options")
+            .and_then(|value| value.to_str().ok()),
+        Some("nosniff"),
+        "a problem document without nosniff"
+    );
     let body: Value = response.json().await.expect("problem json");
     assert_eq!(body["status"], status);
     for member in ["type", "title", "detail"] {
