@@ -385,6 +385,19 @@ impl ServiceProcess {
         self.get("/api/v1/me", Some(token)).await.status()
     }
 
+    /// The `kid`s of the JWKS document this iam-jwks serves (which must answer 200).
+    pub async fn published_kids(&self) -> Vec<String> {
+        let response = self.get("/.well-known/jwks.json", None).await;
+        assert_eq!(response.status(), 200, "/.well-known/jwks.json");
+        let document: Value = response.json().await.expect("a JSON document");
+        document["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .map(|key| string(&key["kid"]))
+            .collect()
+    }
+
     /// An access token of the bootstrap admin.
     pub async fn admin_token(&self) -> String {
         access_token(&self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await)

@@ -15,21 +15,6 @@ use serde_json::Value;
 const USER: &str = "ada@example.com";
 const PASSWORD: &str = "user-password-1";
 
-async fn published_kids(jwks: &ServiceProcess) -> Vec<String> {
-    let document: Value = jwks
-        .get("/.well-known/jwks.json", None)
-        .await
-        .json()
-        .await
-        .expect("json");
-    document["keys"]
-        .as_array()
-        .expect("keys")
-        .iter()
-        .map(|key| key["kid"].as_str().expect("kid").to_owned())
-        .collect()
-}
-
 async fn rotate(db: &TestDatabase, envs: &[(&str, &str)]) {
     let mut command = ServiceProcess::builder(db).args(&["--config=local", "keys", "rotate"]);
     for (name, value) in envs {
@@ -167,10 +152,11 @@ async fn a_rotated_key_is_published_before_it_signs_and_kept_until_its_tokens_ex
     eventually(
         Duration::from_secs(3),
         "the new key is published",
-        || async { published_kids(&jwks).await.len() == 2 },
+        || async { jwks.published_kids().await.len() == 2 },
     )
     .await;
-    let new_kid = published_kids(&jwks)
+    let new_kid = jwks
+        .published_kids()
         .await
         .into_iter()
         .find(|kid| *kid != old_kid)
@@ -193,7 +179,7 @@ async fn a_rotated_key_is_published_before_it_signs_and_kept_until_its_tokens_ex
     eventually(
         Duration::from_secs(10),
         "the old key is unpublished",
-        || async { published_kids(&jwks).await == [new_kid.clone()] },
+        || async { jwks.published_kids().await == [new_kid.clone()] },
     )
     .await;
     assert!(
@@ -281,7 +267,7 @@ async fn jwks_does_not_serve_before_the_first_key_set_loads() {
     assert!(!jwks.is_healthy().await);
     let _api = ServiceProcess::start(&db).await;
     jwks.wait_until_healthy().await;
-    assert_eq!(published_kids(&jwks).await.len(), 1);
+    assert_eq!(jwks.published_kids().await.len(), 1);
 }
 
 #[tokio::test]
@@ -320,7 +306,7 @@ async fn jwks_needs_nothing_but_select_on_the_public_view() {
         .env("POSTGRES_CONNECTION_STRING", restricted_url)
         .start()
         .await;
-    assert_eq!(published_kids(&jwks).await.len(), 1);
+    assert_eq!(jwks.published_kids().await.len(), 1);
     drop(jwks);
     // Remove the role again: its privileges first, then the role itself.
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP OWNED BY {role}")))

@@ -108,7 +108,7 @@ async fn the_main_flows_key_rotation_and_iam_jwks_work_through_pgbouncer_in_tran
     eventually(
         Duration::from_secs(10),
         "iam-jwks publishes the key the api signs with",
-        || async { published_kids(&jwks).await.contains(&first_kid) },
+        || async { jwks.published_kids().await.contains(&first_kid) },
     )
     .await;
     // A revocation made through the api reaches the feed iam-jwks builds.
@@ -147,7 +147,7 @@ async fn the_main_flows_key_rotation_and_iam_jwks_work_through_pgbouncer_in_tran
     eventually(
         Duration::from_secs(10),
         "iam-jwks publishes the rotated key",
-        || async { published_kids(&jwks).await.contains(&rotated_kid) },
+        || async { jwks.published_kids().await.contains(&rotated_kid) },
     )
     .await;
     assert_clean_log(&api, &bouncer);
@@ -238,16 +238,6 @@ async fn assert_server_connections_were_shared(bouncer: &PgBouncer, database: &s
             "statements prepared on each server: {context}"
         );
     }
-}
-
-/// The `kid`s of the JWKS document iam-jwks serves.
-async fn published_kids(jwks: &ServiceProcess) -> Vec<String> {
-    document(jwks, "/.well-known/jwks.json").await["keys"]
-        .as_array()
-        .expect("keys")
-        .iter()
-        .map(|key| string(&key["kid"]))
-        .collect()
 }
 
 /// The revocation feed iam-jwks serves.
