@@ -1,8 +1,8 @@
 //! iam-proxy-ceiling: the fastest reverse proxy our HTTP stack allows, as a reference for the
 //! `sidecar` scenario. It is iam-sidecar's stack (hyper's HTTP/1 server, hyper-util's pooled
-//! client, tokio with the same worker count) and nothing else: no routing, no token check,
-//! no header rewriting, no telemetry. The sidecar's distance to it is what our own code costs;
-//! its distance to nginx is what the stack costs.
+//! client, tokio as `iam_core::process::run` builds it for the same worker count) and nothing
+//! else: no routing, no token check, no header rewriting, no telemetry. The sidecar's distance
+//! to it is what our own code costs; its distance to nginx is what the stack costs.
 //!
 //!   iam-proxy-ceiling LISTEN_ADDRESS UPSTREAM_ORIGIN [WORKERS]
 //!   iam-proxy-ceiling 127.0.0.1:18092 http://127.0.0.1:18090 2
@@ -16,6 +16,7 @@ use hyper::{Request, Response, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use iam_core::process::ProcessError;
 use tokio::net::TcpListener;
 
 type UpstreamClient = Client<HttpConnector, Incoming>;
@@ -41,24 +42,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(serve(listen, upstream.trim_end_matches('/').to_owned())) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("iam-proxy-ceiling: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    // The sidecar's runtime for the same worker count (iam_core::process::run).
+    iam_core::process::run("iam-proxy-ceiling", workers, async move {
+        serve(listen, upstream.trim_end_matches('/').to_owned())
+            .await
+            .map_err(|error| ProcessError::runtime(error.to_string()))
+    })
 }
 
 async fn serve(listen: SocketAddr, upstream: String) -> std::io::Result<()> {
