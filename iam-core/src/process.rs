@@ -48,7 +48,7 @@ pub fn exit_with(name: &str, error: &ProcessError) -> ExitCode {
 /// the calling thread, which costs less per wake-up than a multi-threaded scheduler with one
 /// worker (no hand-over between the main thread and the worker, no shared run queue): the
 /// sidecar at its one worker spent about a quarter less CPU per forwarded request with it
-/// (bench/README.md, 2026-12-07 13:00).
+/// (bench/README.md, 2026-12-07 13:33).
 pub fn run<F>(name: &str, worker_threads: usize, main: F) -> ExitCode
 where
     F: Future<Output = Result<(), ProcessError>>,
