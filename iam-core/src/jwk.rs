@@ -5,10 +5,11 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use josekit::jwk::Jwk;
-use josekit::jws::RS256;
-use josekit::jws::alg::rsassa::RsassaJwsVerifier;
 use serde::{Deserialize, Serialize};
+
+pub mod rs256;
+
+use rs256::Rs256Key;
 
 /// The only signing algorithm the IAM issues and accepts.
 pub const SIGNING_ALGORITHM: &str = "RS256";
@@ -57,35 +58,25 @@ impl PublicJwk {
         }
     }
 
-    /// Converts to josekit's representation (public members only).
-    pub fn to_josekit(&self) -> Result<Jwk, JwkError> {
-        let value = serde_json::to_value(self).map_err(|error| JwkError::InvalidKey {
-            kid: self.kid.clone(),
-            message: error.to_string(),
-        })?;
-        let serde_json::Value::Object(map) = value else {
-            return Err(JwkError::NotRs256 {
-                kid: self.kid.clone(),
-            });
-        };
-        Jwk::from_map(map).map_err(|error| JwkError::InvalidKey {
-            kid: self.kid.clone(),
-            message: error.to_string(),
-        })
-    }
-
-    fn verifier(&self) -> Result<RsassaJwsVerifier, JwkError> {
+    /// The RS256 verification key this JWK describes: `kty` RSA, `alg` RS256 and `use` sig,
+    /// a modulus of at least 2048 bits and a usable exponent.
+    fn verification_key(&self) -> Result<Rs256Key, JwkError> {
         if self.kty != "RSA" || self.alg != SIGNING_ALGORITHM || self.key_use != "sig" {
             return Err(JwkError::NotRs256 {
                 kid: self.kid.clone(),
             });
         }
-        RS256
-            .verifier_from_jwk(&self.to_josekit()?)
-            .map_err(|error| JwkError::InvalidKey {
-                kid: self.kid.clone(),
-                message: error.to_string(),
-            })
+        let invalid = |message: String| JwkError::InvalidKey {
+            kid: self.kid.clone(),
+            message,
+        };
+        let modulus = URL_SAFE_NO_PAD
+            .decode(&self.n)
+            .map_err(|error| invalid(format!("n is not base64url: {error}")))?;
+        let exponent = URL_SAFE_NO_PAD
+            .decode(&self.e)
+            .map_err(|error| invalid(format!("e is not base64url: {error}")))?;
+        Rs256Key::from_components(&modulus, &exponent).map_err(|error| invalid(error.to_string()))
     }
 }
 
@@ -100,7 +91,7 @@ fn rsa_thumbprint(n: &str, e: &str) -> String {
 /// signature check and no key parsing.
 #[derive(Default)]
 pub struct KeySet {
-    verifiers: HashMap<String, RsassaJwsVerifier>,
+    verifiers: HashMap<String, Rs256Key>,
 }
 
 impl fmt::Debug for KeySet {
@@ -117,13 +108,13 @@ impl KeySet {
     pub fn from_jwks(jwks: &PublicJwks) -> Result<Self, JwkError> {
         let mut verifiers = HashMap::with_capacity(jwks.keys.len());
         for key in &jwks.keys {
-            verifiers.insert(key.kid.clone(), key.verifier()?);
+            verifiers.insert(key.kid.clone(), key.verification_key()?);
         }
         Ok(KeySet { verifiers })
     }
 
     /// The verifier for `kid`, if that key is in the set.
-    pub fn verifier(&self, kid: &str) -> Option<&RsassaJwsVerifier> {
+    pub fn verifier(&self, kid: &str) -> Option<&Rs256Key> {
         self.verifiers.get(kid)
     }
 
@@ -156,6 +147,35 @@ mod tests {
             rsa_thumbprint(n, "AQAB"),
             "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
         );
+    }
+
+    #[test]
+    fn one_unusable_key_refuses_the_whole_set() {
+        let good = {
+            let rsa = openssl::rsa::Rsa::generate(2048).expect("rsa");
+            PublicJwk::from_rsa_components(&rsa.n().to_vec(), &rsa.e().to_vec())
+        };
+        assert_eq!(
+            KeySet::from_jwks(&PublicJwks {
+                keys: vec![good.clone()]
+            })
+            .expect("a 2048-bit key")
+            .len(),
+            1
+        );
+        let short = PublicJwk::from_rsa_components(&[0xc3; 128], &[1, 0, 1]);
+        let exponent_one = PublicJwk::from_rsa_components(&[0xc3; 256], &[1]);
+        let mut not_base64 = good.clone();
+        not_base64.n.push('*');
+        for bad in [short, exponent_one, not_base64] {
+            let jwks = PublicJwks {
+                keys: vec![good.clone(), bad.clone()],
+            };
+            match KeySet::from_jwks(&jwks) {
+                Err(JwkError::InvalidKey { kid, .. }) => assert_eq!(kid, bad.kid),
+                other => panic!("{bad:?} gave {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -3,7 +3,6 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use josekit::jws::JwsVerifier as _;
 use serde::{Deserialize, Serialize};
 
 use crate::jwk::{KeySet, SIGNING_ALGORITHM};
@@ -239,9 +238,9 @@ pub fn verify_access_token(
         .decode(signature_b64)
         .map_err(|_| Reason::Malformed)?;
     let signed_len = header_b64.len() + 1 + payload_b64.len();
-    verifier
-        .verify(&token.as_bytes()[..signed_len], &signature)
-        .map_err(|_| Reason::BadSignature)?;
+    if !verifier.verify(&token.as_bytes()[..signed_len], &signature) {
+        return Err(Reason::BadSignature);
+    }
 
     let claims: AccessTokenClaims =
         decode_json_segment(payload_b64).ok_or(Reason::InvalidClaims)?;
