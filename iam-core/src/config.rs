@@ -2,6 +2,7 @@
 //! processes read ([`SharedEnvironment`]), how problems are collected, and the database URL
 //! forms we accept.
 
+mod environment;
 mod setting;
 mod shared;
 

@@ -20,6 +20,8 @@ pub const ADMIN_PASSWORD: &str = "admin-password-1";
 pub struct ServiceProcessBuilder {
     binary: &'static str,
     envs: Vec<(String, String)>,
+    /// Variables whose values are bytes that need not be UTF-8 (set after `envs`).
+    byte_envs: Vec<(String, Vec<u8>)>,
     args: Vec<String>,
     /// Where readiness is checked; `None` means `/api/v1/healthcheck` on `PORT`.
     health_url: Option<String>,
@@ -30,6 +32,12 @@ impl ServiceProcessBuilder {
     pub fn env(mut self, name: &str, value: impl Into<String>) -> Self {
         self.envs.retain(|(existing, _)| existing != name);
         self.envs.push((name.to_owned(), value.into()));
+        self
+    }
+
+    /// Sets an environment variable to bytes that need not be UTF-8.
+    pub fn env_bytes(mut self, name: &str, value: &[u8]) -> Self {
+        self.byte_envs.push((name.to_owned(), value.to_vec()));
         self
     }
 
@@ -52,6 +60,10 @@ impl ServiceProcessBuilder {
             command.env("PATH", path);
         }
         command.envs(self.envs.iter().map(|(name, value)| (name, value)));
+        command.envs(self.byte_envs.iter().map(|(name, value)| {
+            use std::os::unix::ffi::OsStrExt as _;
+            (name, std::ffi::OsStr::from_bytes(value))
+        }));
         command.args(&self.args);
         command
     }
@@ -158,6 +170,7 @@ impl ServiceProcess {
                 ("BOOTSTRAP_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
                 ("RUST_LOG".into(), "info".into()),
             ],
+            byte_envs: Vec::new(),
             args: vec!["--config=local".into(), "--migrate=true".into()],
             health_url: None,
         }
@@ -184,6 +197,7 @@ impl ServiceProcess {
                 ("JWKS_REFRESH_INTERVAL".into(), "1".into()),
                 ("RUST_LOG".into(), "info".into()),
             ],
+            byte_envs: Vec::new(),
             args: vec!["--config=local".into()],
             health_url: None,
         }
@@ -203,6 +217,7 @@ impl ServiceProcess {
                 ("JWKS_URL".into(), jwks_url.to_owned()),
                 ("RUST_LOG".into(), "info".into()),
             ],
+            byte_envs: Vec::new(),
             args: vec!["--config=local".into()],
             health_url: Some(format!("http://127.0.0.1:{admin_port}/healthcheck")),
         }

@@ -51,6 +51,50 @@ async fn every_process_refuses_a_jwks_refresh_interval_of_0_the_same_way() {
 }
 
 #[tokio::test]
+async fn a_variable_that_is_not_utf8_exits_2_naming_it_only_if_the_process_reads_it() {
+    let db = TestDatabase::create().await;
+    let cases = [
+        (ServiceProcess::builder(&db), "BOOTSTRAP_ADMIN_PASSWORD"),
+        (ServiceProcess::jwks_builder(&db), "JWKS_PUBLIC_URL"),
+        (
+            ServiceProcess::sidecar_builder("http://127.0.0.1:9", "http://127.0.0.1:9/jwks.json"),
+            "Upstream_Url",
+        ),
+    ];
+    for (builder, variable) in cases {
+        // Read by the process (envy matches names case-insensitively): refused by name, in
+        // one line, and not a panic.
+        let output = builder
+            .clone()
+            .env_bytes(variable, b"http://in\xffvalid")
+            .run(None)
+            .await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        assert!(
+            stderr.contains(&format!("{variable} is invalid: not valid UTF-8")),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+
+        // Not read by it: ignored, so the process goes on to the next problem (here a
+        // JWKS_REFRESH_INTERVAL of 0, which stops each process at once).
+        let output = builder
+            .env_bytes("SOMETHING_ELSE", b"\xfe\xff")
+            .env("JWKS_REFRESH_INTERVAL", "0")
+            .run(None)
+            .await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("JWKS_REFRESH_INTERVAL is invalid") && !stderr.contains("UTF-8"),
+            "{stderr}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn an_unknown_config_profile_exits_2() {
     let db = TestDatabase::create().await;
     let output = ServiceProcess::builder(&db)

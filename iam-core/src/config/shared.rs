@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use super::environment::{read_environment, unreadable_variables_read};
 use super::{
     ConfigProblems, LogFormat, LogRequests, Profile, Setting, available_cpus,
     normalize_postgres_url,
@@ -91,9 +92,24 @@ pub trait ProcessConfig: Sized {
     fn build(env: Environment<Self::Own>, problems: &mut ConfigProblems) -> Self;
 
     /// Reads the environment once for `profile`; the error names every problem in one line.
+    /// A variable this process reads whose value is not UTF-8 is refused by name; one it
+    /// does not read is ignored, as any other.
     fn from_env(profile: Profile) -> Result<Self, String> {
-        let shared = envy::from_env().map_err(|error| error.to_string())?;
-        let own = envy::from_env().map_err(|error| error.to_string())?;
+        let (readable, unreadable) = read_environment(std::env::vars_os());
+        let not_utf8 = [
+            unreadable_variables_read::<SharedEnvironment>(&unreadable),
+            unreadable_variables_read::<Self::Own>(&unreadable),
+        ];
+        if not_utf8.iter().any(Option::is_some) {
+            return Err(not_utf8
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join("; "));
+        }
+        let shared =
+            envy::from_iter(readable.iter().cloned()).map_err(|error| error.to_string())?;
+        let own = envy::from_iter(readable).map_err(|error| error.to_string())?;
         Self::from_parts(profile, shared, own)
     }
 
