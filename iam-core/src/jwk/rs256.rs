@@ -5,7 +5,7 @@
 //! itself: OpenSSL 3 looks up the key's and the digest's implementations every time. A
 //! context kept from the previous check took about a fifth off each check (22 µs instead
 //! of 28 on the 2-core bench machine), which is what the sidecar pays for every token its
-//! verified-token memory does not hold (bench/README.md, 2026-12-07 16:40).
+//! verified-token memory does not hold (bench/README.md, 2026-12-07 16:45).
 
 use std::sync::Mutex;
 
