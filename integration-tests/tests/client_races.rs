@@ -2,6 +2,8 @@
 //! token issued before the change commits is revoked by it, and a grant that meets the
 //! change mid-commit waits for it and is refused.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use integration_tests::TestDatabase;
@@ -19,10 +21,12 @@ async fn every_token_issued_while_its_client_is_deleted_or_disabled_is_revoked()
     for round in 0..2 {
         let (id, secret) = new_client(&api, &admin, &format!("racer {round}"), "user").await;
         // Clients ask for tokens as fast as they can until they are refused.
+        let granted = Arc::new(AtomicUsize::new(0));
         let mut askers = Vec::new();
         for _ in 0..12 {
             let (client, url) = (api.client.clone(), api.url("/api/v1/tokens"));
             let (id, secret) = (id.clone(), secret.clone());
+            let granted = Arc::clone(&granted);
             askers.push(tokio::spawn(async move {
                 let mut tokens = Vec::new();
                 loop {
@@ -34,7 +38,10 @@ async fn every_token_issued_while_its_client_is_deleted_or_disabled_is_revoked()
                         .await
                         .expect("token request");
                     match response.status().as_u16() {
-                        200 => tokens.push(access_token(&response.json().await.expect("json"))),
+                        200 => {
+                            tokens.push(access_token(&response.json().await.expect("json")));
+                            granted.fetch_add(1, Ordering::SeqCst);
+                        }
                         // Refused; the refusals of 12 askers soon close the throttle.
                         401 | 429 => return tokens,
                         other => panic!("unexpected {other}"),
@@ -43,6 +50,14 @@ async fn every_token_issued_while_its_client_is_deleted_or_disabled_is_revoked()
             }));
         }
         client_token(&api, &id, &secret).await;
+        // The change lands while the askers are being served: without this wait, a change
+        // that committed before any of their first requests left the race with no token
+        // (seen once in CI on a loaded machine).
+        eventually(Duration::from_secs(10), "an asker has a token", || {
+            let granted = Arc::clone(&granted);
+            async move { granted.load(Ordering::SeqCst) > 0 }
+        })
+        .await;
         let revoked = if round % 2 == 0 {
             let url = api.url(&format!("/api/v1/clients/{id}"));
             api.client
