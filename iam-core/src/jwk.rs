@@ -91,7 +91,13 @@ fn rsa_thumbprint(n: &str, e: &str) -> String {
 /// signature check and no key parsing.
 #[derive(Default)]
 pub struct KeySet {
-    verifiers: HashMap<String, Rs256Key>,
+    verifiers: HashMap<String, PublishedKey>,
+}
+
+/// A key of the set with the JWK it was built from.
+struct PublishedKey {
+    jwk: PublicJwk,
+    verifier: Rs256Key,
 }
 
 impl fmt::Debug for KeySet {
@@ -108,14 +114,29 @@ impl KeySet {
     pub fn from_jwks(jwks: &PublicJwks) -> Result<Self, JwkError> {
         let mut verifiers = HashMap::with_capacity(jwks.keys.len());
         for key in &jwks.keys {
-            verifiers.insert(key.kid.clone(), key.verification_key()?);
+            let published = PublishedKey {
+                jwk: key.clone(),
+                verifier: key.verification_key()?,
+            };
+            verifiers.insert(key.kid.clone(), published);
         }
         Ok(KeySet { verifiers })
     }
 
     /// The verifier for `kid`, if that key is in the set.
     pub fn verifier(&self, kid: &str) -> Option<&Rs256Key> {
-        self.verifiers.get(kid)
+        self.verifiers.get(kid).map(|published| &published.verifier)
+    }
+
+    /// Whether this set verifies every token `earlier` verified: it has each of `earlier`'s
+    /// key ids with the very same key. Then what was verified with `earlier` may be
+    /// remembered on; otherwise a key was withdrawn or replaced and it must be verified again.
+    pub fn holds_every_key_of(&self, earlier: &KeySet) -> bool {
+        earlier.verifiers.iter().all(|(kid, theirs)| {
+            self.verifiers
+                .get(kid)
+                .is_some_and(|ours| ours.jwk == theirs.jwk)
+        })
     }
 
     /// Whether the set holds a key with this id.
@@ -176,6 +197,43 @@ mod tests {
                 other => panic!("{bad:?} gave {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_set_holds_every_key_of_another_only_with_the_same_key_under_each_id() {
+        let key = |kid: &str, n: u8| PublicJwk {
+            kid: kid.to_owned(),
+            ..PublicJwk::from_rsa_components(&[n; 256], &[1, 0, 1])
+        };
+        let set = |keys: Vec<PublicJwk>| KeySet::from_jwks(&PublicJwks { keys }).expect("set");
+        let current = set(vec![key("a", 0xc3), key("b", 0xc5)]);
+        // The same keys, in any order, or more of them: nothing verified before changes.
+        for later in [
+            set(vec![key("a", 0xc3), key("b", 0xc5)]),
+            set(vec![key("b", 0xc5), key("a", 0xc3)]),
+            set(vec![key("a", 0xc3), key("b", 0xc5), key("c", 0xc7)]),
+        ] {
+            assert!(later.holds_every_key_of(&current), "{later:?}");
+        }
+        // A key withdrawn, or another key published under its id.
+        for later in [
+            set(vec![key("a", 0xc3)]),
+            set(vec![key("a", 0xc3), key("c", 0xc5)]),
+            set(vec![key("a", 0xc3), key("b", 0xc7)]),
+            set(vec![]),
+        ] {
+            assert!(!later.holds_every_key_of(&current), "{later:?}");
+        }
+        assert!(current.holds_every_key_of(&KeySet::default()));
+        assert!(current.contains("a") && !current.contains("c"));
+        assert_eq!((current.len(), current.is_empty()), (2, false));
+        assert!(KeySet::default().is_empty());
+        assert_eq!(format!("{current:?}"), r#"KeySet { kids: ["a", "b"] }"#);
+        // With the same id twice the set verifies with the last; that one is compared.
+        let twice = set(vec![key("a", 0xc7), key("a", 0xc3), key("b", 0xc5)]);
+        assert!(twice.holds_every_key_of(&current) && current.holds_every_key_of(&twice));
+        let twice = set(vec![key("a", 0xc3), key("a", 0xc7), key("b", 0xc5)]);
+        assert!(!twice.holds_every_key_of(&current));
     }
 
     #[test]

@@ -30,4 +30,4 @@ pub mod verified;
 
 pub use jwk::{KeySet, PublicJwk, PublicJwks};
 pub use token::{AccessTokenClaims, Reason, VerificationRules, verify_access_token};
-pub use verified::VerifiedTokens;
+pub use verified::{Epoch, Recall, VerifiedTokens};

@@ -4,7 +4,7 @@
 //! the JWKS's `Cache-Control: max-age` says so); an unknown `kid` triggers one refetch, at most
 //! one in flight and at most once per 5 s. A JWKS larger than [`MAX_FETCHED_DOCUMENT_BYTES`]
 //! is refused while it is read. When a fetch fails the last good set is kept.
-//! Tokens that verified are remembered (until the next key set or 10,000 of them), so a
+//! Tokens that verified are remembered (up to 10,000, until a key leaves the set), so a
 //! client's repeated requests with one token cost a look-up plus the expiry check; a
 //! remembered token is judged against the revocations in force at every recall.
 //! Revocations come from the revocation feed ([`revocation_feed`]); until its first copy
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use iam_core::revocation::Revocations;
 use iam_core::{
-    AccessTokenClaims, KeySet, PublicJwks, Reason, VerificationRules, VerifiedTokens,
+    AccessTokenClaims, KeySet, PublicJwks, Reason, Recall, VerificationRules, VerifiedTokens,
     verify_access_token,
 };
 use tokio::sync::Mutex;
@@ -29,7 +29,8 @@ use document::{DocumentError, MAX_FETCHED_DOCUMENT_BYTES, read_capped};
 
 /// How often an unknown `kid` may trigger a refetch.
 const UNKNOWN_KID_REFETCH_SPACING: Duration = Duration::from_secs(5);
-/// How many verified tokens are remembered; beyond it the memory is cleared and refilled.
+/// How many verified tokens are remembered; when full, a newly verified token takes the place
+/// of one that expired or went unused (see [`VerifiedTokens`]), or is not remembered.
 const MAX_REMEMBERED_TOKENS: usize = 10_000;
 /// The longest back-off between attempts while no key set has loaded yet.
 const MAX_START_BACKOFF: Duration = Duration::from_secs(5);
@@ -87,7 +88,7 @@ pub struct TokenVerifier {
     client: reqwest::Client,
     /// Single-flight gate for refetches caused by unknown key ids, with the last attempt.
     refetch_gate: Mutex<Option<Instant>>,
-    /// Tokens that verified with the current key set (cleared whenever a set is installed).
+    /// Tokens that verified with the current key set (forgotten when a key leaves it).
     verified: VerifiedTokens,
     metrics: Arc<Metrics>,
 }
@@ -158,9 +159,10 @@ impl TokenVerifier {
     pub async fn verify(&self, token: &str) -> Result<Arc<AccessTokenClaims>, VerifyError> {
         let now = chrono::Utc::now().timestamp();
         let revoked = self.current_revocations().ok_or(VerifyError::NotReady)?;
-        if let Some(recalled) = self.verified.recall(token, &self.rules, &revoked, now) {
-            return recalled.map_err(VerifyError::Rejected);
-        }
+        let epoch = match self.verified.recall(token, &self.rules, &revoked, now) {
+            Recall::Known(recalled) => return recalled.map_err(VerifyError::Rejected),
+            Recall::Unknown(epoch) => epoch,
+        };
         let keys = self.current().ok_or(VerifyError::NotReady)?;
         let claims = match verify_access_token(token, &keys, &self.rules, &revoked, now) {
             Err(Reason::UnknownKeyId) => {
@@ -173,7 +175,7 @@ impl TokenVerifier {
         };
         let claims = Arc::new(claims);
         self.verified
-            .remember(token, Arc::clone(&claims), &self.rules, now);
+            .remember(token, Arc::clone(&claims), &self.rules, now, epoch);
         Ok(claims)
     }
 
@@ -193,11 +195,14 @@ impl TokenVerifier {
         let result = self.fetch_key_set().await;
         match result {
             Ok((set, count, max_age)) => {
-                if let Ok(mut slot) = self.keys.write() {
-                    *slot = Some(Arc::new(set));
+                let set = Arc::new(set);
+                let previous = match self.keys.write() {
+                    Ok(mut slot) => slot.replace(Arc::clone(&set)),
+                    Err(poisoned) => poisoned.into_inner().replace(Arc::clone(&set)),
+                };
+                if let Some(previous) = previous {
+                    self.verified.key_set_replaced(&previous, &set);
                 }
-                // Tokens verified with the previous set are verified again with this one.
-                self.verified.forget_all();
                 self.metrics.jwks_refresh(Some(count));
                 Ok(max_age)
             }

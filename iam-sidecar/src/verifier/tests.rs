@@ -146,3 +146,63 @@ async fn a_jwks_over_the_cap_is_a_failed_refresh_and_the_last_good_set_stays() {
     );
     assert!(text.contains("iam_sidecar_jwks_keys 2"), "{text}");
 }
+
+/// Whether `verifier` remembers the token "t" (as verified, whatever its verdict now).
+fn remembers(verifier: &TokenVerifier, now: i64) -> bool {
+    matches!(
+        verifier
+            .verified
+            .recall("t", &verifier.rules, &Revocations::NONE, now),
+        Recall::Known(_)
+    )
+}
+
+#[tokio::test]
+async fn verified_tokens_are_remembered_across_refreshes_until_a_key_leaves_the_set() {
+    let url = serve(vec![
+        (jwks(&["first"]), Framing::ContentLength),
+        // The same set again, then one more key: nothing verified before changes.
+        (jwks(&["first"]), Framing::ContentLength),
+        (jwks(&["first", "second"]), Framing::Chunked),
+        // "first" withdrawn: what it verified must be verified again.
+        (jwks(&["second"]), Framing::ContentLength),
+    ])
+    .await;
+    let metrics = Arc::new(Metrics::default());
+    let verifier = verifier(url, &metrics);
+    verifier.fetch().await.expect("the first set loads");
+    let now = chrono::Utc::now().timestamp();
+    let Recall::Unknown(epoch) =
+        verifier
+            .verified
+            .recall("t", &verifier.rules, &Revocations::NONE, now)
+    else {
+        panic!("nothing is remembered yet");
+    };
+    let claims = AccessTokenClaims {
+        iss: "iam".into(),
+        sub: "user".into(),
+        aud: iam_core::token::Audience::One("iam".into()),
+        exp: now + 600,
+        iat: now,
+        nbf: now,
+        jti: "j".into(),
+        client_id: None,
+        email: None,
+        role: "user".into(),
+        permissions: vec![],
+        scope: None,
+    };
+    verifier
+        .verified
+        .remember("t", Arc::new(claims), &verifier.rules, now, epoch);
+    assert!(remembers(&verifier, now));
+    for refresh in ["unchanged", "a key added"] {
+        verifier.fetch().await.expect(refresh);
+        assert!(remembers(&verifier, now), "{refresh}");
+    }
+    assert_eq!(kids(&verifier), (true, true, 2));
+    verifier.fetch().await.expect("a key withdrawn");
+    assert_eq!(kids(&verifier), (false, true, 1));
+    assert!(!remembers(&verifier, now));
+}

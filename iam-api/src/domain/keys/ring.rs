@@ -8,7 +8,7 @@ use chrono::Utc;
 use iam_core::revocation::Revocations;
 use iam_core::token::AccessTokenSigner;
 use iam_core::{
-    AccessTokenClaims, KeySet, PublicJwks, Reason, VerificationRules, VerifiedTokens,
+    AccessTokenClaims, KeySet, PublicJwks, Reason, Recall, VerificationRules, VerifiedTokens,
     verify_access_token,
 };
 
@@ -29,7 +29,7 @@ struct KeyMaterial {
 #[derive(Debug, Clone)]
 pub struct KeyRing {
     material: Arc<RwLock<Arc<KeyMaterial>>>,
-    /// Access tokens that verified with the current keys; forgotten on every reload.
+    /// Access tokens that verified with the current keys; forgotten when a key leaves them.
     verified: Arc<VerifiedTokens>,
 }
 
@@ -49,12 +49,13 @@ impl KeyRing {
     /// Reloads from the database; keeps the current keys when that fails.
     pub async fn reload(&self, db: &Database, kek: &KeyEncryptionKey) -> Result<(), AppError> {
         let current_signer = self.current().signer.clone();
-        let material = load_material(db, kek, current_signer).await?;
-        if let Ok(mut slot) = self.material.write() {
-            *slot = Arc::new(material);
-        }
-        // A key may have left the published set: verify every token afresh.
-        self.verified.forget_all();
+        let material = Arc::new(load_material(db, kek, current_signer).await?);
+        let previous = match self.material.write() {
+            Ok(mut slot) => std::mem::replace(&mut *slot, Arc::clone(&material)),
+            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), Arc::clone(&material)),
+        };
+        self.verified
+            .key_set_replaced(&previous.verification, &material.verification);
         Ok(())
     }
 
@@ -85,13 +86,14 @@ impl KeyRing {
         // (`users.tokens_revoked_at`, refresh-token families), so the verifier's own view
         // stays empty here.
         let revoked = &Revocations::NONE;
-        if let Some(recalled) = self.verified.recall(token, rules, revoked, now) {
-            return recalled;
-        }
+        let epoch = match self.verified.recall(token, rules, revoked, now) {
+            Recall::Known(recalled) => return recalled,
+            Recall::Unknown(epoch) => epoch,
+        };
         let keys = Arc::clone(&self.current().verification);
         let claims = Arc::new(verify_access_token(token, &keys, rules, revoked, now)?);
         self.verified
-            .remember(token, Arc::clone(&claims), rules, now);
+            .remember(token, Arc::clone(&claims), rules, now, epoch);
         Ok(claims)
     }
 }
