@@ -1,8 +1,9 @@
 //! iam-proxy-ceiling: the fastest reverse proxy our HTTP stack allows, as a reference for the
 //! `sidecar` scenario. It is iam-sidecar's stack (hyper's HTTP/1 server, hyper-util's pooled
-//! client, tokio as `iam_core::process::run` builds it for the same worker count) and nothing
-//! else: no routing, no token check, no header rewriting, no telemetry. The sidecar's distance
-//! to it is what our own code costs; its distance to nginx is what the stack costs.
+//! client, tokio as `iam_core::process::run` builds it for the same worker count, mimalloc)
+//! and nothing else: no routing, no token check, no header rewriting, no telemetry. The
+//! sidecar's distance to it is what our own code costs; its distance to nginx is what the
+//! stack costs.
 //!
 //!   iam-proxy-ceiling LISTEN_ADDRESS UPSTREAM_ORIGIN [WORKERS]
 //!   iam-proxy-ceiling 127.0.0.1:18092 http://127.0.0.1:18090 2
@@ -20,6 +21,10 @@ use iam_core::process::ProcessError;
 use tokio::net::TcpListener;
 
 type UpstreamClient = Client<HttpConnector, Incoming>;
+
+/// The sidecar's allocator, so that the ceiling stays the sidecar's stack.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
