@@ -25,7 +25,7 @@ use crate::verifier::revocation_feed::FeedPoller;
 
 /// mimalloc instead of glibc's malloc: a forwarded request allocates and frees dozens of
 /// small blocks (headers, bodies, futures), and glibc's allocator was 8 % of the sidecar's
-/// CPU. Measured (bench/README.md, 2026-12-07 20:45): 11 % less CPU per request with one
+/// CPU. Measured (bench/README.md, 2026-12-07 20:47): 11 % less CPU per request with one
 /// token, 7 % with many; RSS +0.5 MiB idle, +2 MiB at peak. `no_thp`: without it mimalloc
 /// asks for transparent huge pages, which cost 8 MiB of RSS at idle.
 #[global_allocator]
