@@ -2,6 +2,7 @@
 //! served by hyper directly (`iam_core::server::hyper_port`): the gate is the port's only
 //! answer, so salvo's routing, depot and hoops would be per-request work for nothing.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
@@ -155,7 +156,10 @@ impl Gate {
         let received = Received::take(req.headers(), req.uri());
         let end_to_end = remove_hop_by_hop(req.headers_mut());
         strip_identity_headers(req.headers_mut());
-        let Some(path) = self.normalized_or_refused(req.uri().path(), res) else {
+        // A handle on the request's URI (its bytes are shared), so the path can be judged
+        // while the request's headers change.
+        let uri = req.uri().clone();
+        let Some(path) = self.normalized_or_refused(uri.path(), res) else {
             return Answered::BySidecar;
         };
         let Some(allowed) = self
@@ -212,7 +216,7 @@ impl Gate {
     }
 
     /// The normalised path, or `None` after answering 400.
-    fn normalized_or_refused(&self, raw: &str, res: &mut Res) -> Option<String> {
+    fn normalized_or_refused<'a>(&self, raw: &'a str, res: &mut Res) -> Option<Cow<'a, str>> {
         match normalize_path(raw) {
             Ok(path) => Some(path),
             Err(error) => {
@@ -297,18 +301,19 @@ impl Gate {
             self.refuse(res, Outcome::Forbidden, &refusal);
             return None;
         }
+        let permissions = claims.permissions.join(",");
         let claimed = [
-            (X_USER_ID, Some(claims.sub.clone())),
-            (X_USER_EMAIL, claims.email.clone()),
-            (X_CLIENT_ID, claims.client_id.clone()),
-            (X_USER_ROLE, Some(claims.role.clone())),
-            (X_USER_PERMISSIONS, Some(claims.permissions.join(","))),
+            (X_USER_ID, Some(claims.sub.as_str())),
+            (X_USER_EMAIL, claims.email.as_deref()),
+            (X_CLIENT_ID, claims.client_id.as_deref()),
+            (X_USER_ROLE, Some(claims.role.as_str())),
+            (X_USER_PERMISSIONS, Some(permissions.as_str())),
         ];
         let mut identity = Vec::with_capacity(claimed.len());
         // A claim the token does not have is no header at all (never an empty one).
         for (name, value) in claimed {
             let Some(value) = value else { continue };
-            match HeaderValue::from_str(&value) {
+            match HeaderValue::from_str(value) {
                 Ok(value) => identity.push((name, value)),
                 Err(_) => {
                     self.deny_invalid_token(res, iam_core::Reason::InvalidClaims);

@@ -1,6 +1,7 @@
 //! Request-path normalisation: the one form of a path that rules are matched on and that
 //! the upstream receives, so that no spelling of a path can dodge a rule.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -57,7 +58,34 @@ impl std::error::Error for PathError {}
 /// Decodes each segment (refusing malformed escapes, encoded `/`, `\`, `;`, controls and invalid
 /// UTF-8), drops empty and `.` segments, resolves `..` (refusing to climb above the root), strips
 /// trailing dots, then re-encodes everything outside `pchar`. No trailing slash except for `/`.
-pub fn normalize_path(raw_path: &str) -> Result<String, PathError> {
+/// A path already in that form (the common case) is returned as it is, without allocating.
+pub fn normalize_path(raw_path: &str) -> Result<Cow<'_, str>, PathError> {
+    if is_normal_form(raw_path) {
+        return Ok(Cow::Borrowed(raw_path));
+    }
+    normalize_segments(raw_path).map(Cow::Owned)
+}
+
+/// Whether [`normalize_path`] would return `path` unchanged, judged without decoding: `/`,
+/// or `/`-separated segments that are non-empty, do not end in a dot (so none is `.` or
+/// `..`, and none loses trailing dots), and hold only `pchar` characters that need neither
+/// decoding nor re-encoding and are not refused (`%` and `;` are out).
+fn is_normal_form(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix('/') else {
+        return false;
+    };
+    rest.is_empty()
+        || rest.split('/').all(|segment| {
+            !segment.is_empty()
+                && !segment.ends_with('.')
+                && segment
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,=:@".contains(&byte))
+        })
+}
+
+/// The full normalisation of [`normalize_path`], segment by segment.
+fn normalize_segments(raw_path: &str) -> Result<String, PathError> {
     let rest = raw_path.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
     let mut segments: Vec<String> = Vec::new();
     for raw in rest.split('/') {

@@ -4,7 +4,7 @@ use super::*;
 /// Checks `normalize_path` results; errors are written as their `Debug` form.
 fn check_normalized(cases: &[(&str, &str)]) {
     for (raw, want) in cases {
-        let got = normalize_path(raw).unwrap_or_else(|e| format!("{e:?}"));
+        let got = normalize_path(raw).map_or_else(|e| format!("{e:?}"), Cow::into_owned);
         assert_eq!(got, *want, "normalize_path({raw:?})");
     }
 }
@@ -96,4 +96,36 @@ fn normalisation_is_idempotent() {
         let once = normalize_path(raw).unwrap();
         assert_eq!(normalize_path(&once).unwrap(), once, "{raw}");
     }
+}
+
+/// Every path up to five characters over an alphabet of the characters that matter: the
+/// shortcut for paths already in normal form agrees with the full normalisation, and (for
+/// paths without `%`, whose escapes may re-encode to themselves) takes every such path.
+#[test]
+fn paths_in_normal_form_are_recognised_without_decoding() {
+    let alphabet: Vec<char> = "/.a%;~2F@ \\é".chars().collect();
+    let mut paths = vec![String::new()];
+    let mut shortcuts = 0;
+    for _ in 0..5 {
+        let longer: Vec<String> = paths
+            .iter()
+            .flat_map(|path| alphabet.iter().map(move |c| format!("{path}{c}")))
+            .collect();
+        for path in &longer {
+            let normalized = normalize_segments(path);
+            if is_normal_form(path) {
+                shortcuts += 1;
+                assert_eq!(normalized.as_deref(), Ok(path.as_str()), "{path:?}");
+            } else if !path.contains('%') {
+                assert_ne!(normalized.as_deref(), Ok(path.as_str()), "{path:?}");
+            }
+        }
+        paths = longer;
+    }
+    assert!(shortcuts > 1000, "{shortcuts}");
+    assert!(matches!(
+        normalize_path("/orders/1"),
+        Ok(Cow::Borrowed("/orders/1"))
+    ));
+    assert!(matches!(normalize_path("/orders/./1"), Ok(Cow::Owned(_))));
 }
