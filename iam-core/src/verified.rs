@@ -34,7 +34,10 @@ pub struct VerifiedTokens {
 
 #[derive(Debug, Default)]
 struct Remembered {
-    by_token: HashMap<String, Entry>,
+    /// Hashed with foldhash, seeded per process, rather than SipHash: a recall hashes the
+    /// whole token (~800 bytes) and SipHash's flooding resistance buys nothing here, as only
+    /// tokens that verified, whose bytes no client chooses, are ever stored.
+    by_token: HashMap<String, Entry, foldhash::fast::RandomState>,
     /// When (Unix seconds) the memory was last swept.
     swept_at: i64,
     /// Counts the times everything was forgotten: a token verified before the latest one
