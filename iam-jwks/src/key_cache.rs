@@ -2,7 +2,7 @@
 //! bytes with a strong ETag; reloaded periodically, kept as it is while the database is away.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use iam_core::database::lasting_failure;
@@ -110,10 +110,7 @@ impl KeyCache {
 
     /// The document to serve now.
     pub fn current(&self) -> Arc<JwksDocument> {
-        match self.document.read() {
-            Ok(slot) => Arc::clone(&slot),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
+        Arc::clone(&self.document.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     async fn reload(&self, db: &PgPool) {
@@ -126,9 +123,12 @@ impl KeyCache {
                 if document.served.etag != self.current().served.etag {
                     tracing::info!(keys = document.key_count, "published key set changed");
                 }
-                if let Ok(mut slot) = self.document.write() {
-                    *slot = Arc::new(document);
-                }
+                // A lock poisoned by a panic elsewhere still holds a whole `Arc`: replace it,
+                // rather than serve the key set of before for good.
+                *self
+                    .document
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = Arc::new(document);
                 self.database_answered();
             }
             Err(error @ LoadError::Database(_)) => {

@@ -7,7 +7,7 @@
 //! is read before the entries, so a change committed in between is at worst loaded twice.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use iam_core::revocation::cutoff_second;
@@ -140,16 +140,19 @@ impl FeedCache {
 
     /// The document to serve now, if one has been built.
     pub fn current(&self) -> Option<Arc<FeedDocument>> {
-        match self.document.read() {
-            Ok(slot) => slot.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.document
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn install(&self, document: FeedDocument) {
-        if let Ok(mut slot) = self.document.write() {
-            *slot = Some(Arc::new(document));
-        }
+        // A lock poisoned by a panic elsewhere still holds a whole `Option<Arc>`: replace it,
+        // rather than serve the revocations of before for good.
+        *self
+            .document
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(document));
     }
 
     /// Rebuilds the document if the database says something else now.

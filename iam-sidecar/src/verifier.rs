@@ -10,7 +10,7 @@
 //! Revocations come from the revocation feed ([`revocation_feed`]); until its first copy
 //! arrives, tokens are not judged at all (503), as before the first key set.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use iam_core::revocation::Revocations;
@@ -133,26 +133,26 @@ impl TokenVerifier {
     }
 
     fn current(&self) -> Option<Arc<KeySet>> {
-        match self.keys.read() {
-            Ok(slot) => slot.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn current_revocations(&self) -> Option<Arc<Revocations>> {
-        match self.revoked.read() {
-            Ok(slot) => slot.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.revoked
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Puts `revocations` in force for every verification and recall from now on.
     pub fn install_revocations(&self, revocations: Revocations) {
         let (subjects, tokens) = revocations.len();
         self.metrics.revoked_entries(subjects, tokens);
-        if let Ok(mut slot) = self.revoked.write() {
-            *slot = Some(Arc::new(revocations));
-        }
+        // A lock poisoned by a panic elsewhere still holds a whole `Option<Arc>`: replace it,
+        // rather than leave the revocations of before in force.
+        *self.revoked.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(revocations));
     }
 
     /// Verifies `token` now; an unknown `kid` gets one refetch before it is refused.
@@ -196,10 +196,11 @@ impl TokenVerifier {
         match result {
             Ok((set, count, max_age)) => {
                 let set = Arc::new(set);
-                let previous = match self.keys.write() {
-                    Ok(mut slot) => slot.replace(Arc::clone(&set)),
-                    Err(poisoned) => poisoned.into_inner().replace(Arc::clone(&set)),
-                };
+                let previous = self
+                    .keys
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .replace(Arc::clone(&set));
                 if let Some(previous) = previous {
                     self.verified.key_set_replaced(&previous, &set);
                 }

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use salvo::http::header::{HeaderName, HeaderValue};
@@ -41,9 +41,9 @@ impl ClientRateLimit {
 
     /// Counts a request from `client` at `now`; the seconds to wait when over the limit.
     fn admit(&self, client: IpAddr, now: Instant) -> Result<(), u64> {
-        let Ok(mut windows) = self.windows.lock() else {
-            return Ok(());
-        };
+        // Counters stay whole whatever panicked while holding the lock: keep limiting rather
+        // than let every request through from then on.
+        let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
         if windows.len() > SWEEP_THRESHOLD {
             windows.retain(|_, (started, _)| now.duration_since(*started) < WINDOW);
         }
@@ -231,5 +231,23 @@ mod tests {
         assert_eq!(limit.admit(first, now + Duration::from_secs(15)), Err(45));
         assert!(limit.admit(second, now).is_ok());
         assert!(limit.admit(first, now + WINDOW).is_ok());
+    }
+
+    #[test]
+    fn a_lock_poisoned_by_a_panic_keeps_limiting() {
+        let limit = ClientRateLimit::per_minute(1);
+        let now = Instant::now();
+        let client: IpAddr = [10, 0, 0, 1].into();
+        assert!(limit.admit(client, now).is_ok());
+        let panicked = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let _held = limit.windows.lock();
+                    panic!("a panic while the windows are locked");
+                })
+                .join()
+        });
+        assert!(panicked.is_err() && limit.windows.is_poisoned());
+        assert_eq!(limit.admit(client, now), Err(60));
     }
 }

@@ -206,3 +206,24 @@ async fn verified_tokens_are_remembered_across_refreshes_until_a_key_leaves_the_
     assert_eq!(kids(&verifier), (false, true, 1));
     assert!(!remembers(&verifier, now));
 }
+
+#[test]
+fn revocations_are_installed_even_after_a_panic_poisoned_their_lock() {
+    let metrics = Arc::new(Metrics::default());
+    let verifier = verifier("http://127.0.0.1:9/jwks.json".into(), &metrics);
+    verifier.install_revocations(Revocations::NONE);
+    let panicked = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let _held = verifier.revoked.write();
+                panic!("a panic while the revocations are locked");
+            })
+            .join()
+    });
+    assert!(panicked.is_err() && verifier.revoked.is_poisoned());
+    let mut revocations = Revocations::NONE;
+    revocations.revoke_token("a-token-id");
+    verifier.install_revocations(revocations);
+    let installed = verifier.current_revocations().expect("revocations");
+    assert_eq!(installed.len(), (0, 1));
+}

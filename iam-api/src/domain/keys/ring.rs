@@ -1,7 +1,7 @@
 //! The key ring: what this replica signs and verifies with, reloaded from the database.
 
 use iam_core::database::connections::Database;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -50,20 +50,21 @@ impl KeyRing {
     pub async fn reload(&self, db: &Database, kek: &KeyEncryptionKey) -> Result<(), AppError> {
         let current_signer = self.current().signer.clone();
         let material = Arc::new(load_material(db, kek, current_signer).await?);
-        let previous = match self.material.write() {
-            Ok(mut slot) => std::mem::replace(&mut *slot, Arc::clone(&material)),
-            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), Arc::clone(&material)),
-        };
+        // A lock poisoned by a panic elsewhere still holds a whole `Arc`: replace it.
+        let previous = std::mem::replace(
+            &mut *self
+                .material
+                .write()
+                .unwrap_or_else(PoisonError::into_inner),
+            Arc::clone(&material),
+        );
         self.verified
             .key_set_replaced(&previous.verification, &material.verification);
         Ok(())
     }
 
     fn current(&self) -> Arc<KeyMaterial> {
-        match self.material.read() {
-            Ok(slot) => Arc::clone(&slot),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
+        Arc::clone(&self.material.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// The signer of the active key.
