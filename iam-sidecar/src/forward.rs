@@ -190,22 +190,29 @@ impl UpstreamClient {
         }
     }
 
-    /// Forwards `req` (cleared of hop-by-hop headers: see `end_to_end`) to the upstream at
-    /// `path` (already normalised and authorised) and writes the upstream's answer, or a
-    /// 400/408/502/504 problem, into `res`; says which it was.
-    pub async fn forward(
-        &self,
-        req: Request<Incoming>,
-        end_to_end: EndToEndRequest,
-        path: &str,
-        res: &mut Response<ResBody>,
-    ) -> Answered {
-        let uri = match req.uri().query() {
+    /// The upstream's URI for the authorised `path` (already normalised) and the client's
+    /// `query`; `None` if they do not make a URI.
+    pub fn uri_for(&self, path: &str, query: Option<&str>) -> Option<hyper::Uri> {
+        let uri = match query {
             Some(query) => format!("{}{path}?{query}", self.base_url),
             None => format!("{}{path}", self.base_url),
         };
+        hyper::Uri::try_from(uri).ok()
+    }
+
+    /// Forwards a request (its `parts`, cleared of hop-by-hop headers: see `end_to_end`,
+    /// and its `body`) to the upstream at `uri` (from [`Self::uri_for`]) and writes the
+    /// upstream's answer, or a 400/408/502/504 problem, into `res`; says which it was.
+    pub async fn forward(
+        &self,
+        mut parts: hyper::http::request::Parts,
+        body: Incoming,
+        end_to_end: EndToEndRequest,
+        uri: Option<hyper::Uri>,
+        res: &mut Response<ResBody>,
+    ) -> Answered {
         // The path was re-encoded by normalisation and the query came in a valid URI.
-        let Ok(uri) = hyper::Uri::try_from(uri) else {
+        let Some(uri) = uri else {
             Problem::about_blank(
                 StatusCode::BAD_REQUEST,
                 "the request target is not acceptable",
@@ -214,7 +221,6 @@ impl UpstreamClient {
             return Answered::BySidecar;
         };
         let requested_upgrade = end_to_end.upgrade;
-        let (mut parts, body) = req.into_parts();
         let mut headers = std::mem::take(&mut parts.headers);
         // The upstream gets an HTTP/2 client's host as `Host`, as it gets an HTTP/1.1 client's.
         if !headers.contains_key(HOST)

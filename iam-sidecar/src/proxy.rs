@@ -148,22 +148,21 @@ impl Gate {
     async fn decide_and_forward(
         &self,
         upstream: &UpstreamClient,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
         res: &mut Res,
     ) -> Answered {
+        // In parts, so that the path can be judged (borrowing the URI) while headers change.
+        let (mut parts, body) = req.into_parts();
         // First take what belongs to the client's hop only, so that nothing the gate judges
         // or adds afterwards can be removed by the client's `Connection` header.
-        let received = Received::take(req.headers(), req.uri());
-        let end_to_end = remove_hop_by_hop(req.headers_mut());
-        strip_identity_headers(req.headers_mut());
-        // A handle on the request's URI (its bytes are shared), so the path can be judged
-        // while the request's headers change.
-        let uri = req.uri().clone();
-        let Some(path) = self.normalized_or_refused(uri.path(), res) else {
+        let received = Received::take(&parts.headers, &parts.uri);
+        let end_to_end = remove_hop_by_hop(&mut parts.headers);
+        strip_identity_headers(&mut parts.headers);
+        let Some(path) = self.normalized_or_refused(parts.uri.path(), res) else {
             return Answered::BySidecar;
         };
         let Some(allowed) = self
-            .judge(req.method().as_str(), &path, req.headers(), res)
+            .judge(parts.method.as_str(), &path, &parts.headers, res)
             .await
         else {
             return Answered::BySidecar;
@@ -174,15 +173,18 @@ impl Gate {
             Outcome::Forwarded
         });
         for (name, value) in allowed.identity {
-            req.headers_mut().insert(name, value);
+            parts.headers.insert(name, value);
         }
-        let client_ip = req
-            .extensions()
+        let client_ip = parts
+            .extensions
             .get::<ClientAddr>()
             .map(|client| client.0.ip().to_string());
-        add_forwarding_headers(req.headers_mut(), client_ip, received);
+        add_forwarding_headers(&mut parts.headers, client_ip, received);
         // The upstream receives the normalised path the decision was made on.
-        upstream.forward(req, end_to_end, &path, res).await
+        let upstream_uri = upstream.uri_for(&path, parts.uri.query());
+        upstream
+            .forward(parts, body, end_to_end, upstream_uri, res)
+            .await
     }
 
     /// Decision mode: answers whether the request another proxy describes may pass (200
