@@ -1,6 +1,7 @@
 //! Memory of tokens that verified, so that a client's repeated requests with one token cost
 //! a map look-up instead of an RSA verification.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -13,7 +14,9 @@ use crate::token::{AccessTokenClaims, Reason, VerificationRules, judge_claims};
 /// its place to a newly verified one in a full memory.
 pub const IDLE_SECONDS: i64 = 30;
 
-/// Remembers up to `capacity` verified tokens with their claims. Holders must call
+/// Remembers up to `capacity` verified tokens with their claims, as a `T` that holds them:
+/// the claims themselves, or the claims with what a holder derives from them once per token
+/// (the sidecar's identity headers). Holders must call
 /// [`Self::key_set_replaced`] whenever they install a new key set;
 /// the claims are judged again on every recall (issuer, audience, validity window and
 /// revocations), so a remembered token that has since been revoked is refused.
@@ -27,17 +30,17 @@ pub const IDLE_SECONDS: i64 = 30;
 /// and a burst of tokens used once cannot keep a later client's token out for longer than
 /// [`IDLE_SECONDS`].
 #[derive(Debug)]
-pub struct VerifiedTokens {
+pub struct VerifiedTokens<T = AccessTokenClaims> {
     capacity: usize,
-    tokens: RwLock<Remembered>,
+    tokens: RwLock<Remembered<T>>,
 }
 
-#[derive(Debug, Default)]
-struct Remembered {
+#[derive(Debug)]
+struct Remembered<T> {
     /// Hashed with foldhash, seeded per process, rather than SipHash: a recall hashes the
     /// whole token (~800 bytes) and SipHash's flooding resistance buys nothing here, as only
     /// tokens that verified, whose bytes no client chooses, are ever stored.
-    by_token: HashMap<String, Entry, foldhash::fast::RandomState>,
+    by_token: HashMap<String, Entry<T>, foldhash::fast::RandomState>,
     /// When (Unix seconds) the memory was last swept.
     swept_at: i64,
     /// Counts the times everything was forgotten: a token verified before the latest one
@@ -45,9 +48,20 @@ struct Remembered {
     epoch: u64,
 }
 
+// Not derived: the derive would ask `T: Default`.
+impl<T> Default for Remembered<T> {
+    fn default() -> Self {
+        Remembered {
+            by_token: HashMap::default(),
+            swept_at: 0,
+            epoch: 0,
+        }
+    }
+}
+
 #[derive(Debug)]
-struct Entry {
-    claims: Arc<AccessTokenClaims>,
+struct Entry<T> {
+    verified: Arc<T>,
     /// When (Unix seconds) the token was last verified or recalled.
     used_at: AtomicI64,
 }
@@ -60,15 +74,15 @@ pub struct Epoch(u64);
 
 /// What the memory knows of a token.
 #[derive(Debug)]
-pub enum Recall {
+pub enum Recall<T = AccessTokenClaims> {
     /// It verified before: its claims if they are still valid now, else why not.
-    Known(Result<Arc<AccessTokenClaims>, Reason>),
+    Known(Result<Arc<T>, Reason>),
     /// It has to be verified. Take the key set *after* this answer, so that a key set
     /// replaced in between is either the one used or one the memory forgot afterwards.
     Unknown(Epoch),
 }
 
-impl VerifiedTokens {
+impl<T: Borrow<AccessTokenClaims>> VerifiedTokens<T> {
     /// An empty memory of at most `capacity` tokens.
     pub fn new(capacity: usize) -> Self {
         VerifiedTokens {
@@ -85,7 +99,7 @@ impl VerifiedTokens {
         rules: &VerificationRules,
         revoked: &Revocations,
         now: i64,
-    ) -> Recall {
+    ) -> Recall<T> {
         let tokens = match self.tokens.read() {
             Ok(tokens) => tokens,
             Err(poisoned) => poisoned.into_inner(),
@@ -95,9 +109,9 @@ impl VerifiedTokens {
         };
         // Relaxed: the time only decides what a sweep keeps, never a verdict.
         entry.used_at.fetch_max(now, Ordering::Relaxed);
-        let claims = Arc::clone(&entry.claims);
+        let verified = Arc::clone(&entry.verified);
         drop(tokens);
-        Recall::Known(judge_claims(&claims, rules, revoked, now).map(|()| claims))
+        Recall::Known(judge_claims((*verified).borrow(), rules, revoked, now).map(|()| verified))
     }
 
     /// Remembers a token whose signature and claims have just been verified under `rules`
@@ -107,7 +121,7 @@ impl VerifiedTokens {
     pub fn remember(
         &self,
         token: &str,
-        claims: Arc<AccessTokenClaims>,
+        verified: Arc<T>,
         rules: &VerificationRules,
         now: i64,
         verified_in: Epoch,
@@ -137,14 +151,14 @@ impl VerifiedTokens {
         if tokens.by_token.len() >= self.capacity && tokens.swept_at != now {
             tokens.by_token.retain(|_, entry| {
                 // Expired past the leeway: refused on recall whatever else holds.
-                !crate::token::expired(&entry.claims, rules, now)
+                !crate::token::expired((*entry.verified).borrow(), rules, now)
                     && now - entry.used_at.load(Ordering::Relaxed) < IDLE_SECONDS
             });
             tokens.swept_at = now;
         }
         if tokens.by_token.len() < self.capacity {
             let entry = Entry {
-                claims,
+                verified,
                 used_at: AtomicI64::new(now),
             };
             tokens.by_token.insert(token.to_owned(), entry);

@@ -202,24 +202,15 @@ impl UpstreamClient {
 
     /// Forwards a request (its `parts`, cleared of hop-by-hop headers: see `end_to_end`,
     /// and its `body`) to the upstream at `uri` (from [`Self::uri_for`]) and writes the
-    /// upstream's answer, or a 400/408/502/504 problem, into `res`; says which it was.
+    /// upstream's answer, or a 408/502/504 problem, into `res`; says which it was.
     pub async fn forward(
         &self,
         mut parts: hyper::http::request::Parts,
         body: Incoming,
         end_to_end: EndToEndRequest,
-        uri: Option<hyper::Uri>,
+        uri: hyper::Uri,
         res: &mut Response<ResBody>,
     ) -> Answered {
-        // The path was re-encoded by normalisation and the query came in a valid URI.
-        let Some(uri) = uri else {
-            Problem::about_blank(
-                StatusCode::BAD_REQUEST,
-                "the request target is not acceptable",
-            )
-            .write_to_hyper(res);
-            return Answered::BySidecar;
-        };
         let requested_upgrade = end_to_end.upgrade;
         let mut headers = std::mem::take(&mut parts.headers);
         // The upstream gets an HTTP/2 client's host as `Host`, as it gets an HTTP/1.1 client's.

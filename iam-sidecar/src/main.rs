@@ -4,6 +4,7 @@
 mod admin;
 mod config;
 mod forward;
+mod identity;
 mod metrics;
 mod proxy;
 mod rules;

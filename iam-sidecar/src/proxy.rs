@@ -18,6 +18,7 @@ use iam_core::server::hyper_port::{self, Answer, ClientAddr};
 use iam_core::server::{RequestLog, RouteLabel};
 
 use crate::forward::{Answered, ResBody, UpstreamClient, remove_hop_by_hop};
+use crate::identity::VerifiedIdentity;
 use crate::metrics::{Metrics, Outcome};
 use crate::rules::{Access, AccessPolicy, normalize_path};
 use crate::verifier::{TokenVerifier, VerifyError};
@@ -30,12 +31,6 @@ mod inbound_headers;
 use decision::original_request;
 use forwarding::{Received, add_forwarding_headers};
 use inbound_headers::{is_identity_header, method_overrides};
-
-const X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
-const X_USER_EMAIL: HeaderName = HeaderName::from_static("x-user-email");
-const X_CLIENT_ID: HeaderName = HeaderName::from_static("x-client-id");
-const X_USER_ROLE: HeaderName = HeaderName::from_static("x-user-role");
-const X_USER_PERMISSIONS: HeaderName = HeaderName::from_static("x-user-permissions");
 
 /// Decides each request. In proxy mode: removes the client's hop-by-hop headers, then
 /// spoofable identity headers, normalises the path, takes the one Bearer token, checks it and
@@ -167,21 +162,28 @@ impl Gate {
         else {
             return Answered::BySidecar;
         };
-        self.metrics.outcome(if allowed.public {
-            Outcome::ForwardedPublic
-        } else {
-            Outcome::Forwarded
-        });
-        for (name, value) in allowed.identity {
-            parts.headers.insert(name, value);
-        }
+        allowed.add_identity_headers(&mut parts.headers);
         let client_ip = parts
             .extensions
             .get::<ClientAddr>()
             .map(|client| client.0.ip().to_string());
         add_forwarding_headers(&mut parts.headers, client_ip, received);
-        // The upstream receives the normalised path the decision was made on.
-        let upstream_uri = upstream.uri_for(&path, parts.uri.query());
+        // The upstream receives the normalised path the decision was made on. It was
+        // re-encoded by normalisation and the query came in a valid URI, so this refusal is
+        // a safety net, written before anything is counted as forwarded.
+        let Some(upstream_uri) = upstream.uri_for(&path, parts.uri.query()) else {
+            self.deny_bad_request(
+                res,
+                Outcome::BadRequest,
+                "the request target is not acceptable",
+            );
+            return Answered::BySidecar;
+        };
+        self.metrics.outcome(if allowed.public {
+            Outcome::ForwardedPublic
+        } else {
+            Outcome::Forwarded
+        });
         upstream
             .forward(parts, body, end_to_end, upstream_uri, res)
             .await
@@ -212,9 +214,7 @@ impl Gate {
             Outcome::Allowed
         });
         *res.status_mut() = StatusCode::OK;
-        for (name, value) in allowed.identity {
-            res.headers_mut().insert(name, value);
-        }
+        allowed.add_identity_headers(res.headers_mut());
     }
 
     /// The normalised path, or `None` after answering 400.
@@ -266,7 +266,7 @@ impl Gate {
             Access::Public => {
                 return Some(Allowed {
                     public: true,
-                    identity: Vec::new(),
+                    identity: None,
                 });
             }
             Access::Authenticated {
@@ -277,8 +277,8 @@ impl Gate {
             self.refuse(res, Outcome::Unauthenticated, &Refusal::MissingToken);
             return None;
         };
-        let claims = match self.verifier.verify(token).await {
-            Ok(claims) => claims,
+        let verified = match self.verifier.verify(token).await {
+            Ok(verified) => verified,
             Err(VerifyError::NotReady) => {
                 res.headers_mut()
                     .insert(RETRY_AFTER, HeaderValue::from_static("1"));
@@ -296,45 +296,39 @@ impl Gate {
                 return None;
             }
         };
-        if let Some(missing) = missing_permission(&required_permissions, &claims.permissions) {
+        let permissions = &verified.claims.permissions;
+        if let Some(missing) = missing_permission(&required_permissions, permissions) {
             let refusal = Refusal::InsufficientScope {
                 permission: missing,
             };
             self.refuse(res, Outcome::Forbidden, &refusal);
             return None;
         }
-        let permissions = claims.permissions.join(",");
-        let claimed = [
-            (X_USER_ID, Some(claims.sub.as_str())),
-            (X_USER_EMAIL, claims.email.as_deref()),
-            (X_CLIENT_ID, claims.client_id.as_deref()),
-            (X_USER_ROLE, Some(claims.role.as_str())),
-            (X_USER_PERMISSIONS, Some(permissions.as_str())),
-        ];
-        let mut identity = Vec::with_capacity(claimed.len());
-        // A claim the token does not have is no header at all (never an empty one).
-        for (name, value) in claimed {
-            let Some(value) = value else { continue };
-            match HeaderValue::from_str(value) {
-                Ok(value) => identity.push((name, value)),
-                Err(_) => {
-                    self.deny_invalid_token(res, iam_core::Reason::InvalidClaims);
-                    return None;
-                }
-            }
-        }
         Some(Allowed {
             public: false,
-            identity,
+            identity: Some(verified),
         })
     }
 }
 
-/// A request the gate lets through, with the identity headers to add (none when public).
+/// A request the gate lets through, with the identity it was let through as (none when
+/// public).
 #[derive(Debug)]
 struct Allowed {
     public: bool,
-    identity: Vec<(HeaderName, HeaderValue)>,
+    identity: Option<Arc<VerifiedIdentity>>,
+}
+
+impl Allowed {
+    /// Adds the identity headers to `headers`, replacing any of the same name.
+    fn add_identity_headers(&self, headers: &mut HeaderMap) {
+        let Some(verified) = &self.identity else {
+            return;
+        };
+        for (name, value) in &verified.headers {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
 }
 
 /// The main port's request log: requests are logged with their path (it may identify the

@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 
 use iam_core::revocation::Revocations;
 use iam_core::{
-    AccessTokenClaims, KeySet, PublicJwks, Reason, Recall, VerificationRules, VerifiedTokens,
-    verify_access_token,
+    KeySet, PublicJwks, Reason, Recall, VerificationRules, VerifiedTokens, verify_access_token,
 };
 use tokio::sync::Mutex;
 
+use crate::identity::VerifiedIdentity;
 use crate::metrics::Metrics;
 
 pub mod document;
@@ -88,8 +88,9 @@ pub struct TokenVerifier {
     client: reqwest::Client,
     /// Single-flight gate for refetches caused by unknown key ids, with the last attempt.
     refetch_gate: Mutex<Option<Instant>>,
-    /// Tokens that verified with the current key set (forgotten when a key leaves it).
-    verified: VerifiedTokens,
+    /// Tokens that verified with the current key set (forgotten when a key leaves it), with
+    /// their identity headers.
+    verified: VerifiedTokens<VerifiedIdentity>,
     metrics: Arc<Metrics>,
 }
 
@@ -156,7 +157,7 @@ impl TokenVerifier {
     }
 
     /// Verifies `token` now; an unknown `kid` gets one refetch before it is refused.
-    pub async fn verify(&self, token: &str) -> Result<Arc<AccessTokenClaims>, VerifyError> {
+    pub async fn verify(&self, token: &str) -> Result<Arc<VerifiedIdentity>, VerifyError> {
         let now = chrono::Utc::now().timestamp();
         let revoked = self.current_revocations().ok_or(VerifyError::NotReady)?;
         let epoch = match self.verified.recall(token, &self.rules, &revoked, now) {
@@ -173,10 +174,13 @@ impl TokenVerifier {
             }
             result => result.map_err(VerifyError::Rejected)?,
         };
-        let claims = Arc::new(claims);
+        // A token whose claims cannot be headers is refused here, and not remembered.
+        let verified = VerifiedIdentity::new(claims)
+            .map_err(|_| VerifyError::Rejected(Reason::InvalidClaims))?;
+        let verified = Arc::new(verified);
         self.verified
-            .remember(token, Arc::clone(&claims), &self.rules, now, epoch);
-        Ok(claims)
+            .remember(token, Arc::clone(&verified), &self.rules, now, epoch);
+        Ok(verified)
     }
 
     async fn refetch_for_unknown_kid(&self) {

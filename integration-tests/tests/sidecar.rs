@@ -216,14 +216,41 @@ async fn bad_tokens_get_401_and_never_reach_the_upstream() {
             sign_rs256(&header(&kid), &without("permissions"), &key),
         ),
         ("oversized", "a".repeat(20_000)),
+        // Signed by the service's own key, yet claims that cannot be sent as headers: a
+        // header injection through the identity headers, or a claim silently dropped.
+        (
+            "a role with a line break",
+            sign_rs256(
+                &header(&kid),
+                &with("role", "user\r\nx-user-role: admin".into()),
+                &key,
+            ),
+        ),
+        (
+            "an email with a NUL",
+            sign_rs256(
+                &header(&kid),
+                &with("email", "a\u{0}@example.com".into()),
+                &key,
+            ),
+        ),
+        (
+            "a permission with a line break",
+            sign_rs256(
+                &header(&kid),
+                &with("permissions", json!(["orders:read\n"])),
+                &key,
+            ),
+        ),
     ];
     // The forged tokens with the real key and valid claims do work, so the cases above fail
     // for the reason they name.
     let genuine = sign_rs256(&header(&kid), &valid, &key);
     assert_eq!(stack.get("/anything", Some(&genuine)).await.status(), 200);
     let calls = stack.upstream_calls();
-    for (case, token) in cases {
-        let response = stack.get("/anything", Some(&token)).await;
+    // Twice each: a refused token is not remembered as verified either.
+    for (case, token) in cases.iter().chain(&cases) {
+        let response = stack.get("/anything", Some(token)).await;
         assert_eq!(response.status(), 401, "{case}");
         assert_eq!(
             response.headers()["www-authenticate"],
@@ -247,7 +274,7 @@ async fn bad_tokens_get_401_and_never_reach_the_upstream() {
         .await
         .expect("text");
     assert!(
-        metrics.contains("iam_sidecar_token_rejections_total{reason=\"expired\"} 1"),
+        metrics.contains("iam_sidecar_token_rejections_total{reason=\"expired\"} 2"),
         "{metrics}"
     );
     // Tokens, good or bad, never reach the sidecar's log, even at debug level.

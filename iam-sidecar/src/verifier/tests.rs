@@ -179,7 +179,7 @@ async fn verified_tokens_are_remembered_across_refreshes_until_a_key_leaves_the_
     else {
         panic!("nothing is remembered yet");
     };
-    let claims = AccessTokenClaims {
+    let claims = iam_core::AccessTokenClaims {
         iss: "iam".into(),
         sub: "user".into(),
         aud: iam_core::token::Audience::One("iam".into()),
@@ -193,9 +193,13 @@ async fn verified_tokens_are_remembered_across_refreshes_until_a_key_leaves_the_
         permissions: vec![],
         scope: None,
     };
-    verifier
-        .verified
-        .remember("t", Arc::new(claims), &verifier.rules, now, epoch);
+    verifier.verified.remember(
+        "t",
+        Arc::new(VerifiedIdentity::new(claims).expect("sendable claims")),
+        &verifier.rules,
+        now,
+        epoch,
+    );
     assert!(remembers(&verifier, now));
     for refresh in ["unchanged", "a key added"] {
         verifier.fetch().await.expect(refresh);
