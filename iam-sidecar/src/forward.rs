@@ -89,20 +89,29 @@ pub fn upgrade_type(headers: &HeaderMap) -> Option<HeaderValue> {
         .flatten()
 }
 
+/// Whether `name` goes from every message, whatever its `Connection` header names.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    *name == UPGRADE || HOP_BY_HOP.contains(name)
+}
+
 /// Removes the hop-by-hop headers, including those `Connection` names, then restores
 /// `Connection: upgrade` and `Upgrade` when the message is an upgrade of `upgrade`.
 fn keep_end_to_end_headers(headers: &mut HeaderMap, upgrade: Option<HeaderValue>) {
-    let named_by_connection: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in HOP_BY_HOP.iter().chain(&named_by_connection) {
-        headers.remove(name);
+    // Most requests carry none: one pass over their few names costs less than the eight
+    // look-ups. Without `Connection` nothing else is named for removal.
+    if headers.keys().any(is_hop_by_hop) {
+        // Read before `Connection` goes; names are removed as `&str` (any case, invalid
+        // ones match nothing), without building a `HeaderName` for each.
+        let connection: Vec<HeaderValue> = headers.get_all(CONNECTION).iter().cloned().collect();
+        for name in HOP_BY_HOP.iter().chain([&UPGRADE]) {
+            headers.remove(name);
+        }
+        for value in connection.iter().filter_map(|value| value.to_str().ok()) {
+            for name in value.split(',') {
+                headers.remove(name.trim());
+            }
+        }
     }
-    headers.remove(UPGRADE);
     if let Some(protocol) = upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(UPGRADE, protocol);
@@ -272,7 +281,8 @@ impl UpstreamClient {
             server.address = request.uri().host().unwrap_or(""),
             http.response.status_code = tracing::field::Empty,
         );
-        {
+        // Without trace export the span is disabled and there is no context to pass on.
+        if !span.is_disabled() {
             let _entered = span.enter();
             telemetry::inject_current_span(request.headers_mut());
         }

@@ -68,6 +68,10 @@ pub(crate) fn strip_identity_headers(headers: &mut HeaderMap) {
     }
 }
 
+/// How many headers the gate may add to a request it forwards: five identity headers,
+/// three `X-Forwarded-*` and the two of the trace context.
+const IDENTITY_AND_FORWARDING_HEADERS: usize = 10;
+
 /// The answers on the main port.
 type Res = Response<ResBody>;
 
@@ -162,6 +166,9 @@ impl Gate {
         else {
             return Answered::BySidecar;
         };
+        // Room for the identity and forwarding headers at once: the map hyper parsed holds
+        // the client's few and would otherwise grow (rehashing) as they are added.
+        parts.headers.reserve(IDENTITY_AND_FORWARDING_HEADERS);
         allowed.add_identity_headers(&mut parts.headers);
         let client_ip = parts
             .extensions

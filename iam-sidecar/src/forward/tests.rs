@@ -32,6 +32,39 @@ fn hop_by_hop_headers_and_those_connection_names_are_dropped() {
 }
 
 #[test]
+fn each_hop_by_hop_header_goes_even_alone() {
+    for name in HOP_BY_HOP.iter().chain([&UPGRADE]) {
+        let mut headers = HeaderMap::new();
+        headers.insert(name, HeaderValue::from_static("1"));
+        headers.insert("host", HeaderValue::from_static("orders.example.com"));
+        keep_end_to_end_headers(&mut headers, None);
+        assert!(!headers.contains_key(name), "{name}");
+        assert!(headers.contains_key("host"), "{name}");
+    }
+}
+
+#[test]
+fn connection_names_headers_in_any_case_across_its_fields() {
+    let mut headers = HeaderMap::new();
+    headers.append(
+        CONNECTION,
+        HeaderValue::from_static(" X-Hop-One ,keep-alive"),
+    );
+    headers.append(
+        CONNECTION,
+        HeaderValue::from_static("x-HOP-two, not a name, , x:y"),
+    );
+    headers.insert("x-hop-one", HeaderValue::from_static("1"));
+    headers.insert("x-hop-two", HeaderValue::from_static("2"));
+    headers.insert("x-kept", HeaderValue::from_static("3"));
+    keep_end_to_end_headers(&mut headers, None);
+    let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+    assert_eq!(left, ["x-kept"]);
+    assert!(is_hop_by_hop(&CONNECTION) && is_hop_by_hop(&UPGRADE));
+    assert!(!is_hop_by_hop(&HOST) && !is_hop_by_hop(&HeaderName::from_static("x-hop-one")));
+}
+
+#[test]
 fn an_upgrade_keeps_exactly_its_connection_and_upgrade_headers() {
     let mut headers = HeaderMap::new();
     headers.insert(CONNECTION, HeaderValue::from_static("Upgrade, x-hop"));
